@@ -1,0 +1,1 @@
+"""rebuilder: keeps golden VM images patched."""

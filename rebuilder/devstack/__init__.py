@@ -1,0 +1,1 @@
+"""The local Azure stack (dev-only, never deployed): Azurite and the ARM simulator."""

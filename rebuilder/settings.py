@@ -1,0 +1,261 @@
+"""Service settings: read from the environment once, validated, every problem reported at once.
+
+Pure: no Azure SDK import. `Settings.from_env` is called by the composition root on the first
+invocation that needs it, never at import time, so a bad setting fails that invocation with a
+message naming the setting instead of hiding every function from the Functions host.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+_T = TypeVar("_T")
+
+_GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+# Resource group names: 1-90 of letters, digits, '_', '-', '.', '(' and ')'; not ending with '.'.
+_SCOPE = re.compile(rf"^/subscriptions/({_GUID})(?:/resourceGroups/([\w\-.()]{{0,89}}[\w\-()]))?/?$", re.I)
+_TABLE_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,39}$")
+# NCRONTAB as the Functions timer trigger reads it: six fields, seconds first.
+_NCRONTAB_FIELD = re.compile(r"^[0-9A-Za-z*/,\-]+$")
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+class Cloud(StrEnum):
+    AZURE = "AzureCloud"
+    US_GOVERNMENT = "AzureUSGovernment"
+    CHINA = "AzureChinaCloud"
+
+
+ARM_ENDPOINTS: Mapping[Cloud, str] = {
+    Cloud.AZURE: "https://management.azure.com",
+    Cloud.US_GOVERNMENT: "https://management.usgovcloudapi.net",
+    Cloud.CHINA: "https://management.chinacloudapi.cn",
+}
+AUTHORITY_HOSTS: Mapping[Cloud, str] = {
+    Cloud.AZURE: "login.microsoftonline.com",
+    Cloud.US_GOVERNMENT: "login.microsoftonline.us",
+    Cloud.CHINA: "login.chinacloudapi.cn",
+}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A subscription, or one resource group in it, where managed templates live."""
+
+    subscription_id: str
+    resource_group: str | None = None
+
+    @property
+    def id(self) -> str:
+        base = f"/subscriptions/{self.subscription_id}"
+        return f"{base}/resourceGroups/{self.resource_group}" if self.resource_group else base
+
+
+@dataclass(frozen=True)
+class LedgerConnection:
+    """Where the ledger lives: a connection string (Azurite, keys) or an endpoint used with identity."""
+
+    connection_string: str | None = None
+    endpoint: str | None = None
+
+
+class SettingsError(ValueError):
+    """Every problem found in the settings, each naming the setting it is about."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = tuple(problems)
+        listed = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{len(problems)} invalid setting(s):\n{listed}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    scopes: tuple[Scope, ...]
+    ledger: LedgerConnection
+    table_prefix: str = "rebuilder"
+    cloud: Cloud = Cloud.AZURE
+    arm_endpoint: str = ARM_ENDPOINTS[Cloud.AZURE]
+    arm_token: str | None = field(default=None, repr=False)
+    watch_schedule: str = "0 */15 * * * *"
+    reconcile_schedule: str = "0 */5 * * * *"
+    arm_retry_total: int = 6
+    arm_retry_backoff_seconds: float = 2.0
+    arm_polling_interval_seconds: float = 15.0
+    arm_timeout_seconds: int = 60
+
+    @property
+    def arm_credential_scope(self) -> str:
+        return self.arm_endpoint.rstrip("/") + "/.default"
+
+    @property
+    def authority_host(self) -> str:
+        return AUTHORITY_HOSTS[self.cloud]
+
+    @property
+    def subscription_ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.subscription_id for s in self.scopes))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        reader = _Reader(env)
+        scopes = reader.required("REBUILDER_SCOPES", _parse_scopes)
+        ledger = reader.required("REBUILDER_LEDGER", _parse_ledger)
+        cloud = reader.optional("REBUILDER_CLOUD", _parse_cloud, Cloud.AZURE)
+        arm_endpoint = reader.optional("REBUILDER_ARM_ENDPOINT", _parse_https_url, None)
+        arm_token = env.get("REBUILDER_ARM_TOKEN", "").strip() or None
+        if arm_token and not arm_endpoint:
+            reader.problem(
+                "REBUILDER_ARM_TOKEN: a static token is for the local simulator and tests only; "
+                "it needs REBUILDER_ARM_ENDPOINT to be set too"
+            )
+        settings = cls(
+            scopes=scopes or (),
+            ledger=ledger or LedgerConnection(),
+            table_prefix=reader.optional("REBUILDER_TABLE_PREFIX", _parse_table_prefix, "rebuilder"),
+            cloud=cloud,
+            arm_endpoint=arm_endpoint or ARM_ENDPOINTS[cloud],
+            arm_token=arm_token,
+            watch_schedule=reader.optional("REBUILDER_WATCH_SCHEDULE", _parse_ncrontab, cls.watch_schedule),
+            reconcile_schedule=reader.optional(
+                "REBUILDER_RECONCILE_SCHEDULE", _parse_ncrontab, cls.reconcile_schedule
+            ),
+            arm_retry_total=reader.optional("REBUILDER_ARM_RETRY_TOTAL", _int_between(0, 20), 6),
+            arm_retry_backoff_seconds=reader.optional(
+                "REBUILDER_ARM_RETRY_BACKOFF_SECONDS", _float_between(0.0, 120.0), 2.0
+            ),
+            arm_polling_interval_seconds=reader.optional(
+                "REBUILDER_ARM_POLLING_INTERVAL_SECONDS", _float_between(0.0, 300.0), 15.0
+            ),
+            arm_timeout_seconds=reader.optional("REBUILDER_ARM_TIMEOUT_SECONDS", _int_between(1, 600), 60),
+        )
+        if reader.problems:
+            raise SettingsError(reader.problems)
+        return settings
+
+
+class _Reader:
+    """Collects problems instead of stopping at the first one."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
+
+    def required(self, name: str, parse: Callable[[str], _T]) -> _T | None:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            self.problem(f"{name}: required, not set")
+            return None
+        return self._parse(name, raw, parse)
+
+    def optional(self, name: str, parse: Callable[[str], _T], default: _T) -> _T:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        parsed = self._parse(name, raw, parse)
+        return default if parsed is None else parsed
+
+    def _parse(self, name: str, raw: str, parse: Callable[[str], _T]) -> _T | None:
+        try:
+            return parse(raw)
+        except ValueError as error:
+            self.problem(f"{name}: {error}")
+            return None
+
+
+def _parse_scopes(raw: str) -> tuple[Scope, ...]:
+    scopes: list[Scope] = []
+    bad: list[str] = []
+    for item in (part.strip() for part in raw.split(",")):
+        match = _SCOPE.match(item)
+        if not match:
+            bad.append(repr(item))
+            continue
+        scopes.append(Scope(match.group(1).lower(), match.group(2)))
+    if bad:
+        raise ValueError(
+            f"{', '.join(bad)} is not /subscriptions/<subscription id> "
+            "or /subscriptions/<subscription id>/resourceGroups/<name>"
+        )
+    return tuple(dict.fromkeys(scopes))
+
+
+def _parse_ledger(raw: str) -> LedgerConnection:
+    if raw.lower().startswith(("http://", "https://")):
+        url = urlsplit(raw)
+        if url.scheme == "http" and url.hostname not in _LOOPBACK_HOSTS:
+            raise ValueError("an endpoint URL must use https (http only for a loopback emulator)")
+        if not url.hostname:
+            raise ValueError("the endpoint URL has no host")
+        return LedgerConnection(endpoint=raw.rstrip("/"))
+    if raw.replace(" ", "").lower() == "usedevelopmentstorage=true":
+        return LedgerConnection(connection_string="UseDevelopmentStorage=true")
+    parts = {}
+    for segment in filter(None, raw.split(";")):
+        key, sep, value = segment.partition("=")
+        if not sep:
+            raise ValueError("not a Table endpoint URL nor a connection string of key=value; pairs")
+        parts[key.strip().lower()] = value
+    if "accountname" not in parts and "tableendpoint" not in parts:
+        raise ValueError("the connection string names no AccountName nor TableEndpoint")
+    return LedgerConnection(connection_string=raw)
+
+
+def _parse_cloud(raw: str) -> Cloud:
+    for cloud in Cloud:
+        if raw.lower() == cloud.value.lower():
+            return cloud
+    raise ValueError(f"{raw!r} is not one of {', '.join(c.value for c in Cloud)}")
+
+
+def _parse_https_url(raw: str) -> str:
+    url = urlsplit(raw)
+    if url.scheme != "https" or not url.hostname:
+        raise ValueError(f"{raw!r} is not an https:// URL")
+    return raw.rstrip("/")
+
+
+def _parse_table_prefix(raw: str) -> str:
+    if not _TABLE_PREFIX.match(raw):
+        raise ValueError(f"{raw!r} must be 1-40 letters or digits, starting with a letter")
+    return raw
+
+
+def _parse_ncrontab(raw: str) -> str:
+    fields = raw.split()
+    if len(fields) != 6 or not all(_NCRONTAB_FIELD.match(f) for f in fields):
+        raise ValueError(f"{raw!r} is not a six-field NCRONTAB expression (second minute hour day month weekday)")
+    return raw
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise ValueError(f"{value} is not between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _float_between(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a number") from None
+        if not low <= value <= high:
+            raise ValueError(f"{value:g} is not between {low:g} and {high:g}")
+        return value
+
+    return parse
