@@ -14,6 +14,8 @@ from enum import StrEnum
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from rebuilder.domain.model import Scope
+
 _T = TypeVar("_T")
 
 _GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -41,19 +43,6 @@ AUTHORITY_HOSTS: Mapping[Cloud, str] = {
     Cloud.US_GOVERNMENT: "login.microsoftonline.us",
     Cloud.CHINA: "login.chinacloudapi.cn",
 }
-
-
-@dataclass(frozen=True)
-class Scope:
-    """A subscription, or one resource group in it, where managed templates live."""
-
-    subscription_id: str
-    resource_group: str | None = None
-
-    @property
-    def id(self) -> str:
-        base = f"/subscriptions/{self.subscription_id}"
-        return f"{base}/resourceGroups/{self.resource_group}" if self.resource_group else base
 
 
 @dataclass(frozen=True)
@@ -231,7 +220,9 @@ def _parse_table_prefix(raw: str) -> str:
 def _parse_ncrontab(raw: str) -> str:
     fields = raw.split()
     if len(fields) != 6 or not all(_NCRONTAB_FIELD.match(f) for f in fields):
-        raise ValueError(f"{raw!r} is not a six-field NCRONTAB expression (second minute hour day month weekday)")
+        raise ValueError(
+            f"{raw!r} is not a six-field NCRONTAB expression (second minute hour day month weekday)"
+        )
     return raw
 
 

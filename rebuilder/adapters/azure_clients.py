@@ -87,7 +87,9 @@ class AzureClients:
         return self._imagebuilder[subscription_id]
 
     def close(self) -> None:
-        for client in [*self._compute.values(), *self._imagebuilder.values()]:
-            client.close()
+        for compute in self._compute.values():
+            compute.close()
+        for imagebuilder in self._imagebuilder.values():
+            imagebuilder.close()
         self._compute.clear()
         self._imagebuilder.clear()

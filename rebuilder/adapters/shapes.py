@@ -1,0 +1,173 @@
+"""ARM JSON (as the SDK models' `as_dict()` gives it) into domain records.
+
+Pure and defensive: real bodies omit fields, send `null`, name regions for display and spell ids in
+any letter case. Nothing here may raise on such a body; unknown values map to UNKNOWN or None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from rebuilder.domain import resource_ids
+from rebuilder.domain.model import (
+    Distribution,
+    GalleryImageId,
+    GalleryImageVersion,
+    GalleryVersionName,
+    ImageTemplate,
+    LastRun,
+    PlatformImage,
+    RegionReplication,
+    ReplicationState,
+    RunOutput,
+    RunState,
+    RunSubState,
+    Source,
+    SourceKind,
+    TemplateId,
+)
+from rebuilder.domain.regions import region
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def timestamp(value: Any) -> datetime | None:
+    """Aware UTC, whatever Azure sent; None for anything unreadable."""
+    moment = value if isinstance(value, datetime) else None
+    text = _str(value)
+    if text is not None:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def source(body: Any) -> Source:
+    raw = _dict(body)
+    kind_text = _str(raw.get("type")) or ""
+    kinds = {k.value.lower(): k for k in SourceKind}
+    kind = kinds.get(kind_text.lower(), SourceKind.UNKNOWN)
+    image = None
+    if kind is SourceKind.PLATFORM_IMAGE:
+        parts = [_str(raw.get(k)) for k in ("publisher", "offer", "sku")]
+        if all(parts):
+            image = PlatformImage(*(p for p in parts if p))
+    return Source(
+        kind=kind,
+        image=image,
+        version=_str(raw.get("version")),
+        image_version_id=_str(raw.get("imageVersionId")),
+        exact_version=_str(raw.get("exactVersion")),
+        raw_type=kind_text or None,
+    )
+
+
+def last_run(body: Any) -> LastRun | None:
+    raw = _dict(body)
+    state_text = _str(raw.get("runState"))
+    states = {s.value.lower(): s for s in RunState}
+    if state_text is None or state_text.lower() not in states:
+        return None
+    sub_states = {s.value.lower(): s for s in RunSubState}
+    started, ended = timestamp(raw.get("startTime")), timestamp(raw.get("endTime"))
+    if ended is not None and (started is None or ended <= started):
+        ended = None  # AIB reports a zero or early end time while a run is in progress
+    return LastRun(
+        state=states[state_text.lower()],
+        sub_state=sub_states.get((_str(raw.get("runSubState")) or "").lower()),
+        started_at=started,
+        ended_at=ended,
+        message=_str(raw.get("message")) or "",
+    )
+
+
+def distribution(body: Any) -> Distribution:
+    raw = _dict(body)
+    gallery_image = _str(raw.get("galleryImageId"))
+    image_id: GalleryImageId | None = None
+    if gallery_image:
+        try:
+            image_id = resource_ids.gallery_image_id(gallery_image)
+        except ValueError:
+            image_id = None
+    targets = [_str(_dict(t).get("name")) for t in _list(raw.get("targetRegions"))]
+    targets += [_str(r) for r in _list(raw.get("replicationRegions"))]
+    return Distribution(
+        kind=_str(raw.get("type")) or "Unknown",
+        run_output_name=_str(raw.get("runOutputName")) or "",
+        gallery_image_id=image_id,
+        target_regions=tuple(dict.fromkeys(region(t) for t in targets if t)),
+    )
+
+
+def template(body: Mapping[str, Any]) -> ImageTemplate:
+    parsed = resource_ids.parse(str(body.get("id", "")))
+    props = _dict(body.get("properties"))
+    return ImageTemplate(
+        id=resource_ids.template_id(parsed.subscription_id, parsed.resource_group, parsed.name),
+        subscription_id=parsed.subscription_id,
+        resource_group=parsed.resource_group,
+        name=_str(body.get("name")) or parsed.name,
+        location=region(_str(body.get("location")) or ""),
+        source=source(props.get("source")),
+        tags={str(k): str(v) for k, v in _dict(body.get("tags")).items()},
+        distributions=tuple(distribution(d) for d in _list(props.get("distribute"))),
+        provisioning_state=_str(props.get("provisioningState")),
+        last_run=last_run(props.get("lastRunStatus")),
+    )
+
+
+def template_id_of(body: Mapping[str, Any]) -> TemplateId:
+    parsed = resource_ids.parse(str(body.get("id", "")))
+    return resource_ids.template_id(parsed.subscription_id, parsed.resource_group, parsed.name)
+
+
+def run_output(body: Mapping[str, Any]) -> RunOutput:
+    props = _dict(body.get("properties"))
+    return RunOutput(
+        name=_str(body.get("name")) or "",
+        artifact_id=_str(props.get("artifactId")),
+        artifact_uri=_str(props.get("artifactUri")),
+    )
+
+
+def gallery_version(body: Mapping[str, Any]) -> GalleryImageVersion:
+    props = _dict(body.get("properties"))
+    publishing = _dict(props.get("publishingProfile"))
+    states = {s.value.lower(): s for s in ReplicationState}
+    replication = tuple(
+        RegionReplication(
+            region=region(_str(item.get("region")) or ""),
+            state=states.get((_str(item.get("state")) or "").lower(), ReplicationState.UNKNOWN),
+            progress=int(item.get("progress") or 0),
+            details=_str(item.get("details")) or "",
+        )
+        for item in map(_dict, _list(_dict(props.get("replicationStatus")).get("summary")))
+    )
+    targets = tuple(
+        region(n) for n in (_str(_dict(t).get("name")) for t in _list(publishing.get("targetRegions"))) if n
+    )
+    return GalleryImageVersion(
+        id=resource_ids.gallery_version_id(str(body.get("id", ""))),
+        name=GalleryVersionName(_str(body.get("name")) or ""),
+        provisioning_state=_str(props.get("provisioningState")),
+        target_regions=targets,
+        excluded_from_latest=bool(publishing.get("excludeFromLatest", False)),
+        published_at=timestamp(publishing.get("publishedDate")),
+        replication=replication,
+    )

@@ -1,0 +1,73 @@
+"""The composition root: settings, clients and services, built lazily and in one place.
+
+`function_app.py`, the CLI and tests all come through here; tests pass fakes in. Nothing is built at
+import time: a bad setting fails the invocation that needs it, with every problem named.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from rebuilder.domain.ports import Clock, Gallery, ImageBuilder, MarketplaceCatalog
+from rebuilder.settings import Settings
+
+if TYPE_CHECKING:
+    from rebuilder.adapters.azure_clients import AzureClients
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    marketplace: MarketplaceCatalog
+    imagebuilder: ImageBuilder
+    gallery: Gallery
+    _clients: AzureClients | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        if self._clients is not None:
+            self._clients.close()
+
+
+def bootstrap(
+    env: Mapping[str, str] | None = None,
+    *,
+    clock: Clock | None = None,
+    marketplace: MarketplaceCatalog | None = None,
+    imagebuilder: ImageBuilder | None = None,
+    gallery: Gallery | None = None,
+) -> Services:
+    """Build the services from `env` (default: the process environment); anything passed in wins."""
+    settings = Settings.from_env(os.environ if env is None else env)
+    from rebuilder.adapters.azure_clients import AzureClients  # builds nothing until a client is asked for
+    from rebuilder.adapters.clock import SystemClock
+    from rebuilder.adapters.gallery import SdkGallery
+    from rebuilder.adapters.imagebuilder import SdkImageBuilder
+    from rebuilder.adapters.marketplace import SdkMarketplaceCatalog
+
+    clients = AzureClients(settings)
+    return Services(
+        settings=settings,
+        clock=clock or SystemClock(),
+        marketplace=marketplace or SdkMarketplaceCatalog(clients),
+        imagebuilder=imagebuilder or SdkImageBuilder(clients),
+        gallery=gallery or SdkGallery(clients),
+        _clients=clients,
+    )
+
+
+_lock = threading.Lock()
+_services: Services | None = None
+
+
+def services() -> Services:
+    """The process-wide services for the Functions host, built on first use and kept once valid."""
+    global _services  # noqa: PLW0603 - one composition per worker process, by design
+    with _lock:
+        if _services is None:
+            _services = bootstrap()
+        return _services

@@ -1,0 +1,168 @@
+"""What the service knows about Azure, as plain frozen records in our words.
+
+Pure: adapters translate SDK models into these (tolerating missing fields, display-name regions and
+odd letter case); the domain decides over them. Identifiers are typed so a gallery version cannot be
+passed where a Marketplace version is meant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import NewType
+
+from .regions import Region
+
+TemplateId = NewType("TemplateId", str)  # ARM resource id of an image template, as Azure spells it
+MarketplaceVersion = NewType("MarketplaceVersion", str)  # e.g. 22.04.202411190
+GalleryVersionName = NewType("GalleryVersionName", str)  # e.g. 1.0.3
+GalleryImageId = NewType("GalleryImageId", str)  # .../galleries/G/images/I
+GalleryVersionId = NewType("GalleryVersionId", str)  # .../galleries/G/images/I/versions/V
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A subscription, or one resource group in it, where managed templates live."""
+
+    subscription_id: str
+    resource_group: str | None = None
+
+    @property
+    def id(self) -> str:
+        base = f"/subscriptions/{self.subscription_id}"
+        return f"{base}/resourceGroups/{self.resource_group}" if self.resource_group else base
+
+
+# -- Marketplace ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlatformImage:
+    """A Marketplace image: publisher/offer/sku (compared case-insensitively, as Azure does)."""
+
+    publisher: str
+    offer: str
+    sku: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.publisher.lower(), self.offer.lower(), self.sku.lower()
+
+    def __str__(self) -> str:
+        return f"{self.publisher}:{self.offer}:{self.sku}"
+
+
+class ImageState(StrEnum):
+    ACTIVE = "Active"
+    SCHEDULED_FOR_DEPRECATION = "ScheduledForDeprecation"
+    DEPRECATED = "Deprecated"
+
+
+@dataclass(frozen=True)
+class MarketplaceImageVersion:
+    image: PlatformImage
+    location: Region
+    version: MarketplaceVersion
+    state: ImageState = ImageState.ACTIVE
+    scheduled_deprecation_at: datetime | None = None
+
+
+# -- Image Builder -------------------------------------------------------------------------------------
+class SourceKind(StrEnum):
+    PLATFORM_IMAGE = "PlatformImage"
+    SHARED_IMAGE_VERSION = "SharedImageVersion"
+    MANAGED_IMAGE = "ManagedImage"
+    UNKNOWN = "Unknown"
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: SourceKind
+    image: PlatformImage | None = None  # PlatformImage
+    version: str | None = None  # PlatformImage: 'latest' or pinned
+    image_version_id: str | None = None  # SharedImageVersion: a version id or .../versions/latest
+    exact_version: str | None = None  # what the last run resolved (read-only in AIB)
+    raw_type: str | None = None  # what Azure said, when the kind is not one we know
+
+
+class RunState(StrEnum):
+    RUNNING = "Running"
+    CANCELING = "Canceling"
+    SUCCEEDED = "Succeeded"
+    PARTIALLY_SUCCEEDED = "PartiallySucceeded"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+
+
+class RunSubState(StrEnum):
+    QUEUED = "Queued"
+    BUILDING = "Building"
+    CUSTOMIZING = "Customizing"
+    OPTIMIZING = "Optimizing"
+    VALIDATING = "Validating"
+    DISTRIBUTING = "Distributing"
+
+
+@dataclass(frozen=True)
+class LastRun:
+    state: RunState
+    sub_state: RunSubState | None
+    started_at: datetime | None
+    ended_at: datetime | None  # None while running, even when Azure reports a zero or early end time
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Distribution:
+    kind: str  # SharedImage | ManagedImage | VHD | something newer
+    run_output_name: str
+    gallery_image_id: GalleryImageId | None = None
+    target_regions: tuple[Region, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImageTemplate:
+    id: TemplateId
+    subscription_id: str
+    resource_group: str
+    name: str
+    location: Region
+    source: Source
+    tags: Mapping[str, str] = field(default_factory=dict)
+    distributions: tuple[Distribution, ...] = ()
+    provisioning_state: str | None = None
+    last_run: LastRun | None = None
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    name: str
+    artifact_id: str | None = None
+    artifact_uri: str | None = None
+
+
+# -- Compute Gallery -----------------------------------------------------------------------------------
+class ReplicationState(StrEnum):
+    UNKNOWN = "Unknown"
+    REPLICATING = "Replicating"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class RegionReplication:
+    region: Region
+    state: ReplicationState
+    progress: int = 0
+    details: str = ""
+
+
+@dataclass(frozen=True)
+class GalleryImageVersion:
+    id: GalleryVersionId
+    name: GalleryVersionName
+    provisioning_state: str | None
+    target_regions: tuple[Region, ...] = ()
+    excluded_from_latest: bool = False
+    published_at: datetime | None = None
+    replication: tuple[RegionReplication, ...] = ()  # empty unless asked for

@@ -1,0 +1,201 @@
+"""In-memory fakes of the ports, for fast unit tests. Kept honest by tests/contract, which runs the
+same suite against these and against the SDK adapters on the ARM simulator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+
+from rebuilder.domain import resource_ids
+from rebuilder.domain.errors import Conflict, NotFound
+from rebuilder.domain.model import (
+    GalleryImageId,
+    GalleryImageVersion,
+    GalleryVersionId,
+    ImageState,
+    ImageTemplate,
+    LastRun,
+    MarketplaceImageVersion,
+    MarketplaceVersion,
+    PlatformImage,
+    RegionReplication,
+    ReplicationState,
+    RunOutput,
+    RunState,
+    RunSubState,
+    Scope,
+    TemplateId,
+)
+from rebuilder.domain.regions import Region
+
+
+class FixedClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self._now = now or datetime(2026, 11, 10, 6, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, **delta: float) -> datetime:
+        self._now += timedelta(**delta)
+        return self._now
+
+
+class InMemoryMarketplace:
+    def __init__(self) -> None:
+        self.versions: dict[tuple[Region, tuple[str, str, str]], dict[str, MarketplaceImageVersion]] = {}
+        self.calls: list[tuple[str, Region, PlatformImage]] = []
+
+    def publish(
+        self,
+        location: Region,
+        image: PlatformImage,
+        version: str,
+        state: ImageState = ImageState.ACTIVE,
+        scheduled_deprecation_at: datetime | None = None,
+    ) -> None:
+        self.versions.setdefault((location, image.key), {})[version] = MarketplaceImageVersion(
+            image, location, MarketplaceVersion(version), state, scheduled_deprecation_at
+        )
+
+    def list_versions(
+        self, subscription_id: str, location: Region, image: PlatformImage
+    ) -> list[MarketplaceVersion]:
+        self.calls.append(("list", location, image))
+        found = self.versions.get((location, image.key))
+        if not found:
+            raise NotFound(f"list versions of {image} in {location}: no such image")
+        return [MarketplaceVersion(v) for v in found]
+
+    def get_version(
+        self, subscription_id: str, location: Region, image: PlatformImage, version: MarketplaceVersion
+    ) -> MarketplaceImageVersion:
+        self.calls.append(("get", location, image))
+        found = self.versions.get((location, image.key), {}).get(version)
+        if found is None:
+            raise NotFound(f"get {image}:{version} in {location}: no such version")
+        return found
+
+
+class InMemoryImageBuilder:
+    def __init__(self, clock: FixedClock) -> None:
+        self.clock = clock
+        self.templates: dict[str, ImageTemplate] = {}
+        self.outputs: dict[str, list[RunOutput]] = {}
+        self.runs_started: dict[str, int] = {}
+
+    @staticmethod
+    def _key(template_id: str) -> str:
+        return resource_ids.parse(template_id).key()
+
+    def add_template(self, template: ImageTemplate) -> None:
+        self.templates[self._key(template.id)] = template
+
+    def list_templates(self, scope: Scope) -> Iterator[ImageTemplate]:
+        for template in list(self.templates.values()):
+            if template.subscription_id == scope.subscription_id and (
+                scope.resource_group is None
+                or template.resource_group.lower() == scope.resource_group.lower()
+            ):
+                yield template
+
+    def get_template(self, template_id: TemplateId) -> ImageTemplate:
+        try:
+            return self.templates[self._key(template_id)]
+        except KeyError:
+            raise NotFound(f"get image template {template_id}: not found") from None
+
+    def start_run(self, template_id: TemplateId) -> None:
+        template = self.get_template(template_id)
+        if template.last_run and template.last_run.state in (RunState.RUNNING, RunState.CANCELING):
+            raise Conflict(f"run image template {template.name}: a run is already going")
+        self._set_run(template, LastRun(RunState.RUNNING, RunSubState.QUEUED, self.clock.now(), None))
+        self.outputs[self._key(template_id)] = []
+        key = self._key(template_id)
+        self.runs_started[key] = self.runs_started.get(key, 0) + 1
+
+    def cancel_run(self, template_id: TemplateId) -> None:
+        template = self.get_template(template_id)
+        if not template.last_run or template.last_run.state is not RunState.RUNNING:
+            raise Conflict(f"cancel the run of image template {template.name}: no run is going")
+        self._set_run(template, dataclasses.replace(template.last_run, state=RunState.CANCELING))
+
+    def finish_run(
+        self,
+        template_id: TemplateId,
+        state: RunState = RunState.SUCCEEDED,
+        *,
+        exact_version: str | None = None,
+        outputs: Iterable[RunOutput] = (),
+        message: str = "",
+    ) -> None:
+        """Test helper: end the current run as AIB would."""
+        template = self.get_template(template_id)
+        if template.last_run is None:
+            raise Conflict(f"finish the run of {template.name}: no run was started")
+        ended = dataclasses.replace(
+            template.last_run, state=state, sub_state=None, ended_at=self.clock.now(), message=message
+        )
+        source = dataclasses.replace(
+            template.source, exact_version=exact_version or template.source.exact_version
+        )
+        self.templates[self._key(template_id)] = dataclasses.replace(template, last_run=ended, source=source)
+        self.outputs[self._key(template_id)] = list(outputs)
+
+    def _set_run(self, template: ImageTemplate, run: LastRun) -> None:
+        self.templates[self._key(template.id)] = dataclasses.replace(template, last_run=run)
+
+    def list_run_outputs(self, template_id: TemplateId) -> list[RunOutput]:
+        self.get_template(template_id)
+        return list(self.outputs.get(self._key(template_id), []))
+
+
+class InMemoryGallery:
+    def __init__(self) -> None:
+        self.images: dict[str, dict[str, GalleryImageVersion]] = {}
+
+    @staticmethod
+    def _image_key(resource_id: str) -> str:
+        return resource_ids.gallery_image_id(resource_id).lower()
+
+    def add_image(self, image_id: GalleryImageId) -> None:
+        self.images.setdefault(self._image_key(image_id), {})
+
+    def add_version(self, version: GalleryImageVersion) -> None:
+        self.images.setdefault(self._image_key(version.id), {})[version.name] = version
+
+    def get_version(
+        self, version_id: GalleryVersionId, *, with_replication: bool = True
+    ) -> GalleryImageVersion:
+        name = resource_ids.parse(version_id).name
+        found = self.images.get(self._image_key(version_id), {}).get(name)
+        if found is None:
+            raise NotFound(f"get gallery image version {version_id}: not found")
+        return found if with_replication else dataclasses.replace(found, replication=())
+
+    def list_versions(self, image_id: GalleryImageId) -> list[GalleryImageVersion]:
+        if self._image_key(image_id) not in self.images:
+            raise NotFound(f"list versions of gallery image {image_id}: no such image")
+        return [
+            dataclasses.replace(v, replication=()) for v in self.images[self._image_key(image_id)].values()
+        ]
+
+    def set_target_regions(self, version_id: GalleryVersionId, regions: Iterable[Region]) -> None:
+        version = self.get_version(version_id)
+        current = {r.region: r for r in version.replication}
+        wanted = tuple(dict.fromkeys(regions))
+        replication = tuple(
+            current[r]
+            if r in current and current[r].state is not ReplicationState.FAILED
+            else RegionReplication(r, ReplicationState.REPLICATING, 0, "")
+            for r in wanted
+        )
+        self.add_version(
+            dataclasses.replace(
+                version, target_regions=wanted, replication=replication, provisioning_state="Updating"
+            )
+        )
