@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import threading
 
 from .server import ArmSimulator
@@ -19,10 +20,8 @@ def main() -> None:
         print(f"REBUILDER_ARM_ENDPOINT={sim.endpoint}")
         print(f"REBUILDER_ARM_TOKEN={sim.token}")
         print(f"REQUESTS_CA_BUNDLE={sim.ca_path}", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":

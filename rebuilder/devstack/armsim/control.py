@@ -32,7 +32,9 @@ def handle(sim: ArmSimulator, method: str, path: str, query: dict[str, str], raw
     except ArmError as error:
         return Response(error.status, error.body())
     except (KeyError, TypeError, ValueError) as error:
-        return Response(400, {"error": {"code": "BadControlRequest", "message": f"{type(error).__name__}: {error}"}})
+        return Response(
+            400, {"error": {"code": "BadControlRequest", "message": f"{type(error).__name__}: {error}"}}
+        )
 
 
 def _dispatch(sim: ArmSimulator, method: str, path: str, body: dict[str, Any]) -> Response:
@@ -55,9 +57,15 @@ def _dispatch(sim: ArmSimulator, method: str, path: str, body: dict[str, Any]) -
             return Response(200, _publish(sim, body))
         if route == ("POST", "/_sim/marketplace/state"):
             for location in body["locations"]:
-                world.marketplace.set_state(location, body["publisher"], body["offer"], body["sku"],
-                                            body["version"], body["image_state"],
-                                            body.get("scheduled_deprecation_time"))
+                world.marketplace.set_state(
+                    location,
+                    body["publisher"],
+                    body["offer"],
+                    body["sku"],
+                    body["version"],
+                    body["image_state"],
+                    body.get("scheduled_deprecation_time"),
+                )
             return Response(200, {"updated": len(body["locations"])})
         if route == ("POST", "/_sim/faults"):
             world.faults.add(FaultRule(**body))
@@ -70,13 +78,18 @@ def _dispatch(sim: ArmSimulator, method: str, path: str, body: dict[str, Any]) -
         if route == ("POST", "/_sim/faults/build"):
             fates = world.imagebuilder.build_failures.setdefault(str(body["template"]).lower(), [])
             for _ in range(int(body.get("times", 1))):
-                fates.append(BuildFailure(str(body.get("sub_state", "Customizing")),
-                                          str(body.get("message", "Customization script failed (exit code 1)."))))
+                fates.append(
+                    BuildFailure(
+                        str(body.get("sub_state", "Customizing")),
+                        str(body.get("message", "Customization script failed (exit code 1).")),
+                    )
+                )
             return Response(200, {"pending": len(fates)})
         if route == ("POST", "/_sim/faults/region"):
             region = "".join(str(body["region"]).split()).lower()
             world.gallery.region_failures[region] = world.gallery.region_failures.get(region, 0) + int(
-                body.get("times", 1))
+                body.get("times", 1)
+            )
             return Response(200, {"pending": world.gallery.region_failures[region]})
         if route == ("GET", "/_sim/counters"):
             return Response(200, world.faults.snapshot() | {"runs": dict(world.imagebuilder.runs_started)})
@@ -93,14 +106,20 @@ def _publish(sim: ArmSimulator, body: dict[str, Any]) -> dict[str, Any]:
     world = sim.world
     published_at = world.clock.now()
     for location in body["locations"]:
-        world.marketplace.publish(MarketplaceVersion(
-            location=location, publisher=body["publisher"], offer=body["offer"], sku=body["sku"],
-            version=body["version"], published_at=published_at,
-            image_state=body.get("image_state", "Active"),
-            scheduled_deprecation_time=body.get("scheduled_deprecation_time"),
-            hyper_v_generation=body.get("hyper_v_generation", "V2"),
-            operating_system=body.get("os", "Linux"),
-        ))
+        world.marketplace.publish(
+            MarketplaceVersion(
+                location=location,
+                publisher=body["publisher"],
+                offer=body["offer"],
+                sku=body["sku"],
+                version=body["version"],
+                published_at=published_at,
+                image_state=body.get("image_state", "Active"),
+                scheduled_deprecation_time=body.get("scheduled_deprecation_time"),
+                hyper_v_generation=body.get("hyper_v_generation", "V2"),
+                operating_system=body.get("os", "Linux"),
+            )
+        )
     return {"published": body["version"], "locations": body["locations"], "at": iso(published_at)}
 
 
@@ -127,42 +146,93 @@ class SimControl:
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.endpoint}{path}", data=data, method=method,  # noqa: S310
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.endpoint}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         try:
-            with urllib.request.urlopen(request, context=self._context, timeout=30) as response:  # noqa: S310
+            with urllib.request.urlopen(request, context=self._context, timeout=30) as response:
                 return json.loads(response.read() or b"null")
         except HTTPError as error:
-            raise RuntimeError(f"simulator control {method} {path}: {error.code} {error.read().decode()}") from None
+            raise RuntimeError(
+                f"simulator control {method} {path}: {error.code} {error.read().decode()}"
+            ) from None
 
     def now(self) -> datetime:
         return datetime.fromisoformat(self.call("GET", "/_sim/clock")["now"])
 
     def advance(self, seconds: float) -> datetime:
-        return datetime.fromisoformat(
-            self.call("POST", "/_sim/clock", {"advance_seconds": seconds})["now"])
+        return datetime.fromisoformat(self.call("POST", "/_sim/clock", {"advance_seconds": seconds})["now"])
 
     def set_speed(self, speed: float) -> None:
         self.call("POST", "/_sim/clock", {"speed": speed})
 
-    def publish(self, publisher: str, offer: str, sku: str, version: str, locations: list[str],
-                **extra: Any) -> None:
-        self.call("POST", "/_sim/marketplace", {"publisher": publisher, "offer": offer, "sku": sku,
-                                                "version": version, "locations": locations, **extra})
+    def publish(
+        self, publisher: str, offer: str, sku: str, version: str, locations: list[str], **extra: Any
+    ) -> None:
+        self.call(
+            "POST",
+            "/_sim/marketplace",
+            {
+                "publisher": publisher,
+                "offer": offer,
+                "sku": sku,
+                "version": version,
+                "locations": locations,
+                **extra,
+            },
+        )
 
-    def set_image_state(self, publisher: str, offer: str, sku: str, version: str, locations: list[str],
-                        image_state: str, scheduled_deprecation_time: str | None = None) -> None:
-        self.call("POST", "/_sim/marketplace/state", {
-            "publisher": publisher, "offer": offer, "sku": sku, "version": version, "locations": locations,
-            "image_state": image_state, "scheduled_deprecation_time": scheduled_deprecation_time})
+    def set_image_state(
+        self,
+        publisher: str,
+        offer: str,
+        sku: str,
+        version: str,
+        locations: list[str],
+        image_state: str,
+        scheduled_deprecation_time: str | None = None,
+    ) -> None:
+        self.call(
+            "POST",
+            "/_sim/marketplace/state",
+            {
+                "publisher": publisher,
+                "offer": offer,
+                "sku": sku,
+                "version": version,
+                "locations": locations,
+                "image_state": image_state,
+                "scheduled_deprecation_time": scheduled_deprecation_time,
+            },
+        )
 
-    def inject(self, route: str = "*", *, status: int | None = None, times: int | None = 1,
-               retry_after: float | None = None, latency_ms: int = 0) -> None:
-        self.call("POST", "/_sim/faults", {"route": route, "status": status, "times": times,
-                                           "retry_after": retry_after, "latency_ms": latency_ms})
+    def inject(
+        self,
+        route: str = "*",
+        *,
+        status: int | None = None,
+        times: int | None = 1,
+        retry_after: float | None = None,
+        latency_ms: int = 0,
+    ) -> None:
+        self.call(
+            "POST",
+            "/_sim/faults",
+            {
+                "route": route,
+                "status": status,
+                "times": times,
+                "retry_after": retry_after,
+                "latency_ms": latency_ms,
+            },
+        )
 
-    def fail_build(self, template: str, *, sub_state: str = "Customizing", message: str | None = None,
-                   times: int = 1) -> None:
+    def fail_build(
+        self, template: str, *, sub_state: str = "Customizing", message: str | None = None, times: int = 1
+    ) -> None:
         body: dict[str, Any] = {"template": template, "sub_state": sub_state, "times": times}
         if message:
             body["message"] = message

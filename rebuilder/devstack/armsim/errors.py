@@ -6,7 +6,9 @@ from typing import Any
 
 
 class ArmError(Exception):
-    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -27,8 +29,12 @@ def not_found(resource_type: str, name: str, resource_group: str) -> ArmError:
 
 
 def parent_not_found(resource_type: str, name: str) -> ArmError:
-    return ArmError(404, "ParentResourceNotFound", f"Can not perform requested operation on nested resource. "
-                    f"Parent resource '{resource_type}/{name}' not found.")
+    return ArmError(
+        404,
+        "ParentResourceNotFound",
+        f"Can not perform requested operation on nested resource. "
+        f"Parent resource '{resource_type}/{name}' not found.",
+    )
 
 
 def bad_request(code: str, message: str) -> ArmError:

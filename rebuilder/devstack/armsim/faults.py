@@ -11,9 +11,15 @@ from typing import Any
 from .errors import ArmError
 
 _CODES = {
-    429: ("TooManyRequests", "The request is being throttled as the limit has been reached for operation type."),
+    429: (
+        "TooManyRequests",
+        "The request is being throttled as the limit has been reached for operation type.",
+    ),
     500: ("InternalServerError", "Encountered internal server error. Diagnostic information: timestamp ''."),
-    502: ("BadGateway", "The gateway did not receive a response from 'Microsoft.Compute' within the timeout."),
+    502: (
+        "BadGateway",
+        "The gateway did not receive a response from 'Microsoft.Compute' within the timeout.",
+    ),
     503: ("ServiceUnavailable", "The service is unavailable. Please retry the request later."),
     504: ("GatewayTimeout", "The gateway did not receive a response within the specified time period."),
 }
@@ -41,7 +47,9 @@ class FaultRule:
         if self.retry_after is not None:
             retry = self.retry_after
             headers["Retry-After"] = str(int(retry)) if float(retry).is_integer() else str(retry)
-        return ArmError(self.status, self.code or default_code, self.message or default_message, headers=headers)
+        return ArmError(
+            self.status, self.code or default_code, self.message or default_message, headers=headers
+        )
 
 
 @dataclass

@@ -38,6 +38,7 @@ class Replica:
     progress: int = 0
     details: str = ""
     ended_at: datetime | None = None
+    encryption: dict[str, Any] | None = None
 
     def tick(self, now: datetime) -> None:
         if self.state in ("Completed", "Failed") or now < self.starts_at:
@@ -75,8 +76,10 @@ class ImageVersion:
 
     @property
     def id(self) -> str:
-        return (f"/subscriptions/{self.sub}/resourceGroups/{self.rg}/providers/Microsoft.Compute/galleries/"
-                f"{self.gallery}/images/{self.image}/versions/{self.name}")
+        return (
+            f"/subscriptions/{self.sub}/resourceGroups/{self.rg}/providers/Microsoft.Compute/galleries/"
+            f"{self.gallery}/images/{self.image}/versions/{self.name}"
+        )
 
     def tick(self, now: datetime) -> None:
         for replica in self.replicas.values():
@@ -107,6 +110,7 @@ class ImageVersion:
                 "name": regions.display(r.region),
                 "regionalReplicaCount": r.replica_count,
                 "storageAccountType": r.storage_account_type,
+                **({"encryption": r.encryption} if r.encryption else {}),
                 "excludeFromLatest": publishing.get("excludeFromLatest", False),
             }
             for r in self.replicas.values()
@@ -119,15 +123,23 @@ class ImageVersion:
         properties: dict[str, Any] = {
             "publishingProfile": publishing,
             "storageProfile": self.storage_profile,
-            "safetyProfile": {"allowDeletionOfReplicatedLocations": False, "reportedForPolicyViolation": False},
+            "safetyProfile": {
+                "allowDeletionOfReplicatedLocations": False,
+                "reportedForPolicyViolation": False,
+                "blockDeletionBeforeEndOfLife": False,
+            },
             "provisioningState": self.provisioning_state,
         }
         if expand_replication:
             properties["replicationStatus"] = {
                 "aggregatedState": self.aggregated_state,
                 "summary": [
-                    {"region": regions.display(r.region), "state": r.state, "details": r.details,
-                     "progress": r.progress}
+                    {
+                        "region": regions.display(r.region),
+                        "state": r.state,
+                        "details": r.details,
+                        "progress": r.progress,
+                    }
                     for r in self.replicas.values()
                 ],
             }
@@ -178,11 +190,16 @@ class Gallery:
             raise not_found(GALLERY_TYPE, name, rg) from None
 
     def list_galleries(self, sub: str, rg: str | None) -> list[dict[str, Any]]:
-        return [g for (s, r, _), g in sorted(self.galleries.items())
-                if s == sub and (rg is None or r == rg.lower())]
+        return [
+            g
+            for (s, r, _), g in sorted(self.galleries.items())
+            if s == sub and (rg is None or r == rg.lower())
+        ]
 
     # -- image definitions -------------------------------------------------------------------------
-    def put_image(self, sub: str, rg: str, gallery: str, name: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def put_image(
+        self, sub: str, rg: str, gallery: str, name: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
         self.get_gallery_or_parent_error(sub, rg, gallery)
         props = body.get("properties") or {}
         for required in ("osType", "osState", "identifier"):
@@ -191,7 +208,7 @@ class Gallery:
         key = (sub, rg.lower(), gallery.lower(), name.lower())
         created = key not in self.images
         resource = {
-            "id": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/galleries/{gallery}/images/{name}",
+            "id": f"{self.get_gallery(sub, rg, gallery)['id']}/images/{name}",
             "name": name,
             "type": IMAGE_TYPE,
             "location": regions.display(_require_location(body)),
@@ -222,12 +239,16 @@ class Gallery:
 
     def list_images(self, sub: str, rg: str, gallery: str) -> list[dict[str, Any]]:
         self.get_gallery_or_parent_error(sub, rg, gallery)
-        return [i for (s, r, g, _), i in sorted(self.images.items())
-                if (s, r, g) == (sub, rg.lower(), gallery.lower())]
+        return [
+            i
+            for (s, r, g, _), i in sorted(self.images.items())
+            if (s, r, g) == (sub, rg.lower(), gallery.lower())
+        ]
 
     # -- image versions ----------------------------------------------------------------------------
-    def put_version(self, sub: str, rg: str, gallery: str, image: str, name: str, body: dict[str, Any],
-                    now: datetime) -> tuple[int, ImageVersion]:
+    def put_version(
+        self, sub: str, rg: str, gallery: str, image: str, name: str, body: dict[str, Any], now: datetime
+    ) -> tuple[int, ImageVersion]:
         if (sub, rg.lower(), gallery.lower(), image.lower()) not in self.images:
             raise parent_not_found(IMAGE_TYPE, f"{gallery}/{image}")
         _check_version_name(name)
@@ -242,16 +263,25 @@ class Gallery:
             existing.tags = body.get("tags") or existing.tags
             return 200, existing
         version = ImageVersion(
-            sub=sub, rg=self.images[key[:4]]["id"].split("/")[4], gallery=gallery, image=image, name=name,
-            location=regions.normalise(location), tags=body.get("tags") or {}, publishing=publishing,
-            storage_profile=props.get("storageProfile") or {}, replicas={}, created_at=now,
+            sub=sub,
+            rg=self.images[key[:4]]["id"].split("/")[4],
+            gallery=gallery,
+            image=image,
+            name=name,
+            location=regions.normalise(location),
+            tags=body.get("tags") or {},
+            publishing=publishing,
+            storage_profile=_storage_profile(props.get("storageProfile")),
+            replicas={},
+            created_at=now,
         )
         self._apply_targets(version, targets, now)
         self.versions[key] = version
         return 201, version
 
-    def update_version(self, sub: str, rg: str, gallery: str, image: str, name: str, body: dict[str, Any],
-                       now: datetime) -> ImageVersion:
+    def update_version(
+        self, sub: str, rg: str, gallery: str, image: str, name: str, body: dict[str, Any], now: datetime
+    ) -> ImageVersion:
         version = self.get_version(sub, rg, gallery, image, name)
         publishing = (body.get("properties") or {}).get("publishingProfile") or {}
         if "targetRegions" in publishing:
@@ -270,8 +300,11 @@ class Gallery:
                 raise ArmError(400, "InvalidParameter", "Each target region needs a 'name'.")
             region = regions.normalise(str(target["name"]))
             if not regions.is_known(region):
-                raise ArmError(400, "InvalidParameter",
-                               f"The region '{target['name']}' is not a valid Azure region for this gallery.")
+                raise ArmError(
+                    400,
+                    "InvalidParameter",
+                    f"The region '{target['name']}' is not a valid Azure region for this gallery.",
+                )
             wanted[region] = target
         home = version.location
         ordered = sorted(wanted, key=lambda r: (r != home, list(wanted).index(r)))
@@ -290,10 +323,13 @@ class Gallery:
                 starts_at=now,
                 duration=self.timing.replication_seconds + index * self.timing.region_stagger_seconds,
                 fail_at_progress=self._take_failure(region),
+                encryption=wanted[region].get("encryption"),
             )
         version.replicas = replicas
         if restarted:
-            version.provisioning_state = "Updating" if version.created_at and version.created_at < now else "Creating"
+            version.provisioning_state = (
+                "Updating" if version.created_at and version.created_at < now else "Creating"
+            )
 
     def _take_failure(self, region: str) -> int | None:
         remaining = self.region_failures.get(region, 0)
@@ -339,14 +375,26 @@ def _require_location(body: dict[str, Any]) -> str:
     if not isinstance(location, str) or not location:
         raise ArmError(400, "LocationRequired", "The location property is required for this definition.")
     if not regions.is_known(location):
-        raise ArmError(400, "LocationNotAvailableForResourceType",
-                       f"The provided location '{location}' is not available for this resource type.")
+        raise ArmError(
+            400,
+            "LocationNotAvailableForResourceType",
+            f"The provided location '{location}' is not available for this resource type.",
+        )
     return location
 
 
 def _check_version_name(name: str) -> None:
     parts = name.split(".")
     if len(parts) != 3 or not all(p.isdigit() and int(p) < 2**31 for p in parts):
-        raise ArmError(400, "InvalidParameter",
-                       f"The gallery image version name '{name}' is invalid. It must follow the "
-                       "Major(int32).Minor(int32).Patch(int32) format.")
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            f"The gallery image version name '{name}' is invalid. It must follow the "
+            "Major(int32).Minor(int32).Patch(int32) format.",
+        )
+
+
+def _storage_profile(given: Any) -> dict[str, Any]:
+    profile = copy.deepcopy(given) if isinstance(given, dict) else {}
+    profile.setdefault("osDiskImage", {"sizeInGB": 64, "hostCaching": "ReadWrite"})
+    return profile

@@ -95,8 +95,14 @@ class Template:
         return self.run is not None and self.run.state in ("Running", "Canceling")
 
     def definition(self) -> str:
-        return json.dumps({"location": self.location, "identity": _identity_ids(self.identity),
-                           "properties": _writable(self.properties)}, sort_keys=True)
+        return json.dumps(
+            {
+                "location": self.location,
+                "identity": _identity_ids(self.identity),
+                "properties": _writable(self.properties),
+            },
+            sort_keys=True,
+        )
 
     def body(self) -> dict[str, Any]:
         properties = copy.deepcopy(self.properties)
@@ -155,14 +161,19 @@ class ImageBuilder:
         return template
 
     def list(self, sub: str, rg: str | None) -> list[Template]:
-        return [t for (s, r, _), t in sorted(self.templates.items())
-                if s == sub and (rg is None or r == rg.lower())]
+        return [
+            t
+            for (s, r, _), t in sorted(self.templates.items())
+            if s == sub and (rg is None or r == rg.lower())
+        ]
 
     def update_tags(self, sub: str, rg: str, name: str, body: dict[str, Any]) -> Template:
         template = self.get(sub, rg, name)
         unsupported = set(body) - {"tags", "identity", "properties"}
-        if unsupported or set((body.get("properties") or {})) - {"vmProfile"}:
-            raise ArmError(400, "InvalidRequestContent", "Only tags, identity and vmProfile.vmSize can be updated.")
+        if unsupported or set(body.get("properties") or {}) - {"vmProfile"}:
+            raise ArmError(
+                400, "InvalidRequestContent", "Only tags, identity and vmProfile.vmSize can be updated."
+            )
         if "tags" in body:
             template.tags = dict(body["tags"] or {})
         return template
@@ -173,8 +184,10 @@ class ImageBuilder:
         if template is None:
             return False
         if template.running:
-            raise conflict("Conflict", "Image template cannot be deleted while a build is running. "
-                                       "Cancel the build first.")
+            raise conflict(
+                "Conflict",
+                "Image template cannot be deleted while a build is running. Cancel the build first.",
+            )
         del self.templates[key]
         return True
 
@@ -182,15 +195,24 @@ class ImageBuilder:
     def start_run(self, sub: str, rg: str, name: str, now: datetime) -> Template:
         template = self.get(sub, rg, name)
         if template.provisioning_state != "Succeeded":
-            raise ArmError(400, "BadRequest", f"Image template is in provisioning state "
-                                              f"'{template.provisioning_state}' and cannot be run.")
+            raise ArmError(
+                400,
+                "BadRequest",
+                f"Image template is in provisioning state '{template.provisioning_state}' and cannot be run.",
+            )
         if template.running:
-            raise conflict("Conflict", "A build of this image template is already running. Wait for it to "
-                                       "finish or cancel it before starting another.")
+            raise conflict(
+                "Conflict",
+                "A build of this image template is already running. Wait for it to "
+                "finish or cancel it before starting another.",
+            )
         phases: list[tuple[str, datetime]] = []
         moment = now
-        steps = [("Queued", self.timing.queued), ("Building", self.timing.building),
-                 ("Customizing", self.timing.customizing)]
+        steps = [
+            ("Queued", self.timing.queued),
+            ("Building", self.timing.building),
+            ("Customizing", self.timing.customizing),
+        ]
         if template.properties.get("optimize"):
             steps.append(("Optimizing", self.timing.optimizing))
         if template.properties.get("validate"):
@@ -220,19 +242,28 @@ class ImageBuilder:
         source = template.properties.get("source") or {}
         kind = source.get("type")
         if kind == "PlatformImage":
-            resolved = self.marketplace.resolve(template.location, source.get("publisher", ""),
-                                                source.get("offer", ""), source.get("sku", ""),
-                                                str(source.get("version", "")))
+            resolved = self.marketplace.resolve(
+                template.location,
+                source.get("publisher", ""),
+                source.get("offer", ""),
+                source.get("sku", ""),
+                str(source.get("version", "")),
+            )
             if resolved is None:
-                return None, (f"Platform image {source.get('publisher')}:{source.get('offer')}:"
-                              f"{source.get('sku')}:{source.get('version')} is not available in "
-                              f"{template.location}.")
+                return None, (
+                    f"Platform image {source.get('publisher')}:{source.get('offer')}:"
+                    f"{source.get('sku')}:{source.get('version')} is not available in "
+                    f"{template.location}."
+                )
             return resolved, None
         if kind == "SharedImageVersion":
             version = self._resolve_gallery_source(template.location, str(source.get("imageVersionId", "")))
             if version is None:
-                return None, f"Source image version {source.get('imageVersionId')} was not found or is not " \
-                             f"replicated to {template.location}."
+                return (
+                    None,
+                    f"Source image version {source.get('imageVersionId')} was not found or is not "
+                    f"replicated to {template.location}.",
+                )
             return version.id, None
         return None, None
 
@@ -245,8 +276,13 @@ class ImageBuilder:
         region = regions.normalise(location)
         if version_name.lower() != "latest":
             return next((v for v in candidates if v.name == version_name), None)
-        usable = [v for v in candidates if not v.excluded_from_latest
-                  and v.replicas.get(region) is not None and v.replicas[region].state == "Completed"]
+        usable = [
+            v
+            for v in candidates
+            if not v.excluded_from_latest
+            and v.replicas.get(region) is not None
+            and v.replicas[region].state == "Completed"
+        ]
         return max(usable, key=lambda v: version_key(v.name)) if usable else None
 
     # -- time --------------------------------------------------------------------------------------
@@ -261,8 +297,12 @@ class ImageBuilder:
         if run.state == "Canceling":
             assert run.cancel_requested_at is not None
             if now >= run.cancel_requested_at + timedelta(seconds=self.timing.canceling):
-                self._end(run, "Canceled", "Build was canceled by the user.",
-                          run.cancel_requested_at + timedelta(seconds=self.timing.canceling))
+                self._end(
+                    run,
+                    "Canceled",
+                    "Build was canceled by the user.",
+                    run.cancel_requested_at + timedelta(seconds=self.timing.canceling),
+                )
             return
         if run.state != "Running":
             return
@@ -285,14 +325,24 @@ class ImageBuilder:
         for version in run.versions:
             version.tick(now)
         if all(v.provisioning_state in ("Succeeded", "Failed") for v in run.versions):
-            ended = max([distribution_start] + [r.ended_at for v in run.versions for r in v.replicas.values()
-                                                if r.ended_at is not None])
-            failed = sorted(regions.display(r.region) for v in run.versions for r in v.replicas.values()
-                            if r.state == "Failed")
+            ended = max(
+                [distribution_start]
+                + [r.ended_at for v in run.versions for r in v.replicas.values() if r.ended_at is not None]
+            )
+            failed = sorted(
+                regions.display(r.region)
+                for v in run.versions
+                for r in v.replicas.values()
+                if r.state == "Failed"
+            )
             if failed:
-                self._end(run, "PartiallySucceeded",
-                          f"Distribution to Azure Compute Gallery partially failed: replication to "
-                          f"{', '.join(failed)} failed.", ended)
+                self._end(
+                    run,
+                    "PartiallySucceeded",
+                    f"Distribution to Azure Compute Gallery partially failed: replication to "
+                    f"{', '.join(failed)} failed.",
+                    ended,
+                )
             else:
                 self._end(run, "Succeeded", "", ended)
 
@@ -310,12 +360,14 @@ class ImageBuilder:
                 artifact = version.id.replace("/versions/", "/imageversions/")
                 template.outputs[output] = {"artifactId": artifact, "provisioningState": "Succeeded"}
             elif kind == "ManagedImage":
-                template.outputs[output] = {"artifactId": distributor.get("imageId"),
-                                            "provisioningState": "Succeeded"}
+                template.outputs[output] = {
+                    "artifactId": distributor.get("imageId"),
+                    "provisioningState": "Succeeded",
+                }
             elif kind == "VHD":
                 template.outputs[output] = {
                     "artifactUri": f"https://aibsim{template.name.lower()[:10]}.blob.core.windows.net/vhds/"
-                                   f"{template.name}_{int(at.timestamp())}.vhd",
+                    f"{template.name}_{int(at.timestamp())}.vhd",
                     "provisioningState": "Succeeded",
                 }
 
@@ -335,28 +387,40 @@ class ImageBuilder:
             "properties": {
                 "publishingProfile": {
                     "targetRegions": [
-                        {"name": t.get("name"), "regionalReplicaCount": t.get("replicaCount", 1),
-                         "storageAccountType": t.get("storageAccountType", "Standard_LRS")}
+                        {
+                            "name": t.get("name"),
+                            "regionalReplicaCount": t.get("replicaCount", 1),
+                            "storageAccountType": t.get("storageAccountType", "Standard_LRS"),
+                        }
                         for t in targets
                     ],
                     "excludeFromLatest": bool(distributor.get("excludeFromLatest", False)),
                 },
-                "storageProfile": {"source": {"virtualMachineId": f"{template.id}/buildVm"}},
+                "storageProfile": {
+                    "source": {
+                        "id": (
+                            f"/subscriptions/{template.sub}/resourceGroups/IT_{template.rg}_{template.name}/providers/"
+                            f"Microsoft.Compute/images/{template.name}-{int(at.timestamp())}"
+                        )
+                    }
+                },
             },
         }
         _, version = self.gallery.put_version(*found, name, body, at)
         return version
 
-    def _next_version(self, template: Template, distributor: dict[str, Any],
-                      image: tuple[str, str, str, str], at: datetime) -> str:
+    def _next_version(
+        self, template: Template, distributor: dict[str, Any], image: tuple[str, str, str, str], at: datetime
+    ) -> str:
         versioning = distributor.get("versioning") or {}
         scheme = str(versioning.get("scheme") or "")
         if scheme == "Source":
             exact = template.exact_version or ""
             parts = exact.rsplit("/", 1)[-1].split(".")
             if len(parts) != 3 or not all(p.isdigit() and int(p) < 2**31 for p in parts):
-                raise ArmError(400, "InvalidParameter",
-                               f"Cannot derive a gallery version from source version '{exact}'.")
+                raise ArmError(
+                    400, "InvalidParameter", f"Cannot derive a gallery version from source version '{exact}'."
+                )
             return ".".join(str(int(p)) for p in parts)
         if scheme == "Latest":
             major = int(versioning.get("major", -1))
@@ -375,27 +439,42 @@ class ImageBuilder:
 def _validated(sub: str, rg: str, name: str, body: dict[str, Any], now: datetime) -> Template:
     location = body.get("location")
     if not isinstance(location, str) or not regions.is_known(location):
-        raise ArmError(400, "LocationRequired" if not location else "LocationNotAvailableForResourceType",
-                       f"The provided location '{location}' is not available for resource type "
-                       f"'{TEMPLATE_TYPE}'.")
+        raise ArmError(
+            400,
+            "LocationRequired" if not location else "LocationNotAvailableForResourceType",
+            f"The provided location '{location}' is not available for resource type '{TEMPLATE_TYPE}'.",
+        )
     identity = body.get("identity") or {}
     if identity.get("type") != "UserAssigned" or not identity.get("userAssignedIdentities"):
-        raise ArmError(400, "InvalidParameter",
-                       "A user-assigned identity is required: identity.type must be 'UserAssigned'.")
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            "A user-assigned identity is required: identity.type must be 'UserAssigned'.",
+        )
     properties = body.get("properties") or {}
     source = properties.get("source") or {}
     if source.get("type") not in _SOURCE_TYPES:
-        raise ArmError(400, "InvalidParameter",
-                       f"Source type '{source.get('type')}' is not supported; use one of {sorted(_SOURCE_TYPES)}.")
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            f"Source type '{source.get('type')}' is not supported; use one of {sorted(_SOURCE_TYPES)}.",
+        )
     if source.get("type") == "PlatformImage":
         missing = [k for k in ("publisher", "offer", "sku", "version") if not source.get(k)]
         if missing:
             raise ArmError(400, "InvalidParameter", f"PlatformImage source is missing {', '.join(missing)}.")
     if not properties.get("distribute"):
         raise ArmError(400, "InvalidParameter", "At least one distribution target is required.")
-    return Template(sub=sub, rg=rg, name=name, location=regions.normalise(location),
-                    tags=dict(body.get("tags") or {}), identity=copy.deepcopy(identity),
-                    properties=_writable(properties), created_at=now)
+    return Template(
+        sub=sub,
+        rg=rg,
+        name=name,
+        location=regions.normalise(location),
+        tags=dict(body.get("tags") or {}),
+        identity=copy.deepcopy(identity),
+        properties=_writable(properties),
+        created_at=now,
+    )
 
 
 def _writable(properties: dict[str, Any]) -> dict[str, Any]:

@@ -42,8 +42,16 @@ class Marketplace:
         image.location = regions.normalise(image.location)
         self.images.setdefault(key, {})[image.version] = image
 
-    def set_state(self, location: str, publisher: str, offer: str, sku: str, version: str, state: str,
-                  scheduled: str | None) -> None:
+    def set_state(
+        self,
+        location: str,
+        publisher: str,
+        offer: str,
+        sku: str,
+        version: str,
+        state: str,
+        scheduled: str | None,
+    ) -> None:
         image = self._versions(location, publisher, offer, sku).get(version)
         if image is None:
             raise ArmError(404, "NotFound", f"Artifact: VMImage was not found: {version}")
@@ -53,8 +61,17 @@ class Marketplace:
     def _versions(self, location: str, publisher: str, offer: str, sku: str) -> dict[str, MarketplaceVersion]:
         return self.images.get(_key(location, publisher, offer, sku), {})
 
-    def list_versions(self, sub: str, location: str, publisher: str, offer: str, sku: str,
-                      *, top: int | None, orderby: str | None) -> list[dict[str, Any]]:
+    def list_versions(
+        self,
+        sub: str,
+        location: str,
+        publisher: str,
+        offer: str,
+        sku: str,
+        *,
+        top: int | None,
+        orderby: str | None,
+    ) -> list[dict[str, Any]]:
         versions = self._versions(location, publisher, offer, sku)
         if not versions:
             raise ArmError(404, "NotFound", "Artifact: VMImage was not found.")
@@ -68,8 +85,9 @@ class Marketplace:
             for name in names
         ]
 
-    def get_version(self, sub: str, location: str, publisher: str, offer: str, sku: str,
-                    version: str) -> dict[str, Any]:
+    def get_version(
+        self, sub: str, location: str, publisher: str, offer: str, sku: str, version: str
+    ) -> dict[str, Any]:
         image = self._versions(location, publisher, offer, sku).get(version)
         if image is None:
             raise ArmError(404, "NotFound", "Artifact: VMImage was not found.")

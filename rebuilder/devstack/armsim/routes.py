@@ -17,8 +17,9 @@ from .gallery import ImageVersion
 from .imagebuilder import Template
 from .world import World
 
-MARKETPLACE_API = frozenset({"2023-09-01", "2024-03-01", "2024-07-01", "2024-11-01", "2025-04-01",
-                             "2025-11-01", "2026-04-01"})
+MARKETPLACE_API = frozenset(
+    {"2023-09-01", "2024-03-01", "2024-07-01", "2024-11-01", "2025-04-01", "2025-11-01", "2026-04-01"}
+)
 GALLERY_API = frozenset({"2023-07-03", "2024-03-03", "2025-03-03", "2026-03-03"})
 IMAGEBUILDER_API = frozenset({"2022-07-01", "2023-07-01", "2024-02-01", "2025-10-01"})
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
@@ -59,8 +60,10 @@ class Route:
 
 _SUB = r"/subscriptions/(?P<sub>[^/]+)"
 _RG = _SUB + r"/resourceGroups/(?P<rg>[^/]+)"
-_MP = (_SUB + r"/providers/Microsoft\.Compute/locations/(?P<loc>[^/]+)/publishers/(?P<pub>[^/]+)"
-       r"/artifacttypes/vmimage/offers/(?P<offer>[^/]+)/skus/(?P<sku>[^/]+)/versions")
+_MP = (
+    _SUB + r"/providers/Microsoft\.Compute/locations/(?P<loc>[^/]+)/publishers/(?P<pub>[^/]+)"
+    r"/artifacttypes/vmimage/offers/(?P<offer>[^/]+)/skus/(?P<sku>[^/]+)/versions"
+)
 _GAL = _RG + r"/providers/Microsoft\.Compute/galleries"
 _IMG = _GAL + r"/(?P<gallery>[^/]+)/images"
 _VER = _IMG + r"/(?P<image>[^/]+)/versions"
@@ -75,7 +78,7 @@ def _page(world: World, req: Request, items: list[dict[str, Any]]) -> Response:
         start = int(req.query.get("$skipToken", "0"))
     except ValueError:
         raise ArmError(400, "InvalidSkipToken", "The $skipToken is not valid.") from None
-    body: dict[str, Any] = {"value": items[start:start + size]}
+    body: dict[str, Any] = {"value": items[start : start + size]}
     if start + size < len(items):
         query = {k: v for k, v in req.query.items() if k != "$skipToken"}
         query["$skipToken"] = str(start + size)
@@ -83,13 +86,21 @@ def _page(world: World, req: Request, items: list[dict[str, Any]]) -> Response:
     return Response(200, body)
 
 
-def _async(world: World, req: Request, status: int, body: Any, check: Any, *, provider: str,
-           location: str, location_header: bool = False, min_polls: int = 1) -> Response:
+def _async(
+    world: World,
+    req: Request,
+    status: int,
+    body: Any,
+    check: Any,
+    *,
+    provider: str,
+    location: str,
+    location_header: bool = False,
+    min_polls: int = 1,
+) -> Response:
     operation = world.new_operation(check, min_polls=min_polls)
-    if provider == "Microsoft.Compute":
-        path = f"/subscriptions/{req.sub}/providers/Microsoft.Compute/locations/{location}/capsOperations/{operation.id}"
-    else:
-        path = f"/subscriptions/{req.sub}/providers/{provider}/locations/{location}/operations/{operation.id}"
+    kind = "capsOperations" if provider == "Microsoft.Compute" else "operations"
+    path = f"/subscriptions/{req.sub}/providers/{provider}/locations/{location}/{kind}/{operation.id}"
     url = f"{req.base_url}{path}?api-version={req.query['api-version']}"
     headers = {"Azure-AsyncOperation": url}
     if location_header:
@@ -105,23 +116,37 @@ def _done(ok: bool, error: dict[str, Any] | None = None) -> tuple[str, dict[str,
 def marketplace_list(world: World, req: Request) -> Response:
     p = req.params
     top = req.query.get("$top")
-    items = world.marketplace.list_versions(req.sub, p["loc"], p["pub"], p["offer"], p["sku"],
-                                            top=int(top) if top and top.isdigit() else None,
-                                            orderby=req.query.get("$orderby"))
+    items = world.marketplace.list_versions(
+        req.sub,
+        p["loc"],
+        p["pub"],
+        p["offer"],
+        p["sku"],
+        top=int(top) if top and top.isdigit() else None,
+        orderby=req.query.get("$orderby"),
+    )
     return Response(200, items)
 
 
 def marketplace_get(world: World, req: Request) -> Response:
     p = req.params
-    return Response(200, world.marketplace.get_version(req.sub, p["loc"], p["pub"], p["offer"], p["sku"],
-                                                       p["version"]))
+    return Response(
+        200, world.marketplace.get_version(req.sub, p["loc"], p["pub"], p["offer"], p["sku"], p["version"])
+    )
 
 
 # -- Galleries ---------------------------------------------------------------------------------------
 def gallery_put(world: World, req: Request) -> Response:
     status, resource = world.gallery.put_gallery(req.sub, req.params["rg"], req.params["gallery"], req.body)
-    return _async(world, req, status, resource, lambda: _done(True), provider="Microsoft.Compute",
-                  location=str(req.body.get("location")))
+    return _async(
+        world,
+        req,
+        status,
+        resource,
+        lambda: _done(True),
+        provider="Microsoft.Compute",
+        location=str(req.body.get("location")),
+    )
 
 
 def gallery_get(world: World, req: Request) -> Response:
@@ -139,8 +164,15 @@ def gallery_list_sub(world: World, req: Request) -> Response:
 def image_put(world: World, req: Request) -> Response:
     p = req.params
     status, resource = world.gallery.put_image(req.sub, p["rg"], p["gallery"], p["image"], req.body)
-    return _async(world, req, status, resource, lambda: _done(True), provider="Microsoft.Compute",
-                  location=str(req.body.get("location")))
+    return _async(
+        world,
+        req,
+        status,
+        resource,
+        lambda: _done(True),
+        provider="Microsoft.Compute",
+        location=str(req.body.get("location")),
+    )
 
 
 def image_get(world: World, req: Request) -> Response:
@@ -158,23 +190,43 @@ def _version_check(version: ImageVersion) -> Any:
             return "InProgress", None
         failed = [r.details for r in version.replicas.values() if r.state == "Failed"]
         return _done(not failed, {"code": "ReplicationJobsNotCompleted", "message": " ".join(failed)})
+
     return check
 
 
 def version_put(world: World, req: Request) -> Response:
     p = req.params
-    status, version = world.gallery.put_version(req.sub, p["rg"], p["gallery"], p["image"], p["version"],
-                                                req.body, world.clock.now())
-    return _async(world, req, status, version.body(expand_replication=False), _version_check(version),
-                  provider="Microsoft.Compute", location=version.location, min_polls=0)
+    status, version = world.gallery.put_version(
+        req.sub, p["rg"], p["gallery"], p["image"], p["version"], req.body, world.clock.now()
+    )
+    return _async(
+        world,
+        req,
+        status,
+        version.body(expand_replication=False),
+        _version_check(version),
+        provider="Microsoft.Compute",
+        location=version.location,
+        min_polls=0,
+    )
 
 
 def version_patch(world: World, req: Request) -> Response:
     p = req.params
-    version = world.gallery.update_version(req.sub, p["rg"], p["gallery"], p["image"], p["version"],
-                                           req.body, world.clock.now())
-    return _async(world, req, 200, version.body(expand_replication=False), _version_check(version),
-                  provider="Microsoft.Compute", location=version.location, location_header=True, min_polls=0)
+    version = world.gallery.update_version(
+        req.sub, p["rg"], p["gallery"], p["image"], p["version"], req.body, world.clock.now()
+    )
+    return _async(
+        world,
+        req,
+        200,
+        version.body(expand_replication=False),
+        _version_check(version),
+        provider="Microsoft.Compute",
+        location=version.location,
+        location_header=True,
+        min_polls=0,
+    )
 
 
 def version_get(world: World, req: Request) -> Response:
@@ -194,16 +246,31 @@ def version_delete(world: World, req: Request) -> Response:
     p = req.params
     if not world.gallery.delete_version(req.sub, p["rg"], p["gallery"], p["image"], p["version"]):
         return Response(204)
-    return _async(world, req, 202, None, lambda: _done(True), provider="Microsoft.Compute",
-                  location="westus", location_header=True)
+    return _async(
+        world,
+        req,
+        202,
+        None,
+        lambda: _done(True),
+        provider="Microsoft.Compute",
+        location="westus",
+        location_header=True,
+    )
 
 
 # -- Image Builder -----------------------------------------------------------------------------------
 def template_put(world: World, req: Request) -> Response:
     p = req.params
     status, template = world.imagebuilder.put(req.sub, p["rg"], p["name"], req.body, world.clock.now())
-    return _async(world, req, status, template.body(), lambda: _done(template.provisioning_state == "Succeeded"),
-                  provider="Microsoft.VirtualMachineImages", location=template.location)
+    return _async(
+        world,
+        req,
+        status,
+        template.body(),
+        lambda: _done(template.provisioning_state == "Succeeded"),
+        provider="Microsoft.VirtualMachineImages",
+        location=template.location,
+    )
 
 
 def template_patch(world: World, req: Request) -> Response:
@@ -220,8 +287,16 @@ def template_delete(world: World, req: Request) -> Response:
     p = req.params
     if not world.imagebuilder.delete(req.sub, p["rg"], p["name"]):
         return Response(204)
-    return _async(world, req, 202, None, lambda: _done(True), provider="Microsoft.VirtualMachineImages",
-                  location="westus", location_header=True)
+    return _async(
+        world,
+        req,
+        202,
+        None,
+        lambda: _done(True),
+        provider="Microsoft.VirtualMachineImages",
+        location="westus",
+        location_header=True,
+    )
 
 
 def template_list_rg(world: World, req: Request) -> Response:
@@ -242,27 +317,56 @@ def _run_check(template: Template) -> Any:
         if run.state == "Canceled":
             return "Canceled", None
         return _done(run.state == "Succeeded", {"code": "ImageTemplateBuildFailed", "message": run.message})
+
     return check
 
 
 def template_run(world: World, req: Request) -> Response:
     p = req.params
     template = world.imagebuilder.start_run(req.sub, p["rg"], p["name"], world.clock.now())
-    return _async(world, req, 202, None, _run_check(template), provider="Microsoft.VirtualMachineImages",
-                  location=template.location, location_header=True, min_polls=0)
+    return _async(
+        world,
+        req,
+        202,
+        None,
+        _run_check(template),
+        provider="Microsoft.VirtualMachineImages",
+        location=template.location,
+        location_header=True,
+        min_polls=0,
+    )
 
 
 def template_cancel(world: World, req: Request) -> Response:
     p = req.params
     template = world.imagebuilder.cancel_run(req.sub, p["rg"], p["name"], world.clock.now())
-    return _async(world, req, 202, None, _run_check(template), provider="Microsoft.VirtualMachineImages",
-                  location=template.location, location_header=True, min_polls=0)
+    run = template.run
+
+    def canceled() -> tuple[str, dict[str, Any] | None]:
+        assert run is not None
+        return ("InProgress", None) if run.state == "Canceling" else _done(True)
+
+    return _async(
+        world,
+        req,
+        202,
+        None,
+        canceled,
+        provider="Microsoft.VirtualMachineImages",
+        location=template.location,
+        location_header=True,
+        min_polls=0,
+    )
 
 
 def _outputs(req: Request, template: Template) -> list[dict[str, Any]]:
     return [
-        {"name": name, "type": "Microsoft.VirtualMachineImages/imageTemplates/runOutputs",
-         "id": f"{template.id}/runOutputs/{name}", "properties": dict(props)}
+        {
+            "name": name,
+            "type": "Microsoft.VirtualMachineImages/imageTemplates/runOutputs",
+            "id": f"{template.id}/runOutputs/{name}",
+            "properties": dict(props),
+        }
         for name, props in template.outputs.items()
     ]
 
@@ -299,35 +403,69 @@ ROUTES: tuple[Route, ...] = (
     _route("PUT", _GAL + r"/(?P<gallery>[^/]+)", "galleries.create_or_update", gallery_put, GALLERY_API),
     _route("GET", _GAL + r"/(?P<gallery>[^/]+)", "galleries.get", gallery_get, GALLERY_API),
     _route("GET", _GAL, "galleries.list_by_resource_group", gallery_list_rg, GALLERY_API),
-    _route("GET", _SUB + r"/providers/Microsoft\.Compute/galleries", "galleries.list", gallery_list_sub,
-           GALLERY_API),
+    _route(
+        "GET",
+        _SUB + r"/providers/Microsoft\.Compute/galleries",
+        "galleries.list",
+        gallery_list_sub,
+        GALLERY_API,
+    ),
     _route("PUT", _IMG + r"/(?P<image>[^/]+)", "gallery_images.create_or_update", image_put, GALLERY_API),
     _route("GET", _IMG + r"/(?P<image>[^/]+)", "gallery_images.get", image_get, GALLERY_API),
     _route("GET", _IMG, "gallery_images.list_by_gallery", image_list, GALLERY_API),
-    _route("PUT", _VER + r"/(?P<version>[^/]+)", "gallery_image_versions.create_or_update", version_put,
-           GALLERY_API),
-    _route("PATCH", _VER + r"/(?P<version>[^/]+)", "gallery_image_versions.update", version_patch, GALLERY_API),
+    _route(
+        "PUT",
+        _VER + r"/(?P<version>[^/]+)",
+        "gallery_image_versions.create_or_update",
+        version_put,
+        GALLERY_API,
+    ),
+    _route(
+        "PATCH", _VER + r"/(?P<version>[^/]+)", "gallery_image_versions.update", version_patch, GALLERY_API
+    ),
     _route("GET", _VER + r"/(?P<version>[^/]+)", "gallery_image_versions.get", version_get, GALLERY_API),
-    _route("DELETE", _VER + r"/(?P<version>[^/]+)", "gallery_image_versions.delete", version_delete,
-           GALLERY_API),
+    _route(
+        "DELETE", _VER + r"/(?P<version>[^/]+)", "gallery_image_versions.delete", version_delete, GALLERY_API
+    ),
     _route("GET", _VER, "gallery_image_versions.list_by_gallery_image", version_list, GALLERY_API),
     _route("PUT", _TPL, "image_templates.create_or_update", template_put, IMAGEBUILDER_API),
     _route("PATCH", _TPL, "image_templates.update", template_patch, IMAGEBUILDER_API),
     _route("GET", _TPL, "image_templates.get", template_get, IMAGEBUILDER_API),
     _route("DELETE", _TPL, "image_templates.delete", template_delete, IMAGEBUILDER_API),
     _route("GET", _AIB, "image_templates.list_by_resource_group", template_list_rg, IMAGEBUILDER_API),
-    _route("GET", _SUB + r"/providers/Microsoft\.VirtualMachineImages/imageTemplates", "image_templates.list",
-           template_list_sub, IMAGEBUILDER_API),
+    _route(
+        "GET",
+        _SUB + r"/providers/Microsoft\.VirtualMachineImages/imageTemplates",
+        "image_templates.list",
+        template_list_sub,
+        IMAGEBUILDER_API,
+    ),
     _route("POST", _TPL + r"/run", "image_templates.run", template_run, IMAGEBUILDER_API),
     _route("POST", _TPL + r"/cancel", "image_templates.cancel", template_cancel, IMAGEBUILDER_API),
-    _route("GET", _TPL + r"/runOutputs", "image_templates.list_run_outputs", run_outputs_list,
-           IMAGEBUILDER_API),
-    _route("GET", _TPL + r"/runOutputs/(?P<output>[^/]+)", "image_templates.get_run_output", run_output_get,
-           IMAGEBUILDER_API),
-    _route("GET", _SUB + r"/providers/Microsoft\.Compute/locations/[^/]+/capsOperations/(?P<op>[^/]+)",
-           "operations.compute", operation_get, GALLERY_API | MARKETPLACE_API),
-    _route("GET", _SUB + r"/providers/Microsoft\.VirtualMachineImages/locations/[^/]+/operations/(?P<op>[^/]+)",
-           "operations.imagebuilder", operation_get, IMAGEBUILDER_API),
+    _route(
+        "GET", _TPL + r"/runOutputs", "image_templates.list_run_outputs", run_outputs_list, IMAGEBUILDER_API
+    ),
+    _route(
+        "GET",
+        _TPL + r"/runOutputs/(?P<output>[^/]+)",
+        "image_templates.get_run_output",
+        run_output_get,
+        IMAGEBUILDER_API,
+    ),
+    _route(
+        "GET",
+        _SUB + r"/providers/Microsoft\.Compute/locations/[^/]+/capsOperations/(?P<op>[^/]+)",
+        "operations.compute",
+        operation_get,
+        GALLERY_API | MARKETPLACE_API,
+    ),
+    _route(
+        "GET",
+        _SUB + r"/providers/Microsoft\.VirtualMachineImages/locations/[^/]+/operations/(?P<op>[^/]+)",
+        "operations.imagebuilder",
+        operation_get,
+        IMAGEBUILDER_API,
+    ),
 )
 
 
@@ -343,16 +481,28 @@ def match(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
 
 def check_request(route: Route, req: Request) -> None:
     if "sub" in req.params and not _GUID.match(req.params["sub"]):
-        raise ArmError(400, "InvalidSubscriptionId",
-                       f"The provided subscription identifier '{req.params['sub']}' is malformed or invalid.")
+        raise ArmError(
+            400,
+            "InvalidSubscriptionId",
+            f"The provided subscription identifier '{req.params['sub']}' is malformed or invalid.",
+        )
     version = req.query.get("api-version")
     if not version:
-        raise ArmError(400, "MissingApiVersionParameter",
-                       "The api-version query parameter (?api-version=) is required for all requests.")
+        raise ArmError(
+            400,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        )
     if version not in route.api_versions:
-        raise ArmError(400, "NoRegisteredProviderFound",
-                       f"No registered resource provider found for API version '{version}'. The supported "
-                       f"api-versions are '{', '.join(sorted(route.api_versions))}'.")
+        raise ArmError(
+            400,
+            "NoRegisteredProviderFound",
+            f"No registered resource provider found for API version '{version}'. The supported "
+            f"api-versions are '{', '.join(sorted(route.api_versions))}'.",
+        )
     if req.method in ("PUT", "PATCH") and not isinstance(req.body, dict):
-        raise ArmError(400, "InvalidRequestContent", "The request content was invalid and could not be "
-                                                     "deserialized: a JSON object is expected.")
+        raise ArmError(
+            400,
+            "InvalidRequestContent",
+            "The request content was invalid and could not be deserialized: a JSON object is expected.",
+        )

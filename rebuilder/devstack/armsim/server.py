@@ -22,7 +22,7 @@ import trustme
 from . import control
 from .errors import ArmError
 from .faults import now_monotonic
-from .routes import Request, Response, check_request, match
+from .routes import Request, Response, Route, check_request, match
 from .world import World
 
 
@@ -48,7 +48,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def do_GET(self) -> None:
@@ -82,7 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
         sim.world.faults.record(route_name, method, url.path, response.status, arrived)
         self._send(response)
 
-    def _arm(self, found: Any, method: str, path: str, query: dict[str, str], raw: bytes) -> Response:
+    def _arm(self, found: tuple[Route, dict[str, str]] | None, method: str, path: str, query: dict[str, str], raw: bytes) -> Response:
         sim = self.server.sim
         world = sim.world
         try:
@@ -98,7 +98,9 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 body = json.loads(raw) if raw else None
             except ValueError:
-                raise ArmError(400, "InvalidRequestContent", "The request content is not valid JSON.") from None
+                raise ArmError(
+                    400, "InvalidRequestContent", "The request content is not valid JSON."
+                ) from None
             request = Request(method, params, query, body, f"https://{self.headers.get('Host')}", path)
             check_request(route, request)
             with world.lock:
@@ -110,7 +112,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _authorise(self, token: str) -> None:
         header = self.headers.get("Authorization")
         if not header:
-            raise ArmError(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
+            raise ArmError(
+                401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
+            )
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or value != token:
             raise ArmError(401, "InvalidAuthenticationToken", "The access token is invalid.")
@@ -148,8 +152,14 @@ def _tls(directory: Path) -> _Tls:
 class ArmSimulator:
     """Start with `with ArmSimulator() as sim:`; point SDK clients at `sim.endpoint`, trust `sim.ca_path`."""
 
-    def __init__(self, *, token: str = "sim-token", host: str = "127.0.0.1", port: int = 0,
-                 state_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        token: str = "sim-token",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        state_dir: Path | None = None,
+    ) -> None:
         self.token = token
         self.world = World()
         self._tmp = tempfile.TemporaryDirectory(prefix="armsim-") if state_dir is None else None
@@ -157,7 +167,8 @@ class ArmSimulator:
         tls = _tls(directory)
         self.ca_path = tls.ca_path
         self._server = _Server((host, port), tls.context, self)
-        self.host, self.port = self._server.server_address[0], self._server.server_address[1]
+        address = self._server.server_address
+        self.host, self.port = str(address[0]), int(address[1])
         self._thread: threading.Thread | None = None
 
     @property

@@ -65,7 +65,8 @@ class World:
         self.imagebuilder.tick(now)
 
     def new_operation(self, check: OperationCheck, *, min_polls: int = 1) -> Operation:
-        operation = Operation(id=str(uuid.uuid4()), started=iso(self.clock.now()), check=check,
-                              min_polls=min_polls)
+        operation = Operation(
+            id=str(uuid.uuid4()), started=iso(self.clock.now()), check=check, min_polls=min_polls
+        )
         self.operations[operation.id] = operation
         return operation
