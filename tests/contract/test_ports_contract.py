@@ -1,0 +1,149 @@
+"""The ports' contract, run against the in-memory fakes and the SDK adapters on the simulator alike."""
+
+from __future__ import annotations
+
+import pytest
+
+from rebuilder.domain import resource_ids
+from rebuilder.domain.errors import Conflict, NotFound
+from rebuilder.domain.model import (
+    GalleryVersionId,
+    ImageState,
+    MarketplaceVersion,
+    PlatformImage,
+    ReplicationState,
+    RunState,
+    Scope,
+)
+from rebuilder.domain.regions import region
+from tests.conftest import SUBSCRIPTION
+from tests.contract.conftest import Estate, image_id
+
+UBUNTU = PlatformImage("Canonical", "0001-com-ubuntu-server-jammy", "22_04-lts-gen2")
+WEST = region("westeurope")
+
+
+# -- MarketplaceCatalog -------------------------------------------------------------------------------
+def test_marketplace_lists_every_version_of_the_location(estate: Estate) -> None:
+    for version in ("22.04.202409100", "22.04.202411190"):
+        estate.publish("westeurope", UBUNTU, version)
+    estate.publish("eastus", UBUNTU, "22.04.202501150")
+    listed = estate.marketplace.list_versions(SUBSCRIPTION, WEST, UBUNTU)
+    assert sorted(listed) == ["22.04.202409100", "22.04.202411190"]
+    lower = PlatformImage("canonical", UBUNTU.offer.upper(), UBUNTU.sku)  # Azure ignores letter case
+    assert sorted(estate.marketplace.list_versions(SUBSCRIPTION, WEST, lower)) == sorted(listed)
+
+
+def test_marketplace_reports_deprecation_per_version(estate: Estate) -> None:
+    estate.publish("westeurope", UBUNTU, "22.04.1", ImageState.SCHEDULED_FOR_DEPRECATION)
+    estate.publish("westeurope", UBUNTU, "22.04.2")
+    soon = estate.marketplace.get_version(SUBSCRIPTION, WEST, UBUNTU, MarketplaceVersion("22.04.1"))
+    assert (soon.version, soon.state, soon.location) == (
+        "22.04.1",
+        ImageState.SCHEDULED_FOR_DEPRECATION,
+        WEST,
+    )
+    fine = estate.marketplace.get_version(SUBSCRIPTION, WEST, UBUNTU, MarketplaceVersion("22.04.2"))
+    assert fine.state is ImageState.ACTIVE
+
+
+def test_marketplace_unknown_images_and_versions_are_not_found(estate: Estate) -> None:
+    estate.publish("westeurope", UBUNTU, "22.04.1")
+    with pytest.raises(NotFound):
+        estate.marketplace.list_versions(SUBSCRIPTION, WEST, PlatformImage("Canonical", "nope", "none"))
+    with pytest.raises(NotFound):
+        estate.marketplace.get_version(SUBSCRIPTION, WEST, UBUNTU, MarketplaceVersion("22.04.9"))
+    with pytest.raises(NotFound):
+        estate.marketplace.list_versions(SUBSCRIPTION, region("japaneast"), UBUNTU)
+
+
+# -- ImageBuilder -------------------------------------------------------------------------------------
+def test_templates_are_listed_per_scope(estate: Estate) -> None:
+    estate.add_template("rg-a", "one", UBUNTU)
+    estate.add_template("rg-a", "two", UBUNTU)
+    estate.add_template("rg-b", "three", UBUNTU)
+    everything = sorted(t.name for t in estate.imagebuilder.list_templates(Scope(SUBSCRIPTION)))
+    assert everything == ["one", "three", "two"]
+    in_a = sorted(t.name for t in estate.imagebuilder.list_templates(Scope(SUBSCRIPTION, "RG-A")))
+    assert in_a == ["one", "two"]
+    assert list(estate.imagebuilder.list_templates(Scope("99999999-9999-9999-9999-999999999999"))) == []
+
+
+def test_a_template_runs_once_at_a_time_and_finishes(estate: Estate) -> None:
+    estate.publish("westeurope", UBUNTU, "22.04.202409100")
+    estate.publish("westeurope", UBUNTU, "22.04.202411190")
+    template_id = estate.add_template("rg-a", "ubuntu", UBUNTU)
+    fresh = estate.imagebuilder.get_template(template_id)
+    assert (fresh.name, fresh.location, fresh.last_run) == ("ubuntu", WEST, None)
+    assert fresh.source.image == UBUNTU and fresh.tags["golden-image-rebuild"] == "auto"
+    assert estate.imagebuilder.list_run_outputs(template_id) == []
+
+    with pytest.raises(Conflict):
+        estate.imagebuilder.cancel_run(template_id)
+    estate.imagebuilder.start_run(template_id)
+    running = estate.imagebuilder.get_template(template_id).last_run
+    assert running is not None and running.state is RunState.RUNNING and running.ended_at is None
+    with pytest.raises(Conflict):
+        estate.imagebuilder.start_run(template_id)
+
+    estate.finish_runs()
+    done = estate.imagebuilder.get_template(template_id)
+    assert done.last_run is not None and done.last_run.state is RunState.SUCCEEDED
+    assert done.last_run.started_at is not None and done.last_run.ended_at is not None
+    assert done.last_run.ended_at > done.last_run.started_at
+    assert done.source.exact_version == "22.04.202411190"
+
+
+def test_a_running_template_can_be_canceled(estate: Estate) -> None:
+    estate.publish("westeurope", UBUNTU, "22.04.1")
+    template_id = estate.add_template("rg-a", "ubuntu", UBUNTU)
+    estate.imagebuilder.start_run(template_id)
+    estate.imagebuilder.cancel_run(template_id)
+    run = estate.imagebuilder.get_template(template_id).last_run
+    assert run is not None and run.state is RunState.CANCELING
+
+
+def test_unknown_templates_are_not_found(estate: Estate) -> None:
+    missing = resource_ids.template_id(SUBSCRIPTION, "rg-a", "missing")
+    with pytest.raises(NotFound):
+        estate.imagebuilder.get_template(missing)
+    with pytest.raises(NotFound):
+        estate.imagebuilder.start_run(missing)
+
+
+# -- Gallery ------------------------------------------------------------------------------------------
+def test_gallery_versions_replicate_to_every_target_region(estate: Estate) -> None:
+    estate.add_gallery_image("ubuntu")
+    version_id = estate.add_gallery_version("ubuntu", "1.0.0", ["westeurope", "East US 2"])
+    assert [v.name for v in estate.gallery.list_versions(image_id("ubuntu"))] == ["1.0.0"]
+    estate.replicate()
+    version = estate.gallery.get_version(version_id)
+    assert version.provisioning_state == "Succeeded"
+    assert [(r.region, r.state) for r in version.replication] == [
+        ("westeurope", ReplicationState.COMPLETED),
+        ("eastus2", ReplicationState.COMPLETED),
+    ]
+    assert estate.gallery.get_version(version_id, with_replication=False).replication == ()
+
+
+def test_a_failed_region_restarts_when_target_regions_are_reapplied(estate: Estate) -> None:
+    estate.add_gallery_image("ubuntu")
+    version_id = estate.add_gallery_version("ubuntu", "1.0.0", ["westeurope", "eastus2"], failing=["eastus2"])
+    estate.replicate()
+    failed = {r.region: r.state for r in estate.gallery.get_version(version_id).replication}
+    assert failed == {"westeurope": ReplicationState.COMPLETED, "eastus2": ReplicationState.FAILED}
+    estate.gallery.set_target_regions(version_id, [region("westeurope"), region("eastus2")])
+    retrying = {r.region: r.state for r in estate.gallery.get_version(version_id).replication}
+    assert retrying["westeurope"] is ReplicationState.COMPLETED
+    assert retrying["eastus2"] is not ReplicationState.FAILED
+    estate.replicate()
+    repaired = {r.region: r.state for r in estate.gallery.get_version(version_id).replication}
+    assert set(repaired.values()) == {ReplicationState.COMPLETED}
+
+
+def test_unknown_gallery_versions_and_images_are_not_found(estate: Estate) -> None:
+    estate.add_gallery_image("ubuntu")
+    with pytest.raises(NotFound):
+        estate.gallery.get_version(GalleryVersionId(f"{image_id('ubuntu')}/versions/9.9.9"))
+    with pytest.raises(NotFound):
+        estate.gallery.list_versions(image_id("nothing"))

@@ -1,0 +1,111 @@
+"""function_app as the Functions host sees it: cheap to import, every function and binding declared,
+and invoked the way the host invokes it (real azure.functions request objects).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from rebuilder import bootstrap
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# name -> (trigger type, route or schedule, methods, auth level)
+EXPECTED = {
+    "health": ("httpTrigger", "health", ["GET"], "function"),
+}
+
+
+def test_import_with_an_empty_environment_registers_everything_and_imports_no_management_sdk() -> None:
+    probe = (
+        "import json, sys, function_app\n"
+        "fns = function_app.app.get_functions()\n"
+        "print(json.dumps({'functions': sorted(f.get_function_name() for f in fns),\n"
+        "  'modules': sorted(m for m in sys.modules if m.startswith(('azure.mgmt', 'azure.identity',\n"
+        "      'azure.data', 'azure.eventgrid', 'azure.core.pipeline')))}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["functions"] == sorted(EXPECTED)
+    assert report["modules"] == []
+
+
+@functools.cache
+def registered() -> dict[str, Any]:
+    """The host indexes functions once; get_functions() refuses to be asked twice."""
+    import function_app
+
+    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+def test_bindings_match_what_infra_and_callers_rely_on() -> None:
+    found = {}
+    for function in registered().values():
+        trigger = function.get_trigger().get_dict_repr()
+        schedule_or_route = trigger.get("route") or trigger.get("schedule")
+        methods = [str(getattr(m, "value", m)) for m in trigger.get("methods") or []]
+        auth = str(getattr(trigger.get("authLevel"), "value", trigger.get("authLevel")))
+        found[function.get_function_name()] = (trigger["type"], schedule_or_route, methods, auth)
+        if trigger["type"] == "timerTrigger":  # schedules are app settings that infra declares
+            assert str(schedule_or_route).startswith("%") and str(schedule_or_route).endswith("%")
+        if trigger["type"] == "httpTrigger":
+            assert auth != "anonymous", f"{function.get_function_name()} must not be anonymous"
+    assert found == EXPECTED
+
+
+def _invoke_health() -> func.HttpResponse:
+    health = registered()["health"]
+    request = func.HttpRequest(
+        method="GET",
+        url="https://app.azurewebsites.net/api/health",
+        body=b"",
+        headers={},
+        params={},
+        route_params={},
+    )
+    response = health.get_user_function()(request)
+    assert isinstance(response, func.HttpResponse)
+    return response
+
+
+def test_health_names_invalid_settings_without_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bootstrap, "_services", None)
+    monkeypatch.setenv("REBUILDER_SCOPES", "/subscriptions/not-a-guid")
+    monkeypatch.setenv("REBUILDER_ARM_TOKEN", "secret-token-1234")
+    monkeypatch.delenv("REBUILDER_LEDGER", raising=False)
+    monkeypatch.delenv("REBUILDER_ARM_ENDPOINT", raising=False)
+    response = _invoke_health()
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"
+    body = json.loads(response.get_body())
+    assert body["invalid_settings"] == ["REBUILDER_ARM_TOKEN", "REBUILDER_LEDGER", "REBUILDER_SCOPES"]
+    assert "secret-token-1234" not in response.get_body().decode()
+    assert "not-a-guid" not in response.get_body().decode()
+
+
+def test_health_is_ok_once_settings_are_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bootstrap, "_services", None)
+    monkeypatch.setenv("REBUILDER_SCOPES", "/subscriptions/11111111-2222-3333-4444-555555555555")
+    monkeypatch.setenv("REBUILDER_LEDGER", "UseDevelopmentStorage=true")
+    monkeypatch.delenv("REBUILDER_ARM_TOKEN", raising=False)
+    response = _invoke_health()
+    assert response.status_code == 200
+    assert json.loads(response.get_body())["status"] == "ok"
+    monkeypatch.setattr(bootstrap, "_services", None)
