@@ -82,7 +82,14 @@ class _Handler(BaseHTTPRequestHandler):
         sim.world.faults.record(route_name, method, url.path, response.status, arrived)
         self._send(response)
 
-    def _arm(self, found: tuple[Route, dict[str, str]] | None, method: str, path: str, query: dict[str, str], raw: bytes) -> Response:
+    def _arm(
+        self,
+        found: tuple[Route, dict[str, str]] | None,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        raw: bytes,
+    ) -> Response:
         sim = self.server.sim
         world = sim.world
         try:
