@@ -32,3 +32,11 @@ class Conflict(PermanentError):
 
 class StaleWrite(RebuilderError):
     """Someone else changed the record first (ETag mismatch): re-read and decide again."""
+
+
+class InvalidRecord(PermanentError):
+    """A value the ledger cannot store as given (e.g. longer than Table storage allows)."""
+
+
+class InvalidContinuation(PermanentError):
+    """A continuation token that this service did not issue."""

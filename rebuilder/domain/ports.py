@@ -6,10 +6,12 @@ memory for unit tests. One contract suite (tests/contract) runs against both.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
+from .builds import Build, RegionStatus, Transition
 from .model import (
     GalleryImageId,
     GalleryImageVersion,
@@ -23,6 +25,7 @@ from .model import (
     TemplateId,
 )
 from .regions import Region
+from .standing import SeenVersion, SourceRef, TemplateState
 
 
 class Clock(Protocol):
@@ -74,4 +77,86 @@ class Gallery(Protocol):
 
     def set_target_regions(self, version_id: GalleryVersionId, regions: Iterable[Region]) -> None:
         """Re-apply a version's target regions: restarts failed replications without a rebuild."""
+        ...
+
+
+# -- the ledger ----------------------------------------------------------------------------------------
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Versioned(Generic[_T]):
+    """A record as stored, with the ETag that a conditional write of it must present."""
+
+    record: _T
+    etag: str
+
+
+@dataclass(frozen=True)
+class Page(Generic[_T]):
+    items: list[_T]
+    continuation: str | None  # opaque; pass it back for the next page; None on the last page
+
+
+@dataclass(frozen=True)
+class Claim:
+    build: Versioned[Build]
+    created: bool  # False: the key was claimed before, and `build` is the build that claimed it
+
+
+class Ledger(Protocol):
+    """The append-only build ledger. Writes are insert-only or ETag-conditional: a lost race raises
+    StaleWrite (re-read and decide again); nothing is overwritten blindly, no transition is rewritten."""
+
+    def claim_build(self, build: Build, *, why: str, by: str) -> Claim:
+        """Record a new build under its idempotency key, with its first transition, atomically."""
+        ...
+
+    def get_build(self, build_id: str) -> Versioned[Build]:
+        """Raises NotFound, or InvalidBuildId for a string that cannot be a build id."""
+        ...
+
+    def save_build(
+        self,
+        build: Build,
+        *,
+        etag: str,
+        transition: Transition | None = None,
+        regions: Sequence[RegionStatus] = (),
+    ) -> str:
+        """Write the build (and its new transition and region rows) if `etag` is still current.
+        Returns the new ETag; raises StaleWrite otherwise."""
+        ...
+
+    def list_builds(
+        self, template_id: TemplateId, *, limit: int = 50, continuation: str | None = None
+    ) -> Page[Build]:
+        """One template's builds, newest first."""
+        ...
+
+    def list_transitions(self, build_id: str) -> list[Transition]:
+        """Oldest first."""
+        ...
+
+    def list_regions(self, build_id: str) -> list[RegionStatus]: ...
+
+    def get_template_state(self, template_id: TemplateId) -> Versioned[TemplateState] | None: ...
+
+    def save_template_state(self, state: TemplateState, *, etag: str | None) -> str:
+        """Create (etag None) or replace if `etag` is current; StaleWrite otherwise."""
+        ...
+
+    def list_template_states(
+        self, *, limit: int = 1000, continuation: str | None = None
+    ) -> Page[TemplateState]: ...
+
+    def record_version(self, seen: SeenVersion) -> SeenVersion:
+        """Insert-only on the first sighting; later sightings keep the first-seen time and only record
+        a change of deprecation status. Returns the record as stored."""
+        ...
+
+    def list_versions(
+        self, source: SourceRef, *, limit: int = 1000, continuation: str | None = None
+    ) -> Page[SeenVersion]:
+        """Every version seen for `source`, oldest (numerically lowest) first."""
         ...

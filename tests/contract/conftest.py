@@ -5,14 +5,17 @@ Each backend is an `Estate`: the ports under test plus a way to arrange the worl
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 import pytest
 
 from rebuilder.adapters.azure_clients import AzureClients
+from rebuilder.adapters.ledger_tables import TableLedger
 from rebuilder.bootstrap import bootstrap
 from rebuilder.devstack.armsim import ArmSimulator, SimControl
+from rebuilder.devstack.azurite import Azurite
 from rebuilder.domain import resource_ids, versions
 from rebuilder.domain.model import (
     GalleryImageId,
@@ -29,9 +32,10 @@ from rebuilder.domain.model import (
     SourceKind,
     TemplateId,
 )
-from rebuilder.domain.ports import Gallery, ImageBuilder, MarketplaceCatalog
+from rebuilder.domain.ports import Gallery, ImageBuilder, Ledger, MarketplaceCatalog
 from rebuilder.domain.regions import Region, region
 from rebuilder.fakes import FixedClock, InMemoryGallery, InMemoryImageBuilder, InMemoryMarketplace
+from rebuilder.fakes.ledger import InMemoryLedger
 from rebuilder.settings import Settings
 from tests.conftest import SUBSCRIPTION, local_env
 
@@ -247,3 +251,18 @@ def estate(request: pytest.FixtureRequest) -> Iterator[Estate]:
     built = SimEstate(armsim, sim)
     yield built
     built.close()
+
+
+# -- the ledger ----------------------------------------------------------------------------------------
+@pytest.fixture(params=["memory", "tables"])
+def ledger(request: pytest.FixtureRequest) -> Iterator[Ledger]:
+    """An empty ledger: in memory, or on Table storage in Azurite under a fresh table prefix."""
+    if request.param == "memory":
+        yield InMemoryLedger()
+        return
+    azurite: Azurite = request.getfixturevalue("azurite")
+    tables = TableLedger.from_connection(
+        prefix=f"t{uuid.uuid4().hex[:12]}", connection_string=azurite.connection_string
+    )
+    yield tables
+    tables.close()

@@ -1,0 +1,402 @@
+"""Explicit mapping between ledger records and Table entities, and the key layout.
+
+Key layout (why: each question the service and security teams ask is one partition range read):
+
+  {prefix}builds     PartitionKey = template key (16 hex of sha256 of the lower-cased template id:
+                     ids are case-insensitive and contain '/', which keys may not)
+                     b-{inv}-{nonce}           a build; {inv} = 99999999999 - epoch seconds, so a
+                                               range read of 'b-' returns one template's history
+                                               newest first, a page at a time
+                     r-{inv}-{nonce}-{region}  that build's region rows (one build with its regions:
+                                               a point read and one range read)
+                     t-{inv}-{nonce}-{seq}     that build's transitions, append-only, seq from 000001
+                     c-{sha256 of the key}     a claim: insert-only, maps an idempotency key to a build
+                     Claim, build and first transition share a partition, so they are written in one
+                     entity-group transaction: a key is either claimed with its build, or not at all.
+                     Every later write of a build carries its ETag and its new transition and region
+                     rows in one transaction, so the trail can never disagree with the build.
+  {prefix}templates  PartitionKey = 'template', RowKey = template key: "where do we stand" for every
+                     template × region is one partition read (the regions are a JSON column).
+  {prefix}sources    PartitionKey = sha256 of the source key (location/publisher/offer/sku or gallery
+                     image), RowKey = the version encoded to sort numerically: every version seen per
+                     source with its first-seen time, in version order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from rebuilder.domain.builds import (
+    Build,
+    BuildId,
+    BuildReason,
+    BuildSource,
+    BuildState,
+    Provenance,
+    RegionStatus,
+    Transition,
+    parse_build_id,
+    template_key,
+)
+from rebuilder.domain.errors import InvalidRecord
+from rebuilder.domain.model import ImageState, RunSubState, SourceKind, TemplateId
+from rebuilder.domain.regions import Region
+from rebuilder.domain.standing import RegionStanding, SeenVersion, SourceRef, TemplateState
+
+Entity = dict[str, Any]
+TEMPLATES_PARTITION = "template"
+_INVERT_FROM = 99_999_999_999
+_UNSAFE_IN_KEYS = set("/\\#?%~") | {chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+# -- keys ----------------------------------------------------------------------------------------------
+def key_safe(text: str) -> str:
+    """`text` with every character that Table keys forbid (and our escape '~') escaped as ~XXXX."""
+    return "".join(f"~{ord(ch):04x}" if ch in _UNSAFE_IN_KEYS else ch for ch in text)
+
+
+def build_stem(build_id: str) -> tuple[str, str]:
+    """(partition, '{inv}-{nonce}') of a build: derived from its id, so a lookup is a point read."""
+    parsed = parse_build_id(build_id)
+    inverted = _INVERT_FROM - int(parsed.at.timestamp())
+    return parsed.template_key, f"{inverted:011d}-{parsed.nonce}"
+
+
+def build_row(stem: str) -> str:
+    return f"b-{stem}"
+
+
+def region_row(stem: str, region: str) -> str:
+    return f"r-{stem}-{key_safe(region)}"
+
+
+def transition_row(stem: str, seq: int) -> str:
+    return f"t-{stem}-{seq:06d}"
+
+
+def claim_row(idempotency_key: str) -> str:
+    return "c-" + hashlib.sha256(idempotency_key.encode()).hexdigest()
+
+
+def prefix_range(prefix: str) -> tuple[str, str]:
+    """[low, high) bounds of every key that starts with `prefix` (which ends in '-')."""
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def source_partition(source: SourceRef) -> str:
+    return hashlib.sha256(source.key.encode()).hexdigest()[:32]
+
+
+def version_row(version: str) -> str:
+    """Sorts numerically, dot by dot: each numeric part is written with its length first."""
+    parts = []
+    for part in version.split("."):
+        if part.isascii() and part.isdigit():
+            digits = str(int(part))
+            parts.append(f"0{len(digits):03d}{digits}")
+        else:
+            parts.append("1" + key_safe(part))
+    row = ".".join(parts) + "!" + key_safe(version)
+    if len(row.encode()) > 1000:
+        raise InvalidRecord(f"source version {version[:60]!r}… is too long to record ({len(version)} chars)")
+    return row
+
+
+# -- values --------------------------------------------------------------------------------------------
+def _utc(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise InvalidRecord(f"expected a timestamp, found {type(value).__name__}")
+    return datetime.fromtimestamp(value.timestamp(), UTC)  # a plain aware datetime, not the SDK subclass
+
+
+def _required_utc(value: Any) -> datetime:
+    found = _utc(value)
+    if found is None:
+        raise InvalidRecord("a required timestamp is missing")
+    return found
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is not None and value.utcoffset() is None:
+        raise InvalidRecord(f"{name} must be an aware UTC timestamp, not naive")
+    return value
+
+
+def _sub_state(value: Any) -> RunSubState | None:
+    return RunSubState(value) if value else None
+
+
+def _present(entity: Mapping[str, Any]) -> Entity:
+    return {k: v for k, v in entity.items() if v is not None}
+
+
+# -- builds --------------------------------------------------------------------------------------------
+def build_to_entity(build: Build, *, transitions: int) -> Entity:
+    partition, stem = build_stem(build.id)
+    for name in ("created_at", "updated_at", "next_attempt_at", "run_started_at", "run_ended_at"):
+        _aware(getattr(build, name), name)
+    src, prov = build.source, build.provenance
+    return _present(
+        {
+            "PartitionKey": partition,
+            "RowKey": build_row(stem),
+            "Kind": "build",
+            "BuildId": build.id,
+            "TemplateId": build.template_id,
+            "TemplateName": build.template_name,
+            "Location": build.location,
+            "Reason": build.reason.value,
+            "Trigger": prov.trigger,
+            "Caller": prov.caller,
+            "CorrelationId": prov.correlation_id,
+            "IdempotencyKey": prov.idempotency_key,
+            "SourceType": src.kind.value,
+            "SourcePublisher": src.publisher,
+            "SourceOffer": src.offer,
+            "SourceSku": src.sku,
+            "SourceGalleryImage": src.gallery_image_id,
+            "DeclaredVersion": src.declared_version,
+            "ResolvedVersion": src.resolved_version,
+            "PreviousBaseline": build.previous_baseline,
+            "State": build.state.value,
+            "SubState": build.sub_state.value if build.sub_state else "",
+            "Attempts": build.attempts,
+            "NextAttemptAt": build.next_attempt_at,
+            "RunStartedAt": build.run_started_at,
+            "RunEndedAt": build.run_ended_at,
+            "Outputs": json.dumps(list(build.outputs)),
+            "Message": build.message,
+            "DefinitionHashBefore": build.definition_hash_before,
+            "DefinitionHashAfter": build.definition_hash_after,
+            "CreatedAt": build.created_at,
+            "UpdatedAt": build.updated_at,
+            "Transitions": transitions,
+        }
+    )
+
+
+def build_from_entity(e: Mapping[str, Any]) -> Build:
+    return Build(
+        id=BuildId(e["BuildId"]),
+        template_id=TemplateId(e["TemplateId"]),
+        template_name=e["TemplateName"],
+        location=Region(e["Location"]),
+        reason=BuildReason(e["Reason"]),
+        provenance=Provenance(
+            e["Trigger"], e.get("Caller", ""), e.get("CorrelationId", ""), e.get("IdempotencyKey", "")
+        ),
+        source=BuildSource(
+            SourceKind(e["SourceType"]),
+            e.get("SourcePublisher", ""),
+            e.get("SourceOffer", ""),
+            e.get("SourceSku", ""),
+            e.get("SourceGalleryImage", ""),
+            e.get("DeclaredVersion", ""),
+            e.get("ResolvedVersion", ""),
+        ),
+        created_at=_required_utc(e["CreatedAt"]),
+        updated_at=_required_utc(e["UpdatedAt"]),
+        previous_baseline=e.get("PreviousBaseline", ""),
+        state=BuildState(e["State"]),
+        sub_state=_sub_state(e.get("SubState")),
+        attempts=int(e.get("Attempts", 0)),
+        next_attempt_at=_utc(e.get("NextAttemptAt")),
+        run_started_at=_utc(e.get("RunStartedAt")),
+        run_ended_at=_utc(e.get("RunEndedAt")),
+        outputs=tuple(json.loads(e.get("Outputs", "[]"))),
+        message=e.get("Message", ""),
+        definition_hash_before=e.get("DefinitionHashBefore", ""),
+        definition_hash_after=e.get("DefinitionHashAfter", ""),
+    )
+
+
+def transition_to_entity(t: Transition, *, seq: int) -> Entity:
+    partition, stem = build_stem(t.build_id)
+    _aware(t.at, "transition time")
+    return {
+        "PartitionKey": partition,
+        "RowKey": transition_row(stem, seq),
+        "Kind": "transition",
+        "BuildId": t.build_id,
+        "At": t.at,
+        "FromState": t.from_state.value if t.from_state else "",
+        "FromSubState": t.from_sub_state.value if t.from_sub_state else "",
+        "ToState": t.to_state.value,
+        "ToSubState": t.to_sub_state.value if t.to_sub_state else "",
+        "Why": t.why,
+        "By": t.by,
+    }
+
+
+def transition_from_entity(e: Mapping[str, Any]) -> Transition:
+    return Transition(
+        build_id=BuildId(e["BuildId"]),
+        at=_required_utc(e["At"]),
+        from_state=BuildState(e["FromState"]) if e.get("FromState") else None,
+        from_sub_state=_sub_state(e.get("FromSubState")),
+        to_state=BuildState(e["ToState"]),
+        to_sub_state=_sub_state(e.get("ToSubState")),
+        why=e.get("Why", ""),
+        by=e.get("By", ""),
+    )
+
+
+def region_to_entity(r: RegionStatus) -> Entity:
+    partition, stem = build_stem(r.build_id)
+    return _present(
+        {
+            "PartitionKey": partition,
+            "RowKey": region_row(stem, r.region),
+            "Kind": "region",
+            "BuildId": r.build_id,
+            "Region": r.region,
+            "Target": r.target,
+            "State": r.state,
+            "Progress": r.progress,
+            "Details": r.details,
+            "FirstSeenReplicatingAt": _aware(r.first_seen_replicating_at, "first_seen_replicating_at"),
+            "CompletedAt": _aware(r.completed_at, "completed_at"),
+            "Repairs": r.repairs,
+            "UpdatedAt": _aware(r.updated_at, "updated_at"),
+        }
+    )
+
+
+def region_from_entity(e: Mapping[str, Any]) -> RegionStatus:
+    return RegionStatus(
+        build_id=BuildId(e["BuildId"]),
+        region=Region(e["Region"]),
+        target=bool(e.get("Target", True)),
+        state=e["State"],
+        progress=int(e.get("Progress", 0)),
+        details=e.get("Details", ""),
+        first_seen_replicating_at=_utc(e.get("FirstSeenReplicatingAt")),
+        completed_at=_utc(e.get("CompletedAt")),
+        repairs=int(e.get("Repairs", 0)),
+        updated_at=_utc(e.get("UpdatedAt")),
+    )
+
+
+def claim_to_entity(build: Build) -> Entity:
+    partition, _ = build_stem(build.id)
+    return {
+        "PartitionKey": partition,
+        "RowKey": claim_row(build.provenance.idempotency_key),
+        "Kind": "claim",
+        "IdempotencyKey": build.provenance.idempotency_key,
+        "BuildId": build.id,
+        "ClaimedAt": build.created_at,
+    }
+
+
+# -- templates -----------------------------------------------------------------------------------------
+def template_to_entity(s: TemplateState) -> Entity:
+    _aware(s.updated_at, "updated_at")
+    regions = [
+        {
+            "region": r.region,
+            "build": r.build_id,
+            "source_version": r.source_version,
+            "image_version": r.image_version,
+            "state": r.state,
+            "completed_at": r.completed_at.isoformat() if r.completed_at else None,
+        }
+        for r in s.regions
+    ]
+    return _present(
+        {
+            "PartitionKey": TEMPLATES_PARTITION,
+            "RowKey": template_key(s.template_id),
+            "TemplateId": s.template_id,
+            "Name": s.name,
+            "Location": s.location,
+            "Mode": s.mode,
+            "BaselineVersion": s.baseline_version,
+            "BaselineBuildId": s.baseline_build_id,
+            "LastBuildId": s.last_build_id,
+            "LastBuildState": s.last_build_state.value if s.last_build_state else "",
+            "OpenBuilds": json.dumps(list(s.open_builds)),
+            "ConsecutiveFailures": s.consecutive_failures,
+            "Disabled": s.disabled,
+            "DisabledReason": s.disabled_reason,
+            "DisabledAt": _aware(s.disabled_at, "disabled_at"),
+            "Regions": json.dumps(regions, separators=(",", ":")),
+            "UpdatedAt": s.updated_at,
+        }
+    )
+
+
+def template_from_entity(e: Mapping[str, Any]) -> TemplateState:
+    regions = tuple(
+        RegionStanding(
+            region=Region(r["region"]),
+            build_id=BuildId(r["build"]),
+            source_version=r["source_version"],
+            image_version=r["image_version"],
+            state=r["state"],
+            completed_at=datetime.fromisoformat(r["completed_at"]) if r.get("completed_at") else None,
+        )
+        for r in json.loads(e.get("Regions", "[]"))
+    )
+    return TemplateState(
+        template_id=TemplateId(e["TemplateId"]),
+        name=e["Name"],
+        location=Region(e["Location"]),
+        updated_at=_required_utc(e["UpdatedAt"]),
+        mode=e.get("Mode", "auto"),
+        baseline_version=e.get("BaselineVersion", ""),
+        baseline_build_id=e.get("BaselineBuildId", ""),
+        last_build_id=e.get("LastBuildId", ""),
+        last_build_state=BuildState(e["LastBuildState"]) if e.get("LastBuildState") else None,
+        open_builds=tuple(BuildId(b) for b in json.loads(e.get("OpenBuilds", "[]"))),
+        consecutive_failures=int(e.get("ConsecutiveFailures", 0)),
+        disabled=bool(e.get("Disabled", False)),
+        disabled_reason=e.get("DisabledReason", ""),
+        disabled_at=_utc(e.get("DisabledAt")),
+        regions=regions,
+    )
+
+
+# -- source versions -----------------------------------------------------------------------------------
+def seen_to_entity(s: SeenVersion) -> Entity:
+    src = s.source
+    return _present(
+        {
+            "PartitionKey": source_partition(src),
+            "RowKey": version_row(s.version),
+            "SourceType": src.kind.value,
+            "Location": src.location,
+            "Publisher": src.publisher,
+            "Offer": src.offer,
+            "Sku": src.sku,
+            "GalleryImage": src.gallery_image_id,
+            "Version": s.version,
+            "FirstSeenAt": _aware(s.first_seen_at, "first_seen_at"),
+            "Deprecation": s.deprecation.value,
+            "DeprecationChangedAt": _aware(s.deprecation_changed_at, "deprecation_changed_at"),
+        }
+    )
+
+
+def seen_from_entity(e: Mapping[str, Any]) -> SeenVersion:
+    source = SourceRef(
+        SourceKind(e["SourceType"]),
+        e.get("Location", ""),
+        e.get("Publisher", ""),
+        e.get("Offer", ""),
+        e.get("Sku", ""),
+        e.get("GalleryImage", ""),
+    )
+    return SeenVersion(
+        source=source,
+        version=e["Version"],
+        first_seen_at=_required_utc(e["FirstSeenAt"]),
+        deprecation=ImageState(e.get("Deprecation", ImageState.ACTIVE.value)),
+        deprecation_changed_at=_utc(e.get("DeprecationChangedAt")),
+    )

@@ -1,0 +1,345 @@
+"""The ledger on Azure Table storage (azure-data-tables): Azurite locally, an account endpoint with
+managed identity in Azure. Keys and entities: see `ledger_entities`.
+
+Every write is insert-only (`create`) or ETag-conditional, and everything about one build is written
+in one entity-group transaction in the template's partition. Filters are parameterised, always.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from rebuilder.domain.builds import (
+    Build,
+    BuildState,
+    RegionStatus,
+    Transition,
+    check_write,
+    first_transition,
+    template_key,
+)
+from rebuilder.domain.errors import InvalidContinuation, InvalidRecord, NotFound, PermanentError, StaleWrite
+from rebuilder.domain.limits import check_idempotency_key, check_storable, check_version
+from rebuilder.domain.model import TemplateId
+from rebuilder.domain.ports import Claim, Page, Versioned
+from rebuilder.domain.standing import SeenVersion, SourceRef, TemplateState
+
+from . import ledger_entities as entities
+from .errors import translated
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient, TableServiceClient
+
+_FILTER_RANGE = "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high"
+_MAX_PAGE = 1000  # Table storage returns at most 1,000 entities per page
+_MAX_PROPERTY_CHARS = 32_000  # 64 KiB of UTF-16
+
+
+class TableLedger:
+    def __init__(self, service: TableServiceClient, *, prefix: str) -> None:
+        self._service = service
+        self._names = {kind: f"{prefix}{kind}" for kind in ("builds", "templates", "sources")}
+        self._tables: dict[str, TableClient] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_connection(
+        cls, *, prefix: str, connection_string: str | None = None, endpoint: str | None = None
+    ) -> TableLedger:
+        from azure.data.tables import TableServiceClient
+
+        if connection_string:
+            return cls(TableServiceClient.from_connection_string(connection_string), prefix=prefix)
+        if not endpoint:
+            raise PermanentError("REBUILDER_LEDGER: neither a connection string nor an endpoint")
+        from azure.identity import DefaultAzureCredential
+
+        return cls(TableServiceClient(endpoint, credential=DefaultAzureCredential()), prefix=prefix)
+
+    def close(self) -> None:
+        for table in self._tables.values():
+            table.close()
+        self._service.close()
+
+    def _table(self, kind: str) -> TableClient:
+        """The table, created on first use (deployments create them; Azurite starts empty)."""
+        with self._lock:
+            if kind not in self._tables:
+                from azure.core.exceptions import ResourceExistsError
+
+                action = f"create table {self._names[kind]}"
+                with translated(action), contextlib.suppress(ResourceExistsError):
+                    self._service.create_table(self._names[kind])
+                self._tables[kind] = self._service.get_table_client(self._names[kind])
+            return self._tables[kind]
+
+    # -- builds ----------------------------------------------------------------------------------------
+    def claim_build(self, build: Build, *, why: str, by: str) -> Claim:
+        check_idempotency_key(build.provenance.idempotency_key)
+        check_storable(build)
+        first = first_transition(build, why=why, by=by)
+        operations = [
+            ("create", _checked(entities.claim_to_entity(build))),
+            ("create", _checked(entities.build_to_entity(build, transitions=1))),
+            ("create", _checked(entities.transition_to_entity(first, seq=1))),
+        ]
+        try:
+            results = self._transact(f"claim build {build.id}", operations)
+        except _AlreadyExists:
+            return Claim(self._claimed(build), created=False)
+        return Claim(Versioned(build, _version(1, build.state, results[1]["etag"])), created=True)
+
+    def _claimed(self, build: Build) -> Versioned[Build]:
+        partition, _ = entities.build_stem(build.id)
+        row = entities.claim_row(build.provenance.idempotency_key)
+        with translated(f"read the claim of {build.provenance.idempotency_key[:100]!r}"):
+            claim = self._table("builds").get_entity(partition, row)
+        return self.get_build(claim["BuildId"])
+
+    def get_build(self, build_id: str) -> Versioned[Build]:
+        partition, stem = entities.build_stem(build_id)
+        entity = self._get("builds", partition, entities.build_row(stem), what=f"build {build_id}")
+        version = _version(int(entity["Transitions"]), entity["State"], entity.metadata["etag"])
+        return Versioned(entities.build_from_entity(entity), version)
+
+    def save_build(
+        self,
+        build: Build,
+        *,
+        etag: str,
+        transition: Transition | None = None,
+        regions: Sequence[RegionStatus] = (),
+    ) -> str:
+        from azure.core import MatchConditions
+        from azure.data.tables import UpdateMode
+
+        for record in (build, transition, *regions):
+            if record is not None:
+                check_storable(record)
+        transitions, stored_state, table_etag = _unversion(etag)
+        check_write(stored_state, build, transition, regions)
+        count = transitions + (1 if transition else 0)
+        conditional = {
+            "mode": UpdateMode.REPLACE,
+            "etag": table_etag,
+            "match_condition": MatchConditions.IfNotModified,
+        }
+        operations: list[tuple[str, dict[str, Any], dict[str, Any]] | tuple[str, dict[str, Any]]] = [
+            ("update", _checked(entities.build_to_entity(build, transitions=count)), conditional)
+        ]
+        if transition is not None:
+            operations.append(("create", _checked(entities.transition_to_entity(transition, seq=count))))
+        for region in regions:
+            # Guarded by the build's ETag in the same transaction: a lost race writes none of them.
+            row = _checked(entities.region_to_entity(region))
+            operations.append(("upsert", row, {"mode": UpdateMode.REPLACE}))
+        if len(operations) > 100:
+            raise PermanentError(f"build {build.id}: {len(regions)} regions exceed one transaction")
+        try:
+            results = self._transact(f"save build {build.id}", operations)
+        except _AlreadyExists as error:  # another writer appended the same transition first
+            raise StaleWrite(f"build {build.id} changed since it was read; re-read it") from error
+        return _version(count, build.state, results[0]["etag"])
+
+    def list_builds(
+        self, template_id: TemplateId, *, limit: int = 50, continuation: str | None = None
+    ) -> Page[Build]:
+        low, high = entities.prefix_range("b-")
+        entities_, token = self._range_page(
+            "builds", template_key(template_id), low, high, limit=limit, continuation=continuation
+        )
+        return Page([entities.build_from_entity(e) for e in entities_], token)
+
+    def list_transitions(self, build_id: str) -> list[Transition]:
+        partition, stem = entities.build_stem(build_id)
+        low, high = entities.prefix_range(f"t-{stem}-")
+        return [entities.transition_from_entity(e) for e in self._range("builds", partition, low, high)]
+
+    def list_regions(self, build_id: str) -> list[RegionStatus]:
+        partition, stem = entities.build_stem(build_id)
+        low, high = entities.prefix_range(f"r-{stem}-")
+        return [entities.region_from_entity(e) for e in self._range("builds", partition, low, high)]
+
+    # -- templates -------------------------------------------------------------------------------------
+    def get_template_state(self, template_id: TemplateId) -> Versioned[TemplateState] | None:
+        try:
+            entity = self._get(
+                "templates", entities.TEMPLATES_PARTITION, template_key(template_id), what=template_id
+            )
+        except NotFound:
+            return None
+        return Versioned(entities.template_from_entity(entity), entity.metadata["etag"])
+
+    def save_template_state(self, state: TemplateState, *, etag: str | None) -> str:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError
+        from azure.data.tables import UpdateMode
+
+        check_storable(state)
+        entity = _checked(entities.template_to_entity(state))
+        table = self._table("templates")
+        with translated(f"save the state of {state.template_id}"):
+            try:
+                if etag is None:
+                    return str(table.create_entity(entity)["etag"])
+                written = table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+                return str(written["etag"])
+            except ResourceExistsError as error:
+                raise StaleWrite(f"the state of {state.template_id} exists already; re-read it") from error
+
+    def list_template_states(
+        self, *, limit: int = 1000, continuation: str | None = None
+    ) -> Page[TemplateState]:
+        found, token = self._query_page(
+            "templates",
+            "PartitionKey eq @pk",
+            {"pk": entities.TEMPLATES_PARTITION},
+            limit=limit,
+            continuation=continuation,
+        )
+        return Page([entities.template_from_entity(e) for e in found], token)
+
+    # -- source versions -------------------------------------------------------------------------------
+    def record_version(self, seen: SeenVersion) -> SeenVersion:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError
+        from azure.data.tables import UpdateMode
+
+        check_storable(seen)
+        check_version(seen.version)
+        entity = _checked(entities.seen_to_entity(seen))
+        table = self._table("sources")
+        what = f"version {seen.version[:100]} of {seen.source}"
+        with translated(f"record {what}"):
+            try:
+                table.create_entity(entity)
+                return seen
+            except ResourceExistsError:
+                pass
+        for _ in range(5):  # first sighting exists: keep it; record only a change of deprecation
+            stored = self._get("sources", entity["PartitionKey"], entity["RowKey"], what=what)
+            kept = entities.seen_from_entity(stored)
+            if kept.deprecation == seen.deprecation:
+                return kept
+            stored.update(Deprecation=seen.deprecation.value, DeprecationChangedAt=seen.first_seen_at)
+            try:
+                with translated(f"record the deprecation of {what}"):
+                    table.update_entity(
+                        stored,
+                        mode=UpdateMode.MERGE,
+                        etag=stored.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                return entities.seen_from_entity(stored)
+            except StaleWrite:
+                continue
+        raise StaleWrite(f"{what} kept changing while being recorded")
+
+    def list_versions(
+        self, source: SourceRef, *, limit: int = 1000, continuation: str | None = None
+    ) -> Page[SeenVersion]:
+        found, token = self._query_page(
+            "sources",
+            "PartitionKey eq @pk",
+            {"pk": entities.source_partition(source)},
+            limit=limit,
+            continuation=continuation,
+        )
+        return Page([entities.seen_from_entity(e) for e in found], token)
+
+    # -- plumbing --------------------------------------------------------------------------------------
+    def _get(self, kind: str, partition: str, row: str, *, what: str) -> Any:
+        with translated(f"read {what}"):
+            return self._table(kind).get_entity(partition, row)
+
+    def _transact(self, action: str, operations: Sequence[Any]) -> list[dict[str, Any]]:
+        from azure.data.tables import TableTransactionError
+
+        with translated(action):
+            try:
+                return [dict(r) for r in self._table("builds").submit_transaction(list(operations))]
+            except TableTransactionError as error:
+                if error.status_code == 409:
+                    raise _AlreadyExists(action) from error
+                if error.status_code == 412:
+                    raise StaleWrite(f"{action}: changed since it was read; re-read it") from error
+                raise
+
+    def _range(self, kind: str, partition: str, low: str, high: str) -> Iterator[Any]:
+        with translated(f"query {self._names[kind]}"):
+            yield from self._table(kind).query_entities(
+                _FILTER_RANGE, parameters={"pk": partition, "low": low, "high": high}
+            )
+
+    def _range_page(
+        self, kind: str, partition: str, low: str, high: str, *, limit: int, continuation: str | None
+    ) -> tuple[list[Any], str | None]:
+        parameters = {"pk": partition, "low": low, "high": high}
+        return self._query_page(kind, _FILTER_RANGE, parameters, limit=limit, continuation=continuation)
+
+    def _query_page(
+        self, kind: str, query: str, parameters: dict[str, str], *, limit: int, continuation: str | None
+    ) -> tuple[list[Any], str | None]:
+        if not 1 <= limit <= _MAX_PAGE:
+            raise PermanentError(f"a page holds 1 to {_MAX_PAGE} items, not {limit}")
+        # The SDK's continuation token is a dict of next keys, although by_page is typed for str.
+        resume: Any = _decode(continuation)
+        with translated(f"query {self._names[kind]}"):
+            found = self._table(kind).query_entities(query, parameters=parameters, results_per_page=limit)
+            pages = found.by_page(continuation_token=resume)
+            items = list(next(pages, []))
+            token = pages.continuation_token  # type: ignore[attr-defined]
+        return items, _encode(token)
+
+
+class _AlreadyExists(Exception):
+    pass
+
+
+def _checked(entity: dict[str, Any]) -> dict[str, Any]:
+    """Refuse, with the property named, what Table storage would refuse with a bare 400."""
+    for name, value in entity.items():
+        if isinstance(value, str) and len(value.encode("utf-16-le")) > 2 * _MAX_PROPERTY_CHARS:
+            raise InvalidRecord(f"{name} is too long to record ({len(value)} characters)")
+    return entity
+
+
+def _version(transitions: int, state: str, etag: str) -> str:
+    """A build's version token: its ETag, its stored state (to refuse illegal moves without a read)
+    and how many transitions it has (the number of the next transition row)."""
+    return f"{transitions}:{state}:{etag}"
+
+
+def _unversion(version: str) -> tuple[int, BuildState, str]:
+    count, _, rest = version.partition(":")
+    state, _, etag = rest.partition(":")
+    if not count.isdigit() or state not in BuildState.__members__.values() or not etag:
+        raise PermanentError(f"{version[:80]!r} is not a build version token from this ledger")
+    return int(count), BuildState(state), etag
+
+
+def _encode(token: Any) -> str | None:
+    if not token:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(token, sort_keys=True).encode()).decode()
+
+
+def _decode(token: str | None) -> dict[str, str] | None:
+    if token is None:
+        return None
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except ValueError as error:
+        raise InvalidContinuation("the continuation token is not one this service issued") from error
+    if not isinstance(decoded, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in decoded.items()
+    ):
+        raise InvalidContinuation("the continuation token is not one this service issued")
+    return decoded

@@ -1,0 +1,269 @@
+"""Builds, their transitions and per-region replication: the records the ledger keeps.
+
+Pure. A build moves through a small state machine; `Build.moved` returns the new record and the
+transition row that must be appended with it, and refuses a move the machine does not allow, so no
+caller can write history that could not have happened (e.g. Published → Running).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import NewType
+
+from .errors import PermanentError
+from .model import RunSubState, SourceKind, TemplateId
+from .regions import Region
+
+BuildId = NewType("BuildId", str)
+
+MESSAGE_LIMIT = 8_000  # characters: far below the 64 KiB (32K UTF-16 units) property limit
+_TRUNCATED = "… [truncated {} characters]"
+
+
+class BuildState(StrEnum):
+    QUEUED = "Queued"  # claimed; waiting to start (a free slot, the template, or next_attempt_at)
+    RUNNING = "Running"  # AIB accepted a run; sub_state follows lastRunStatus.runSubState
+    REPLICATING = "Replicating"  # the run succeeded; following the gallery version to every region
+    PUBLISHED = "Published"  # replicated to every target region
+    PARTIALLY_PUBLISHED = "PartiallyPublished"  # some regions failed beyond the repair budget
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+    SUPERSEDED = "Superseded"  # a newer build of the same template made this one pointless
+
+    @property
+    def finished(self) -> bool:
+        return self in _FINISHED
+
+
+_FINISHED = frozenset(
+    {
+        BuildState.PUBLISHED,
+        BuildState.PARTIALLY_PUBLISHED,
+        BuildState.FAILED,
+        BuildState.CANCELED,
+        BuildState.SUPERSEDED,
+    }
+)
+
+# Which moves the machine allows. A move to the same state records a change of sub-state or a retry.
+ALLOWED: dict[BuildState, frozenset[BuildState]] = {
+    BuildState.QUEUED: frozenset(
+        {BuildState.QUEUED, BuildState.RUNNING, BuildState.FAILED, BuildState.CANCELED, BuildState.SUPERSEDED}
+    ),
+    BuildState.RUNNING: frozenset(
+        {
+            BuildState.RUNNING,
+            BuildState.QUEUED,  # the run failed and a retry is scheduled
+            BuildState.REPLICATING,
+            BuildState.PUBLISHED,
+            BuildState.PARTIALLY_PUBLISHED,
+            BuildState.FAILED,
+            BuildState.CANCELED,
+        }
+    ),
+    BuildState.REPLICATING: frozenset(
+        {
+            BuildState.REPLICATING,
+            BuildState.PUBLISHED,
+            BuildState.PARTIALLY_PUBLISHED,
+            BuildState.FAILED,
+        }
+    ),
+    **{state: frozenset() for state in _FINISHED},
+}
+
+
+class BuildReason(StrEnum):
+    SOURCE_UPDATE = "source-update"
+    PARENT_PUBLISHED = "parent-published"
+    MAX_AGE = "max-age"
+    ON_DEMAND = "on-demand"
+    EXTERNAL = "external"  # a run somebody else started
+
+
+class IllegalTransition(PermanentError):
+    def __init__(self, build_id: str, current: BuildState, requested: BuildState) -> None:
+        allowed = ", ".join(sorted(ALLOWED[current])) or "none: the build is finished"
+        super().__init__(
+            f"build {build_id}: {current} → {requested} is not a legal transition (allowed: {allowed})"
+        )
+        self.current = current
+        self.requested = requested
+
+
+@dataclass(frozen=True)
+class Provenance:
+    trigger: str  # timer | eventgrid | http | cli | reconciler
+    caller: str = ""  # identity that asked (principal name or object id), empty for timers
+    correlation_id: str = ""
+    idempotency_key: str = ""
+
+
+@dataclass(frozen=True)
+class BuildSource:
+    kind: SourceKind
+    publisher: str = ""
+    offer: str = ""
+    sku: str = ""
+    gallery_image_id: str = ""
+    declared_version: str = ""  # what the template says: latest, a pinned version, a version id
+    resolved_version: str = ""  # what this build builds from
+
+
+@dataclass(frozen=True)
+class Build:
+    id: BuildId
+    template_id: TemplateId
+    template_name: str
+    location: Region
+    reason: BuildReason
+    provenance: Provenance
+    source: BuildSource
+    created_at: datetime
+    updated_at: datetime
+    previous_baseline: str = ""
+    state: BuildState = BuildState.QUEUED
+    sub_state: RunSubState | None = None
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    run_started_at: datetime | None = None
+    run_ended_at: datetime | None = None
+    outputs: tuple[str, ...] = ()  # artifact ids (gallery image versions, managed images, VHD URIs)
+    message: str = ""
+    definition_hash_before: str = ""  # pinned templates are recreated: the definition before and after
+    definition_hash_after: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", bounded(self.message))
+
+    def moved(
+        self, to: BuildState, *, at: datetime, why: str, by: str, **changes: object
+    ) -> tuple[Build, Transition]:
+        """The build in state `to` (with `changes`), and the transition row that records the move."""
+        if to not in ALLOWED[self.state]:
+            raise IllegalTransition(self.id, self.state, to)
+        sub_state = changes.pop("sub_state", self.sub_state if to is self.state else None)
+        after = dataclasses.replace(self, state=to, sub_state=sub_state, updated_at=at, **changes)  # type: ignore[arg-type]
+        transition = Transition(
+            build_id=self.id,
+            at=at,
+            from_state=self.state,
+            from_sub_state=self.sub_state,
+            to_state=to,
+            to_sub_state=after.sub_state,
+            why=bounded(why),
+            by=by,
+        )
+        return after, transition
+
+    def changed(self, *, at: datetime, **changes: object) -> Build:
+        """The same state with other fields changed (attempt counters, outputs): no transition row."""
+        if "state" in changes or "sub_state" in changes:
+            raise ValueError("a change of state goes through Build.moved, which records the transition")
+        return dataclasses.replace(self, updated_at=at, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One append-only row of the audit trail: never updated, never deleted."""
+
+    build_id: BuildId
+    at: datetime
+    from_state: BuildState | None  # None for the row that records the claim
+    from_sub_state: RunSubState | None
+    to_state: BuildState
+    to_sub_state: RunSubState | None
+    why: str
+    by: str
+
+
+def check_write(
+    stored: BuildState, build: Build, transition: Transition | None, regions: Sequence[RegionStatus] = ()
+) -> None:
+    """Refuse a write that would record history the state machine does not allow, whoever built it.
+    A finished build is history: it is never written again."""
+    if stored.finished:
+        raise IllegalTransition(build.id, stored, build.state)
+    if transition is None:
+        if build.state is not stored:
+            raise IllegalTransition(build.id, stored, build.state)
+    elif transition.build_id != build.id or transition.to_state is not build.state:
+        raise PermanentError(f"build {build.id}: the transition does not describe this write")
+    elif transition.from_state is not stored or transition.to_state not in ALLOWED[stored]:
+        raise IllegalTransition(build.id, stored, transition.to_state)
+    for region in regions:
+        if region.build_id != build.id:
+            raise PermanentError(f"build {build.id}: a region row of {region.build_id} in its write")
+
+
+def first_transition(build: Build, *, why: str, by: str) -> Transition:
+    return Transition(build.id, build.created_at, None, None, build.state, build.sub_state, bounded(why), by)
+
+
+@dataclass(frozen=True)
+class RegionStatus:
+    """Replication of one build's gallery image version in one region."""
+
+    build_id: BuildId
+    region: Region
+    target: bool  # the distributor asked for this region
+    state: str  # ReplicationState value; kept as text so an unknown newer value is still recorded
+    progress: int = 0
+    details: str = ""
+    first_seen_replicating_at: datetime | None = None
+    completed_at: datetime | None = None
+    repairs: int = 0
+    updated_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "details", bounded(self.details))
+
+
+def bounded(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """`text`, cut to `limit` characters with a note saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    keep = limit - len(_TRUNCATED.format(len(text)))
+    return text[:keep] + _TRUNCATED.format(len(text) - keep)
+
+
+# -- identifiers ---------------------------------------------------------------------------------------
+_BUILD_ID = re.compile(r"^(?P<at>\d{8}T\d{6}Z)-(?P<template>[0-9a-f]{16})-(?P<nonce>[0-9a-f]{10})$")
+
+
+def template_key(template_id: str) -> str:
+    """A short, key-safe identity for a template: resource ids are case-insensitive and contain '/'."""
+    return hashlib.sha256(template_id.strip().lower().encode()).hexdigest()[:16]
+
+
+def new_build_id(template_id: str, created_at: datetime, idempotency_key: str) -> BuildId:
+    """Readable (when, which template) and unique per request: the nonce comes from the request's key."""
+    nonce = hashlib.sha256(f"{template_key(template_id)}\n{idempotency_key}".encode()).hexdigest()[:10]
+    return BuildId(f"{created_at:%Y%m%dT%H%M%SZ}-{template_key(template_id)}-{nonce}")
+
+
+@dataclass(frozen=True)
+class ParsedBuildId:
+    at: datetime
+    template_key: str
+    nonce: str
+
+
+class InvalidBuildId(PermanentError):
+    pass
+
+
+def parse_build_id(build_id: str) -> ParsedBuildId:
+    found = _BUILD_ID.match(build_id)
+    if not found:
+        raise InvalidBuildId(
+            f"{build_id[:100]!r} is not a build id (expected e.g. 20261110T060000Z-<16 hex>-<10 hex>)"
+        )
+    at = datetime.strptime(found["at"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return ParsedBuildId(at, found["template"], found["nonce"])

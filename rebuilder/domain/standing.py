@@ -1,0 +1,98 @@
+"""Where each template stands: one current record per template, and every source version ever seen.
+
+Pure records. `TemplateState` is the answer to "where do we stand" (baseline, open builds, failures,
+disabled, and per region the newest image version replicated there); `SeenVersion` records when the
+service first saw a source version — the start of an exposure window — and is never rewritten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+
+from .builds import BuildId, BuildState, bounded
+from .model import ImageState, SourceKind, TemplateId
+from .regions import Region
+
+
+@dataclass(frozen=True)
+class RegionStanding:
+    """The newest image of a template that is replicated (or replicating) in one region."""
+
+    region: Region
+    build_id: BuildId
+    source_version: str
+    image_version: str  # the gallery image version id, or '' before distribution
+    state: str  # replication state as Azure reports it
+    completed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TemplateState:
+    template_id: TemplateId
+    name: str
+    location: Region
+    updated_at: datetime
+    mode: str = "auto"  # the golden-image-rebuild tag: auto | manual
+    baseline_version: str = ""  # source version of the last successful build (or adopted on first sight)
+    baseline_build_id: str = ""  # '' when the baseline was adopted from the template's own last run
+    last_build_id: str = ""
+    last_build_state: BuildState | None = None
+    open_builds: tuple[BuildId, ...] = ()  # unfinished builds, oldest first: what the reconciler follows
+    consecutive_failures: int = 0
+    disabled: bool = False
+    disabled_reason: str = ""
+    disabled_at: datetime | None = None
+    regions: tuple[RegionStanding, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "disabled_reason", bounded(self.disabled_reason, 2_000))
+
+    def with_open(self, build_id: BuildId, *, at: datetime) -> TemplateState:
+        if build_id in self.open_builds:
+            return self
+        return dataclasses.replace(self, open_builds=(*self.open_builds, build_id), updated_at=at)
+
+    def without_open(self, build_id: BuildId, *, at: datetime) -> TemplateState:
+        remaining = tuple(b for b in self.open_builds if b != build_id)
+        return dataclasses.replace(self, open_builds=remaining, updated_at=at)
+
+    def with_region(self, standing: RegionStanding, *, at: datetime) -> TemplateState:
+        others = tuple(r for r in self.regions if r.region != standing.region)
+        ordered = tuple(sorted((*others, standing), key=lambda r: r.region))
+        return dataclasses.replace(self, regions=ordered, updated_at=at)
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """What a template builds from, as the ledger keys it: Marketplace images per location (a version
+    becomes available region by region), gallery images globally (replication is checked per build)."""
+
+    kind: SourceKind
+    location: str = ""
+    publisher: str = ""
+    offer: str = ""
+    sku: str = ""
+    gallery_image_id: str = ""
+
+    @property
+    def key(self) -> str:
+        parts: tuple[str, ...] = (self.kind, self.gallery_image_id)
+        if self.kind is SourceKind.PLATFORM_IMAGE:
+            parts = (self.kind, self.location, self.publisher, self.offer, self.sku)
+        return "\n".join(p.strip().lower() for p in parts)
+
+    def __str__(self) -> str:
+        if self.kind is SourceKind.PLATFORM_IMAGE:
+            return f"{self.publisher}:{self.offer}:{self.sku} in {self.location}"
+        return self.gallery_image_id
+
+
+@dataclass(frozen=True)
+class SeenVersion:
+    source: SourceRef
+    version: str
+    first_seen_at: datetime
+    deprecation: ImageState = ImageState.ACTIVE
+    deprecation_changed_at: datetime | None = None

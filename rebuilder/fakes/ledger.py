@@ -1,0 +1,192 @@
+"""The ledger in memory, with the Table ledger's semantics (claims, version tokens, append-only
+transitions, pages with continuation tokens); the contract suite keeps the two in step. Thread-safe."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import count
+from typing import TypeVar
+
+from rebuilder.domain.builds import (
+    Build,
+    BuildId,
+    RegionStatus,
+    Transition,
+    check_write,
+    first_transition,
+    parse_build_id,
+    template_key,
+)
+from rebuilder.domain.errors import InvalidContinuation, NotFound, PermanentError, StaleWrite
+from rebuilder.domain.limits import check_idempotency_key, check_storable, check_version
+from rebuilder.domain.model import TemplateId
+from rebuilder.domain.ports import Claim, Page, Versioned
+from rebuilder.domain.standing import SeenVersion, SourceRef, TemplateState
+from rebuilder.domain.versions import version_key
+
+_T = TypeVar("_T")
+
+
+@dataclass
+class _StoredBuild:
+    build: Build
+    version: str
+    transitions: list[Transition] = field(default_factory=list)
+    regions: dict[str, RegionStatus] = field(default_factory=dict)
+
+
+class InMemoryLedger:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._versions = count(1)
+        self._claims: dict[tuple[str, str], BuildId] = {}
+        self._builds: dict[BuildId, _StoredBuild] = {}
+        self._templates: dict[str, Versioned[TemplateState]] = {}
+        self._seen: dict[str, dict[str, SeenVersion]] = {}
+
+    def _token(self) -> str:
+        return str(next(self._versions))
+
+    # -- builds ----------------------------------------------------------------------------------------
+    def claim_build(self, build: Build, *, why: str, by: str) -> Claim:
+        key = build.provenance.idempotency_key
+        check_idempotency_key(key)
+        check_storable(build)
+        parse_build_id(build.id)
+        claim = (template_key(build.template_id), key)
+        with self._lock:
+            if claim in self._claims:
+                stored = self._builds[self._claims[claim]]
+                return Claim(Versioned(stored.build, stored.version), created=False)
+            stored = _StoredBuild(build, self._token(), [first_transition(build, why=why, by=by)])
+            self._claims[claim] = build.id
+            self._builds[build.id] = stored
+            return Claim(Versioned(build, stored.version), created=True)
+
+    def get_build(self, build_id: str) -> Versioned[Build]:
+        parse_build_id(build_id)
+        with self._lock:
+            stored = self._builds.get(BuildId(build_id))
+            if stored is None:
+                raise NotFound(f"build {build_id} is not in the ledger")
+            return Versioned(stored.build, stored.version)
+
+    def save_build(
+        self,
+        build: Build,
+        *,
+        etag: str,
+        transition: Transition | None = None,
+        regions: Sequence[RegionStatus] = (),
+    ) -> str:
+        with self._lock:
+            stored = self._builds.get(build.id)
+            if stored is None:
+                raise NotFound(f"build {build.id} is not in the ledger")
+            if stored.version != etag:
+                raise StaleWrite(f"build {build.id} changed since it was read; re-read it")
+            for record in (build, transition, *regions):
+                if record is not None:
+                    check_storable(record)
+            check_write(stored.build.state, build, transition, regions)
+            if len(regions) + 2 > 100:
+                raise PermanentError(f"build {build.id}: {len(regions)} regions exceed one transaction")
+            stored.build = build
+            stored.version = self._token()
+            if transition is not None:
+                stored.transitions.append(transition)
+            stored.regions.update({r.region: r for r in regions})
+            return stored.version
+
+    def list_builds(
+        self, template_id: TemplateId, *, limit: int = 50, continuation: str | None = None
+    ) -> Page[Build]:
+        key = template_key(template_id)
+        with self._lock:
+            builds = [s.build for s in self._builds.values() if template_key(s.build.template_id) == key]
+        builds.sort(key=lambda b: (-parse_build_id(b.id).at.timestamp(), parse_build_id(b.id).nonce))
+        return _page(builds, limit, continuation)
+
+    def list_transitions(self, build_id: str) -> list[Transition]:
+        parse_build_id(build_id)
+        with self._lock:
+            stored = self._builds.get(BuildId(build_id))
+            return list(stored.transitions) if stored else []
+
+    def list_regions(self, build_id: str) -> list[RegionStatus]:
+        parse_build_id(build_id)
+        with self._lock:
+            stored = self._builds.get(BuildId(build_id))
+            return [stored.regions[r] for r in sorted(stored.regions)] if stored else []
+
+    # -- templates -------------------------------------------------------------------------------------
+    def get_template_state(self, template_id: TemplateId) -> Versioned[TemplateState] | None:
+        with self._lock:
+            return self._templates.get(template_key(template_id))
+
+    def save_template_state(self, state: TemplateState, *, etag: str | None) -> str:
+        check_storable(state)
+        key = template_key(state.template_id)
+        with self._lock:
+            current = self._templates.get(key)
+            if (current is None) != (etag is None) or (current is not None and current.etag != etag):
+                raise StaleWrite(f"the state of {state.template_id} changed since it was read; re-read it")
+            version = self._token()
+            self._templates[key] = Versioned(state, version)
+            return version
+
+    def list_template_states(
+        self, *, limit: int = 1000, continuation: str | None = None
+    ) -> Page[TemplateState]:
+        with self._lock:
+            states = [self._templates[k].record for k in sorted(self._templates)]
+        return _page(states, limit, continuation)
+
+    # -- source versions -------------------------------------------------------------------------------
+    def record_version(self, seen: SeenVersion) -> SeenVersion:
+        check_storable(seen)
+        check_version(seen.version)
+        with self._lock:
+            versions = self._seen.setdefault(seen.source.key, {})
+            kept = versions.get(seen.version)
+            if kept is None:
+                versions[seen.version] = seen
+                return seen
+            if kept.deprecation != seen.deprecation:
+                kept = dataclasses.replace(
+                    kept, deprecation=seen.deprecation, deprecation_changed_at=seen.first_seen_at
+                )
+                versions[seen.version] = kept
+            return kept
+
+    def list_versions(
+        self, source: SourceRef, *, limit: int = 1000, continuation: str | None = None
+    ) -> Page[SeenVersion]:
+        with self._lock:
+            versions = sorted(self._seen.get(source.key, {}).values(), key=lambda s: version_key(s.version))
+        return _page(versions, limit, continuation)
+
+
+def _page(items: list[_T], limit: int, continuation: str | None) -> Page[_T]:
+    if not 1 <= limit <= 1000:
+        raise PermanentError(f"a page holds 1 to 1000 items, not {limit}")
+    start = 0
+    if continuation is not None:
+        try:
+            text = base64.urlsafe_b64decode(continuation.encode()).decode()
+        except ValueError as error:
+            raise InvalidContinuation("the continuation token is not one this service issued") from error
+        offset = text.removeprefix("offset:")
+        if not text.startswith("offset:") or not offset.isdigit():
+            raise InvalidContinuation("the continuation token is not one this service issued")
+        start = int(offset)
+    end = start + limit
+    return Page(items[start:end], _offset(end) if end < len(items) else None)
+
+
+def _offset(n: int) -> str:
+    return base64.urlsafe_b64encode(f"offset:{n}".encode()).decode()
