@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from rebuilder.domain.ports import Clock, Gallery, ImageBuilder, MarketplaceCatalog
+from rebuilder.domain.ports import Clock, Gallery, ImageBuilder, Ledger, MarketplaceCatalog
 from rebuilder.settings import Settings
-
-if TYPE_CHECKING:
-    from rebuilder.adapters.azure_clients import AzureClients
 
 
 @dataclass
@@ -26,11 +22,12 @@ class Services:
     marketplace: MarketplaceCatalog
     imagebuilder: ImageBuilder
     gallery: Gallery
-    _clients: AzureClients | None = field(default=None, repr=False)
+    ledger: Ledger
+    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def close(self) -> None:
-        if self._clients is not None:
-            self._clients.close()
+        for close in self._closers:
+            close()
 
 
 def bootstrap(
@@ -40,6 +37,7 @@ def bootstrap(
     marketplace: MarketplaceCatalog | None = None,
     imagebuilder: ImageBuilder | None = None,
     gallery: Gallery | None = None,
+    ledger: Ledger | None = None,
 ) -> Services:
     """Build the services from `env` (default: the process environment); anything passed in wins."""
     settings = Settings.from_env(os.environ if env is None else env)
@@ -50,13 +48,25 @@ def bootstrap(
     from rebuilder.adapters.marketplace import SdkMarketplaceCatalog
 
     clients = AzureClients(settings)
+    closers = [clients.close]
+    if ledger is None:
+        from rebuilder.adapters.ledger_tables import TableLedger
+
+        tables = TableLedger.from_connection(
+            prefix=settings.table_prefix,
+            connection_string=settings.ledger.connection_string,
+            endpoint=settings.ledger.endpoint,
+        )
+        closers.append(tables.close)
+        ledger = tables
     return Services(
         settings=settings,
         clock=clock or SystemClock(),
         marketplace=marketplace or SdkMarketplaceCatalog(clients),
         imagebuilder=imagebuilder or SdkImageBuilder(clients),
         gallery=gallery or SdkGallery(clients),
-        _clients=clients,
+        ledger=ledger,
+        _closers=closers,
     )
 
 

@@ -7,6 +7,7 @@ fresh simulated world. Nothing here patches Azure code: fakes live at our ports 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -61,8 +62,10 @@ def local_env(
 
 
 @pytest.fixture
-def services(armsim: ArmSimulator, sim: SimControl) -> Iterator[Services]:
-    """The real adapters (azure-mgmt-* over HTTPS) pointed at a fresh simulated world."""
-    built = bootstrap(local_env(armsim))
+def services(armsim: ArmSimulator, sim: SimControl, azurite: Azurite) -> Iterator[Services]:
+    """The real adapters (azure-mgmt-* over HTTPS, azure-data-tables) pointed at a fresh simulated
+    world and a ledger under a fresh table prefix in Azurite."""
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    built = bootstrap(local_env(armsim, azurite.connection_string, REBUILDER_TABLE_PREFIX=prefix))
     yield built
     built.close()

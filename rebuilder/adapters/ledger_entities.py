@@ -71,7 +71,12 @@ def build_row(stem: str) -> str:
 
 
 def region_row(stem: str, region: str) -> str:
-    return f"r-{stem}-{key_safe(region)}"
+    """Readable for real region names; a digest for anything long enough to break the 1 KiB key limit
+    (an escaped name never starts with '~h', so the two cannot collide)."""
+    safe = key_safe(region)
+    if len(safe) > 100:
+        safe = "~h" + hashlib.sha256(region.encode()).hexdigest()
+    return f"r-{stem}-{safe}"
 
 
 def transition_row(stem: str, seq: int) -> str:

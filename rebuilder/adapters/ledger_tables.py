@@ -163,7 +163,17 @@ class TableLedger:
     def list_regions(self, build_id: str) -> list[RegionStatus]:
         partition, stem = entities.build_stem(build_id)
         low, high = entities.prefix_range(f"r-{stem}-")
-        return [entities.region_from_entity(e) for e in self._range("builds", partition, low, high)]
+        rows = [entities.region_from_entity(e) for e in self._range("builds", partition, low, high)]
+        return sorted(rows, key=lambda r: r.region)
+
+    def list_template_regions(
+        self, template_id: TemplateId, *, limit: int = 1000, continuation: str | None = None
+    ) -> Page[RegionStatus]:
+        low, high = entities.prefix_range("r-")
+        found, token = self._range_page(
+            "builds", template_key(template_id), low, high, limit=limit, continuation=continuation
+        )
+        return Page([entities.region_from_entity(e) for e in found], token)
 
     # -- templates -------------------------------------------------------------------------------------
     def get_template_state(self, template_id: TemplateId) -> Versioned[TemplateState] | None:

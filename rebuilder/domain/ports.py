@@ -138,7 +138,15 @@ class Ledger(Protocol):
         """Oldest first."""
         ...
 
-    def list_regions(self, build_id: str) -> list[RegionStatus]: ...
+    def list_regions(self, build_id: str) -> list[RegionStatus]:
+        """One build's region rows, by region."""
+        ...
+
+    def list_template_regions(
+        self, template_id: TemplateId, *, limit: int = 1000, continuation: str | None = None
+    ) -> Page[RegionStatus]:
+        """The region rows of every build of one template (newest build first): one range read."""
+        ...
 
     def get_template_state(self, template_id: TemplateId) -> Versioned[TemplateState] | None: ...
 

@@ -105,11 +105,15 @@ class InMemoryLedger:
     def list_builds(
         self, template_id: TemplateId, *, limit: int = 50, continuation: str | None = None
     ) -> Page[Build]:
+        return _page(self._history(template_id), limit, continuation)
+
+    def _history(self, template_id: TemplateId) -> list[Build]:
         key = template_key(template_id)
         with self._lock:
             builds = [s.build for s in self._builds.values() if template_key(s.build.template_id) == key]
-        builds.sort(key=lambda b: (-parse_build_id(b.id).at.timestamp(), parse_build_id(b.id).nonce))
-        return _page(builds, limit, continuation)
+        return sorted(
+            builds, key=lambda b: (-parse_build_id(b.id).at.timestamp(), parse_build_id(b.id).nonce)
+        )
 
     def list_transitions(self, build_id: str) -> list[Transition]:
         parse_build_id(build_id)
@@ -122,6 +126,12 @@ class InMemoryLedger:
         with self._lock:
             stored = self._builds.get(BuildId(build_id))
             return [stored.regions[r] for r in sorted(stored.regions)] if stored else []
+
+    def list_template_regions(
+        self, template_id: TemplateId, *, limit: int = 1000, continuation: str | None = None
+    ) -> Page[RegionStatus]:
+        rows = [row for b in self._history(template_id) for row in self.list_regions(b.id)]
+        return _page(rows, limit, continuation)
 
     # -- templates -------------------------------------------------------------------------------------
     def get_template_state(self, template_id: TemplateId) -> Versioned[TemplateState] | None:

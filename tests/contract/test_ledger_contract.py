@@ -20,6 +20,7 @@ from rebuilder.domain.model import ImageState, RunSubState, SourceKind
 from rebuilder.domain.ports import Ledger
 from rebuilder.domain.regions import Region
 from rebuilder.domain.standing import RegionStanding, SeenVersion, SourceRef, TemplateState
+from rebuilder.services.history import template_history
 from tests.records import T0, UBUNTU, build, template_id
 
 LATER = T0 + timedelta(minutes=5)
@@ -276,3 +277,31 @@ def test_a_long_message_is_bounded_and_says_so(ledger: Ledger) -> None:
     assert len(stored) <= 8_000
     assert stored.startswith("xxx")
     assert stored.endswith("characters]")
+
+
+def test_history_and_exposure_windows_are_read_back_from_the_rows(ledger: Ledger) -> None:
+    ledger.record_version(SeenVersion(UBUNTU, "22.04.202411190", T0 - timedelta(days=60)))
+    ledger.record_version(SeenVersion(UBUNTU, "22.04.202501150", T0 - timedelta(hours=2)))
+    claimed = ledger.claim_build(build(), why="", by="").build
+    running, move = claimed.record.moved(BuildState.RUNNING, at=T0, why="", by="")
+    rows = [
+        RegionStatus(
+            running.id, Region("westeurope"), True, "Completed", 100, completed_at=T0 + timedelta(hours=3)
+        ),
+        RegionStatus(running.id, Region("eastus"), True, "Replicating", 50),
+    ]
+    ledger.save_build(running, etag=claimed.etag, transition=move, regions=rows)
+    ledger.save_template_state(
+        TemplateState(running.template_id, "ubuntu2204", Region("westeurope"), T0), etag=None
+    )
+
+    history = template_history(ledger, running.template_id)
+
+    assert history.state is not None
+    assert [(b.id, [r.region for r in regions]) for b, regions in history.builds] == [
+        (running.id, ["eastus", "westeurope"])
+    ]
+    assert {(w.region, w.version, w.duration(T0 + timedelta(hours=10))) for w in history.windows} == {
+        ("westeurope", "22.04.202501150", timedelta(hours=5)),
+        ("eastus", "22.04.202501150", timedelta(hours=12)),  # still open at T0 + 10 h
+    }
