@@ -2,7 +2,12 @@
 
 Key layout (why: each question the service and security teams ask is one partition range read):
 
-  {prefix}builds     PartitionKey = template key (16 hex of sha256 of the lower-cased template id:
+  {prefix}builds0 … {prefix}buildsf
+                     16 tables, by the first hex digit of the template key. Table storage would not
+                     need them (a partition-keyed query never reads other partitions), but Azurite
+                     evaluates every query against every row of a table; 16 tables keep one template's
+                     history a fast read on the local stack too, at no cost in Azure.
+                     PartitionKey = template key (16 hex of sha256 of the lower-cased template id:
                      ids are case-insensitive and contain '/', which keys may not)
                      b-{inv}-{nonce}           a build; {inv} = 99999999999 - epoch seconds, so a
                                                range read of 'b-' returns one template's history
@@ -57,6 +62,14 @@ _UNSAFE_IN_KEYS = set("/\\#?%~") | {chr(c) for c in (*range(0x20), *range(0x7F, 
 def key_safe(text: str) -> str:
     """`text` with every character that Table keys forbid (and our escape '~') escaped as ~XXXX."""
     return "".join(f"~{ord(ch):04x}" if ch in _UNSAFE_IN_KEYS else ch for ch in text)
+
+
+SHARDS = "0123456789abcdef"
+
+
+def builds_table(prefix: str, partition: str) -> str:
+    """The builds table of a template partition (see the layout above)."""
+    return f"{prefix}builds{partition[0]}"
 
 
 def build_stem(build_id: str) -> tuple[str, str]:

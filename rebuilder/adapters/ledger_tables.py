@@ -43,7 +43,8 @@ _MAX_PROPERTY_CHARS = 32_000  # 64 KiB of UTF-16
 class TableLedger:
     def __init__(self, service: TableServiceClient, *, prefix: str) -> None:
         self._service = service
-        self._names = {kind: f"{prefix}{kind}" for kind in ("builds", "templates", "sources")}
+        self._prefix = prefix
+        self._names = {kind: f"{prefix}{kind}" for kind in ("templates", "sources")}
         self._tables: dict[str, TableClient] = {}
         self._lock = threading.Lock()
 
@@ -67,16 +68,20 @@ class TableLedger:
         self._service.close()
 
     def _table(self, kind: str) -> TableClient:
-        """The table, created on first use (deployments create them; Azurite starts empty)."""
+        """A table by kind ('templates', 'sources') or full name, created on first use (deployments
+        create them; Azurite starts empty)."""
+        name = self._names.get(kind, kind)
         with self._lock:
-            if kind not in self._tables:
+            if name not in self._tables:
                 from azure.core.exceptions import ResourceExistsError
 
-                action = f"create table {self._names[kind]}"
-                with translated(action), contextlib.suppress(ResourceExistsError):
-                    self._service.create_table(self._names[kind])
-                self._tables[kind] = self._service.get_table_client(self._names[kind])
-            return self._tables[kind]
+                with translated(f"create table {name}"), contextlib.suppress(ResourceExistsError):
+                    self._service.create_table(name)
+                self._tables[name] = self._service.get_table_client(name)
+            return self._tables[name]
+
+    def _builds(self, partition: str) -> str:
+        return entities.builds_table(self._prefix, partition)
 
     # -- builds ----------------------------------------------------------------------------------------
     def claim_build(self, build: Build, *, why: str, by: str) -> Claim:
@@ -98,12 +103,14 @@ class TableLedger:
         partition, _ = entities.build_stem(build.id)
         row = entities.claim_row(build.provenance.idempotency_key)
         with translated(f"read the claim of {build.provenance.idempotency_key[:100]!r}"):
-            claim = self._table("builds").get_entity(partition, row)
+            claim = self._table(self._builds(partition)).get_entity(partition, row)
         return self.get_build(claim["BuildId"])
 
     def get_build(self, build_id: str) -> Versioned[Build]:
         partition, stem = entities.build_stem(build_id)
-        entity = self._get("builds", partition, entities.build_row(stem), what=f"build {build_id}")
+        entity = self._get(
+            self._builds(partition), partition, entities.build_row(stem), what=f"build {build_id}"
+        )
         version = _version(int(entity["Transitions"]), entity["State"], entity.metadata["etag"])
         return Versioned(entities.build_from_entity(entity), version)
 
@@ -150,28 +157,35 @@ class TableLedger:
         self, template_id: TemplateId, *, limit: int = 50, continuation: str | None = None
     ) -> Page[Build]:
         low, high = entities.prefix_range("b-")
+        partition = template_key(template_id)
         entities_, token = self._range_page(
-            "builds", template_key(template_id), low, high, limit=limit, continuation=continuation
+            self._builds(partition), partition, low, high, limit=limit, continuation=continuation
         )
         return Page([entities.build_from_entity(e) for e in entities_], token)
 
     def list_transitions(self, build_id: str) -> list[Transition]:
         partition, stem = entities.build_stem(build_id)
         low, high = entities.prefix_range(f"t-{stem}-")
-        return [entities.transition_from_entity(e) for e in self._range("builds", partition, low, high)]
+        return [
+            entities.transition_from_entity(e)
+            for e in self._range(self._builds(partition), partition, low, high)
+        ]
 
     def list_regions(self, build_id: str) -> list[RegionStatus]:
         partition, stem = entities.build_stem(build_id)
         low, high = entities.prefix_range(f"r-{stem}-")
-        rows = [entities.region_from_entity(e) for e in self._range("builds", partition, low, high)]
+        rows = [
+            entities.region_from_entity(e) for e in self._range(self._builds(partition), partition, low, high)
+        ]
         return sorted(rows, key=lambda r: r.region)
 
     def list_template_regions(
         self, template_id: TemplateId, *, limit: int = 1000, continuation: str | None = None
     ) -> Page[RegionStatus]:
         low, high = entities.prefix_range("r-")
+        partition = template_key(template_id)
         found, token = self._range_page(
-            "builds", template_key(template_id), low, high, limit=limit, continuation=continuation
+            self._builds(partition), partition, low, high, limit=limit, continuation=continuation
         )
         return Page([entities.region_from_entity(e) for e in found], token)
 
@@ -270,11 +284,13 @@ class TableLedger:
             return self._table(kind).get_entity(partition, row)
 
     def _transact(self, action: str, operations: Sequence[Any]) -> list[dict[str, Any]]:
+        """One entity-group transaction in one build partition."""
         from azure.data.tables import TableTransactionError
 
+        table = self._table(self._builds(operations[0][1]["PartitionKey"]))
         with translated(action):
             try:
-                return [dict(r) for r in self._table("builds").submit_transaction(list(operations))]
+                return [dict(r) for r in table.submit_transaction(list(operations))]
             except TableTransactionError as error:
                 if error.status_code == 409:
                     raise _AlreadyExists(action) from error
@@ -283,7 +299,7 @@ class TableLedger:
                 raise
 
     def _range(self, kind: str, partition: str, low: str, high: str) -> Iterator[Any]:
-        with translated(f"query {self._names[kind]}"):
+        with translated(f"query {self._names.get(kind, kind)}"):
             yield from self._table(kind).query_entities(
                 _FILTER_RANGE, parameters={"pk": partition, "low": low, "high": high}
             )
@@ -301,7 +317,7 @@ class TableLedger:
             raise PermanentError(f"a page holds 1 to {_MAX_PAGE} items, not {limit}")
         # The SDK's continuation token is a dict of next keys, although by_page is typed for str.
         resume: Any = _decode(continuation)
-        with translated(f"query {self._names[kind]}"):
+        with translated(f"query {self._names.get(kind, kind)}"):
             found = self._table(kind).query_entities(query, parameters=parameters, results_per_page=limit)
             pages = found.by_page(continuation_token=resume)
             items = list(next(pages, []))

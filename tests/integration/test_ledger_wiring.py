@@ -6,6 +6,7 @@ from azure.data.tables import TableServiceClient
 
 from rebuilder.bootstrap import Services
 from rebuilder.devstack.azurite import Azurite
+from rebuilder.domain.builds import template_key
 from tests.records import build
 
 
@@ -16,7 +17,8 @@ def test_the_ledger_lives_in_tables_named_with_the_prefix(services: Services, az
 
     with TableServiceClient.from_connection_string(azurite.connection_string) as account:
         ours = sorted(t.name for t in account.list_tables() if t.name.startswith(prefix))
-        assert ours == [f"{prefix}builds"]  # the others are created when first used
-        rows = list(account.get_table_client(f"{prefix}builds").list_entities())
+        shard = f"{prefix}builds{template_key(made.template_id)[0]}"
+        assert ours == [shard]  # the other tables are created when first used
+        rows = list(account.get_table_client(shard).list_entities())
     assert sorted(r["Kind"] for r in rows) == ["build", "claim", "transition"]
     assert services.ledger.get_build(made.id).record == made
