@@ -1,0 +1,196 @@
+"""The plan (DESIGN §3.3): for every managed template, what to do and why. Pure: no I/O, no clock.
+
+Inputs are what the watch gathered: the managed templates, the newest usable source version per
+template (`Candidate`), and the ledger's current row per template. The same function drives the
+timer and answers the dry-run `plan`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from .model import ImageTemplate, RunState, SourceKind, TemplateId
+from .standing import TemplateState
+from .versions import version_key
+
+REBUILD_TAG = "golden-image-rebuild"
+
+
+class Mode(StrEnum):
+    AUTO = "auto"
+    MANUAL = "manual"
+
+
+class Action(StrEnum):
+    REBUILD = "rebuild"
+    NONE = "none"
+    SKIP = "skip"  # not something the service can build (unsupported source)
+    BLOCKED = "blocked"  # should build, cannot now (disabled, source unreadable, nothing usable)
+
+
+@dataclass(frozen=True)
+class Managed:
+    template: ImageTemplate
+    mode: Mode
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The newest usable version of a template's source in the template's location, or why none."""
+
+    version: str = ""
+    first_seen_at: datetime | None = None
+    available: tuple[str, ...] = ()  # every usable version listed, to count what a rebuild coalesces
+    scheduled_for_deprecation: bool = False
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    template: ImageTemplate
+    mode: Mode
+    source: str
+    baseline_version: str
+    baseline_adopted: bool  # taken from the template's own last successful run, not from the ledger
+    candidate_version: str
+    action: Action
+    reason: str
+    flags: tuple[str, ...] = ()
+
+
+def describe_source(template: ImageTemplate) -> str:
+    src = template.source
+    if src.kind is SourceKind.PLATFORM_IMAGE and src.image is not None:
+        return f"{src.image}:{src.version or 'latest'}"
+    if src.kind is SourceKind.SHARED_IMAGE_VERSION:
+        return src.image_version_id or "SharedImageVersion (no id)"
+    return src.raw_type or src.kind.value
+
+
+def is_pinned(template: ImageTemplate) -> bool:
+    src = template.source
+    if src.kind is SourceKind.PLATFORM_IMAGE:
+        return (src.version or "latest").lower() != "latest"
+    if src.kind is SourceKind.SHARED_IMAGE_VERSION:
+        return not (src.image_version_id or "").rstrip("/").lower().endswith("/versions/latest")
+    return False
+
+
+def baseline(template: ImageTemplate, state: TemplateState | None) -> tuple[str, bool]:
+    """(version, adopted): the ledger's last successful build, else on first sight the template's own
+    last successful run, else nothing (the template is due)."""
+    if state is not None and state.baseline_version:
+        return state.baseline_version, False
+    run = template.last_run
+    if (
+        state is None
+        and run is not None
+        and run.state is RunState.SUCCEEDED
+        and template.source.exact_version
+    ):
+        return template.source.exact_version, True
+    return "", False
+
+
+def plan(
+    templates: Sequence[Managed],
+    candidates: Mapping[TemplateId, Candidate],
+    states: Mapping[TemplateId, TemplateState],
+) -> list[PlanItem]:
+    """One item per template, in the order given. Keys of the mappings are lower-cased template ids."""
+    return [
+        _decide(
+            m,
+            candidates.get(_key(m.template.id), Candidate(problem="not watched")),
+            states.get(_key(m.template.id)),
+        )
+        for m in templates
+    ]
+
+
+def _key(template_id: str) -> TemplateId:
+    return TemplateId(template_id.lower())
+
+
+def _decide(managed: Managed, candidate: Candidate, state: TemplateState | None) -> PlanItem:
+    template = managed.template
+    base, adopted = baseline(template, state)
+    flags = ("scheduled-for-deprecation",) if candidate.scheduled_for_deprecation else ()
+    action, reason = _obstacle(template, candidate, state) or _compare(template, candidate, base, adopted)
+    if action is Action.REBUILD and managed.mode is Mode.MANUAL:
+        action, reason, flags = (
+            Action.NONE,
+            f"manual template: {reason}; rebuilt only on request",
+            ("manual", *flags),
+        )
+    return PlanItem(
+        template,
+        managed.mode,
+        describe_source(template),
+        base,
+        adopted,
+        candidate.version,
+        action,
+        reason,
+        flags,
+    )
+
+
+def _obstacle(
+    template: ImageTemplate, candidate: Candidate, state: TemplateState | None
+) -> tuple[Action, str] | None:
+    """Why the template cannot be compared at all: unsupported, disabled, unreadable, or busy."""
+    src = template.source
+    if src.kind not in (SourceKind.PLATFORM_IMAGE, SourceKind.SHARED_IMAGE_VERSION):
+        kind = src.raw_type or src.kind.value
+        return Action.SKIP, f"source type {kind} is not supported (PlatformImage or SharedImageVersion only)"
+    if src.kind is SourceKind.PLATFORM_IMAGE and src.image is None:
+        return Action.SKIP, "PlatformImage source without publisher, offer and sku"
+    if state is not None and state.disabled:
+        return Action.BLOCKED, (
+            f"disabled after {state.consecutive_failures} consecutive failed builds: {state.disabled_reason}"
+            f" (python -m rebuilder enable {template.name})"
+        )
+    if candidate.problem:
+        return Action.BLOCKED, candidate.problem
+    if state is not None and state.open_builds:
+        return Action.NONE, f"build {state.open_builds[-1]} is in progress"
+    return None
+
+
+def _compare(template: ImageTemplate, candidate: Candidate, base: str, adopted: bool) -> tuple[Action, str]:
+    if base and version_key(candidate.version) <= version_key(base):
+        return Action.NONE, f"up to date: {base} is the newest version in {template.location}"
+    since = f" since {candidate.first_seen_at:%Y-%m-%d %H:%M} UTC" if candidate.first_seen_at else ""
+    if not base:
+        reason = f"no successful build known; {candidate.version} is available in {template.location}{since}"
+    else:
+        reason = f"{base} → {candidate.version} available in {template.location}{since}"
+        newer = [
+            v
+            for v in candidate.available
+            if version_key(base) < version_key(v) < version_key(candidate.version)
+        ]
+        if newer:
+            reason += f" ({len(newer) + 1} new versions, one rebuild to the newest)"
+    if is_pinned(template):
+        reason += "; the template is pinned and will be recreated with the new version"
+    if adopted:
+        reason += " (baseline adopted from the template's last successful run)"
+    if candidate.scheduled_for_deprecation:
+        reason += f"; {candidate.version} is scheduled for deprecation"
+    return Action.REBUILD, reason
+
+
+def mode_of(tags: Mapping[str, str]) -> tuple[Mode | None, str]:
+    """The template's mode from its tags (name and value compared case-insensitively), or why none."""
+    for name, value in tags.items():
+        if name.lower() == REBUILD_TAG:
+            text = (value or "").strip().lower()
+            if text in (Mode.AUTO, Mode.MANUAL):
+                return Mode(text), ""
+            return None, f"tag {REBUILD_TAG}={value!r} is neither 'auto' nor 'manual'"
+    return None, f"no {REBUILD_TAG} tag"
