@@ -1,0 +1,147 @@
+"""A detection pass: discover → watch → plan, then record what the plan decided (DESIGN §3, 1–3).
+
+`compute_plan` only reads Azure and records first sightings (the dry-run plan). `watch_pass` also
+records each new template's baseline on first sight and hands every due template on as a requested
+build: claimed in the ledger under the key template + source version, so repeated passes, redelivered
+events and racing triggers ask for the same build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from rebuilder.domain.builds import Build, BuildId, BuildReason, BuildSource, Provenance, new_build_id
+from rebuilder.domain.errors import RebuilderError, StaleWrite
+from rebuilder.domain.model import Scope, SourceKind, TemplateId
+from rebuilder.domain.planner import Action, Managed, PlanItem, plan
+from rebuilder.domain.ports import Gallery, ImageBuilder, Ledger, MarketplaceCatalog
+from rebuilder.domain.regions import region
+from rebuilder.domain.standing import SeenVersion, TemplateState
+
+from .history import where_we_stand
+from .watch import Discovery, Watcher, discover
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Ports:
+    imagebuilder: ImageBuilder
+    marketplace: MarketplaceCatalog
+    gallery: Gallery
+    ledger: Ledger
+
+
+@dataclass
+class PassReport:
+    items: list[PlanItem]
+    discovery: Discovery
+    list_calls: int = 0
+    new_versions: list[SeenVersion] = field(default_factory=list)
+    requested: list[tuple[str, bool]] = field(default_factory=list)  # (build id, newly claimed)
+    problems: list[str] = field(default_factory=list)
+
+
+def compute_plan(
+    ports: Ports,
+    scopes: Iterable[Scope],
+    *,
+    now: datetime,
+    concurrency: int = 8,
+    only: Sequence[Managed] | None = None,
+) -> PassReport:
+    discovery = Discovery(list(only)) if only is not None else discover(ports.imagebuilder, scopes)
+    watched = Watcher(ports.marketplace, ports.gallery, ports.ledger, now=now, concurrency=concurrency).watch(
+        discovery.managed
+    )
+    states = {TemplateId(s.template_id.lower()): s for s in where_we_stand(ports.ledger)}
+    items = plan(discovery.managed, watched.candidates, states)
+    return PassReport(
+        items, discovery, watched.list_calls, watched.new_versions, problems=list(discovery.problems)
+    )
+
+
+def watch_pass(
+    ports: Ports,
+    scopes: Iterable[Scope],
+    *,
+    now: datetime,
+    trigger: str,
+    correlation_id: str = "",
+    concurrency: int = 8,
+    only: Sequence[Managed] | None = None,
+) -> PassReport:
+    report = compute_plan(ports, scopes, now=now, concurrency=concurrency, only=only)
+    for item in report.items:
+        try:
+            _remember(ports.ledger, item, now)
+            if item.action is Action.REBUILD:
+                report.requested.append(_request(ports.ledger, item, now, trigger, correlation_id))
+        except RebuilderError as error:  # one template's trouble never stops the pass
+            report.problems.append(f"{item.template.id}: {error}")
+            log.warning("recording the plan for %s failed: %s", item.template.id, error)
+    return report
+
+
+def _remember(ledger: Ledger, item: PlanItem, now: datetime) -> None:
+    """On first sight, the template's row with the baseline the plan used (adopted or none)."""
+    if ledger.get_template_state(item.template.id) is not None:
+        return
+    t = item.template
+    state = TemplateState(
+        t.id, t.name, region(t.location), now, mode=item.mode.value, baseline_version=item.baseline_version
+    )
+    with contextlib.suppress(StaleWrite):  # another pass recorded it first, from the same template
+        ledger.save_template_state(state, etag=None)
+
+
+def _request(
+    ledger: Ledger, item: PlanItem, now: datetime, trigger: str, correlation_id: str
+) -> tuple[str, bool]:
+    t, src = item.template, item.template.source
+    key = f"{BuildReason.SOURCE_UPDATE}:{item.candidate_version}"
+    image = src.image
+    build = Build(
+        id=new_build_id(t.id, now, key),
+        template_id=t.id,
+        template_name=t.name,
+        location=region(t.location),
+        reason=BuildReason.SOURCE_UPDATE,
+        provenance=Provenance(trigger, "", correlation_id, key),
+        source=BuildSource(
+            src.kind,
+            image.publisher if image else "",
+            image.offer if image else "",
+            image.sku if image else "",
+            src.image_version_id or "" if src.kind is SourceKind.SHARED_IMAGE_VERSION else "",
+            src.version or src.image_version_id or "",
+            item.candidate_version,
+        ),
+        created_at=now,
+        updated_at=now,
+        previous_baseline=item.baseline_version,
+    )
+    claim = ledger.claim_build(build, why=item.reason, by=trigger)
+    _add_open(ledger, t.id, claim.build.record.id, now)
+    return claim.build.record.id, claim.created
+
+
+def _add_open(ledger: Ledger, template_id: TemplateId, build_id: str, now: datetime) -> None:
+    """List the build on its template's row (re-read and retry when another writer moved first)."""
+    for _ in range(10):
+        stored = ledger.get_template_state(template_id)
+        if stored is None:
+            raise StaleWrite(f"{template_id} has no state row yet")
+        updated = stored.record.with_open(BuildId(build_id), at=now)
+        if updated is stored.record:
+            return
+        try:
+            ledger.save_template_state(updated, etag=stored.etag)
+            return
+        except StaleWrite:
+            continue
+    raise StaleWrite(f"the state of {template_id} kept changing")

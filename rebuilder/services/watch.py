@@ -1,0 +1,242 @@
+"""Discover managed templates and watch their sources (DESIGN §3, steps 1–2).
+
+One Marketplace list call per distinct (location, publisher, offer, sku) per pass, whatever the number
+of templates, run with bounded concurrency; the candidate's deprecation is checked for it alone; gallery
+sources need a version that is in `latest`, provisioned, and replicated in the template's location.
+Every version seen is recorded once in the ledger (its first-seen time starts an exposure window).
+A failure reading one source blocks only the templates that use it, with the reason in the plan.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from rebuilder.domain import resource_ids
+from rebuilder.domain.errors import InvalidRecord, RebuilderError
+from rebuilder.domain.limits import check_version
+from rebuilder.domain.model import (
+    GalleryImageId,
+    GalleryImageVersion,
+    ImageState,
+    ImageTemplate,
+    MarketplaceVersion,
+    PlatformImage,
+    ReplicationState,
+    Scope,
+    SourceKind,
+    TemplateId,
+)
+from rebuilder.domain.planner import Candidate, Managed, mode_of
+from rebuilder.domain.ports import Gallery, ImageBuilder, Ledger, MarketplaceCatalog
+from rebuilder.domain.regions import Region, region
+from rebuilder.domain.standing import SeenVersion, SourceRef
+from rebuilder.domain.versions import version_key
+
+from .history import every
+
+log = logging.getLogger(__name__)
+DEPRECATION_CHECKS = 5  # newest-first candidates checked before giving up on a source
+
+
+@dataclass(frozen=True)
+class Discovery:
+    managed: list[Managed]
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (template id, why)
+    problems: list[str] = field(default_factory=list)  # scopes that could not be listed
+
+
+def discover(imagebuilder: ImageBuilder, scopes: Iterable[Scope]) -> Discovery:
+    managed: dict[str, Managed] = {}
+    ignored: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for scope in scopes:
+        try:
+            templates = list(imagebuilder.list_templates(scope))
+        except RebuilderError as error:
+            problems.append(f"listing templates in {scope.id} failed: {error}")
+            continue
+        for template in templates:
+            mode, why = mode_of(template.tags)
+            if mode is None:
+                ignored.append((template.id, why))
+                log.debug("ignoring %s: %s", template.id, why)
+            else:
+                managed.setdefault(template.id.lower(), Managed(template, mode))
+    return Discovery(list(managed.values()), ignored, problems)
+
+
+@dataclass
+class WatchResult:
+    candidates: dict[TemplateId, Candidate]  # by lower-cased template id
+    list_calls: int = 0
+    new_versions: list[SeenVersion] = field(default_factory=list)
+
+
+def marketplace_ref(template: ImageTemplate) -> SourceRef | None:
+    image = template.source.image
+    if template.source.kind is not SourceKind.PLATFORM_IMAGE or image is None:
+        return None
+    publisher, offer, sku = image.key
+    return SourceRef(SourceKind.PLATFORM_IMAGE, region(template.location), publisher, offer, sku)
+
+
+def gallery_ref(template: ImageTemplate) -> SourceRef | None:
+    if template.source.kind is not SourceKind.SHARED_IMAGE_VERSION or not template.source.image_version_id:
+        return None
+    try:
+        image = resource_ids.gallery_image_id(template.source.image_version_id)
+    except ValueError:
+        return None
+    return SourceRef(SourceKind.SHARED_IMAGE_VERSION, gallery_image_id=image.lower())
+
+
+class Watcher:
+    def __init__(
+        self,
+        marketplace: MarketplaceCatalog,
+        gallery: Gallery,
+        ledger: Ledger,
+        *,
+        now: datetime,
+        concurrency: int = 8,
+    ) -> None:
+        self._marketplace, self._gallery, self._ledger = marketplace, gallery, ledger
+        self._now, self._concurrency = now, concurrency
+        self._lock = threading.Lock()
+
+    def watch(self, managed: Sequence[Managed]) -> WatchResult:
+        result = WatchResult({})
+        groups: dict[SourceRef, list[ImageTemplate]] = defaultdict(list)
+        for m in managed:
+            ref = marketplace_ref(m.template) or gallery_ref(m.template)
+            if ref is not None:
+                groups[ref].append(m.template)
+        with ThreadPoolExecutor(max(1, self._concurrency)) as pool:
+            futures = [
+                pool.submit(
+                    self._watch_marketplace if ref.kind is SourceKind.PLATFORM_IMAGE else self._watch_gallery,
+                    ref,
+                    templates,
+                    result,
+                )
+                for ref, templates in groups.items()
+            ]
+            for done in futures:
+                done.result()
+        return result
+
+    # -- Marketplace -----------------------------------------------------------------------------------
+    def _watch_marketplace(self, ref: SourceRef, templates: list[ImageTemplate], result: WatchResult) -> None:
+        image = templates[0].source.image
+        assert image is not None  # noqa: S101 - grouped by marketplace_ref, which requires it
+        location, subscription = Region(ref.location), templates[0].subscription_id
+        try:
+            with self._lock:
+                result.list_calls += 1
+            listed = self._marketplace.list_versions(subscription, location, image)
+            seen = self._record(ref, listed, result)
+            candidate = self._marketplace_candidate(
+                ref, subscription, image, [v for v in listed if v in seen], seen
+            )
+        except RebuilderError as error:
+            candidate = Candidate(
+                problem=f"reading {image} in {location} failed: {error} (retried next pass)"
+            )
+        self._assign(templates, candidate, result)
+
+    def _marketplace_candidate(
+        self,
+        ref: SourceRef,
+        subscription: str,
+        image: PlatformImage,
+        listed: list[MarketplaceVersion],
+        seen: dict[str, SeenVersion],
+    ) -> Candidate:
+        ordered = sorted(set(listed), key=version_key, reverse=True)
+        if not ordered:
+            return Candidate(problem=f"no version of {image} is listed in {ref.location}")
+        usable = tuple(reversed(ordered))
+        for version in ordered[:DEPRECATION_CHECKS]:
+            found = self._marketplace.get_version(subscription, Region(ref.location), image, version)
+            if seen[version].deprecation != found.state:
+                self._ledger.record_version(SeenVersion(ref, version, self._now, found.state))
+            if found.state is ImageState.DEPRECATED:
+                usable = tuple(v for v in usable if v != version)
+                continue
+            scheduled = found.state is ImageState.SCHEDULED_FOR_DEPRECATION
+            return Candidate(
+                version, seen[version].first_seen_at, usable, scheduled_for_deprecation=scheduled
+            )
+        return Candidate(problem=f"the newest {DEPRECATION_CHECKS} versions of {image} are deprecated")
+
+    # -- Compute Gallery -------------------------------------------------------------------------------
+    def _watch_gallery(self, ref: SourceRef, templates: list[ImageTemplate], result: WatchResult) -> None:
+        image = GalleryImageId(ref.gallery_image_id)
+        try:
+            with self._lock:
+                result.list_calls += 1
+            versions = [
+                v
+                for v in self._gallery.list_versions(image)
+                if not v.excluded_from_latest and (v.provisioning_state or "").lower() == "succeeded"
+            ]
+            seen = self._record(ref, [v.name for v in versions], result)
+            versions = [v for v in versions if v.name in seen]
+        except RebuilderError as error:
+            self._assign(
+                templates, Candidate(problem=f"reading {image} failed: {error} (retried next pass)"), result
+            )
+            return
+        replicas: dict[str, GalleryImageVersion] = {}
+        for template in templates:
+            self._assign([template], self._gallery_candidate(template, versions, seen, replicas), result)
+
+    def _gallery_candidate(
+        self,
+        template: ImageTemplate,
+        versions: list[GalleryImageVersion],
+        seen: dict[str, SeenVersion],
+        replicas: dict[str, GalleryImageVersion],
+    ) -> Candidate:
+        where = region(template.location)
+        usable = tuple(sorted((v.name for v in versions), key=version_key))
+        for version in sorted(versions, key=lambda v: version_key(v.name), reverse=True):
+            try:
+                if version.name not in replicas:
+                    replicas[version.name] = self._gallery.get_version(version.id, with_replication=True)
+            except RebuilderError as error:
+                return Candidate(problem=f"reading {version.id} failed: {error} (retried next pass)")
+            states = {region(r.region): r.state for r in replicas[version.name].replication}
+            if states.get(where) is ReplicationState.COMPLETED:
+                return Candidate(version.name, seen[version.name].first_seen_at, usable)
+        return Candidate(
+            problem=f"no version of {template.source.image_version_id} is replicated in {where} yet"
+        )
+
+    # -- shared ----------------------------------------------------------------------------------------
+    def _record(self, ref: SourceRef, versions: Iterable[str], result: WatchResult) -> dict[str, SeenVersion]:
+        """Every listed version with its first sighting; new ones are recorded now."""
+        known = {
+            s.version: s for s in every(lambda token: self._ledger.list_versions(ref, continuation=token))
+        }
+        for version in set(versions) - set(known):
+            try:
+                check_version(version)
+            except InvalidRecord as error:
+                log.warning("ignoring a version of %s that cannot be recorded: %s", ref, error)
+                continue
+            known[version] = self._ledger.record_version(SeenVersion(ref, version, self._now))
+            with self._lock:
+                result.new_versions.append(known[version])
+        return known
+
+    def _assign(self, templates: Iterable[ImageTemplate], candidate: Candidate, result: WatchResult) -> None:
+        with self._lock:
+            for template in templates:
+                result.candidates[TemplateId(template.id.lower())] = candidate
