@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from rebuilder.domain.ports import Clock, Gallery, ImageBuilder, Ledger, MarketplaceCatalog
+from rebuilder.services.detection import Ports
 from rebuilder.settings import Settings
 
 
@@ -24,6 +25,9 @@ class Services:
     gallery: Gallery
     ledger: Ledger
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def detection(self) -> Ports:
+        return Ports(self.imagebuilder, self.marketplace, self.gallery, self.ledger)
 
     def close(self) -> None:
         for close in self._closers:

@@ -76,6 +76,7 @@ class Settings:
     arm_retry_backoff_seconds: float = 2.0
     arm_polling_interval_seconds: float = 15.0
     arm_timeout_seconds: int = 60
+    watch_concurrency: int = 8
 
     @property
     def arm_credential_scope(self) -> str:
@@ -121,6 +122,7 @@ class Settings:
                 "REBUILDER_ARM_POLLING_INTERVAL_SECONDS", _float_between(0.0, 300.0), 15.0
             ),
             arm_timeout_seconds=reader.optional("REBUILDER_ARM_TIMEOUT_SECONDS", _int_between(1, 600), 60),
+            watch_concurrency=reader.optional("REBUILDER_WATCH_CONCURRENCY", _int_between(1, 64), 8),
         )
         if reader.problems:
             raise SettingsError(reader.problems)

@@ -35,6 +35,7 @@ class TemplateState:
     location: Region
     updated_at: datetime
     mode: str = "auto"  # the golden-image-rebuild tag: auto | manual
+    gallery_image_id: str = ""  # lower-cased, when the source is a gallery image: events find templates by it
     baseline_version: str = ""  # source version of the last successful build (or adopted on first sight)
     baseline_build_id: str = ""  # '' when the baseline was adopted from the template's own last run
     last_build_id: str = ""

@@ -9,6 +9,7 @@ events and racing triggers ask for the same build.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from rebuilder.domain.regions import region
 from rebuilder.domain.standing import SeenVersion, TemplateState
 
 from .history import where_we_stand
-from .watch import Discovery, Watcher, discover
+from .watch import Discovery, Watcher, discover, gallery_ref
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +89,30 @@ def watch_pass(
 
 
 def _remember(ledger: Ledger, item: PlanItem, now: datetime) -> None:
-    """On first sight, the template's row with the baseline the plan used (adopted or none)."""
-    if ledger.get_template_state(item.template.id) is not None:
-        return
+    """On first sight, the template's row with the baseline the plan used (adopted or none), and the
+    gallery image it builds from (events about that image find the template by it)."""
     t = item.template
-    state = TemplateState(
-        t.id, t.name, region(t.location), now, mode=item.mode.value, baseline_version=item.baseline_version
-    )
-    with contextlib.suppress(StaleWrite):  # another pass recorded it first, from the same template
-        ledger.save_template_state(state, etag=None)
+    ref = gallery_ref(t)
+    image = ref.gallery_image_id if ref else ""
+    stored = ledger.get_template_state(t.id)
+    if stored is None:
+        state = TemplateState(
+            t.id,
+            t.name,
+            region(t.location),
+            now,
+            item.mode.value,
+            image,
+            baseline_version=item.baseline_version,
+        )
+        with contextlib.suppress(StaleWrite):  # another pass recorded it first, from the same template
+            ledger.save_template_state(state, etag=None)
+    elif (stored.record.gallery_image_id, stored.record.mode) != (image, item.mode.value):
+        changed = dataclasses.replace(
+            stored.record, gallery_image_id=image, mode=item.mode.value, updated_at=now
+        )
+        with contextlib.suppress(StaleWrite):  # the next pass tries again
+            ledger.save_template_state(changed, etag=stored.etag)
 
 
 def _request(

@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # name -> (trigger type, route or schedule, methods, auth level)
 EXPECTED = {
     "health": ("httpTrigger", "health", ["GET"], "function"),
+    "watch_sources": ("timerTrigger", "%REBUILDER_WATCH_SCHEDULE%", [], "None"),
+    "on_resource_event": ("eventGridTrigger", None, [], "None"),
 }
 
 

@@ -1,0 +1,64 @@
+"""Detection as the triggers and the CLI present it: the plan as rows or JSON, a pass as a summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rebuilder.domain.planner import PlanItem
+from rebuilder.services.detection import PassReport
+
+
+def plan_item(item: PlanItem) -> dict[str, Any]:
+    t = item.template
+    return {
+        "id": t.id,
+        "name": t.name,
+        "location": t.location,
+        "mode": item.mode.value,
+        "source": item.source,
+        "baseline_version": item.baseline_version or None,
+        "baseline_adopted": item.baseline_adopted,
+        "candidate_version": item.candidate_version or None,
+        "action": item.action.value,
+        "reason": item.reason,
+        "flags": list(item.flags),
+    }
+
+
+def plan_document(report: PassReport) -> dict[str, Any]:
+    return {
+        "templates": [plan_item(i) for i in report.items],
+        "ignored": [{"id": tid, "reason": why} for tid, why in report.discovery.ignored],
+        "problems": report.problems,
+        "list_calls": report.list_calls,
+        "new_versions": len(report.new_versions),
+    }
+
+
+def plan_rows(report: PassReport) -> list[list[str]]:
+    return [
+        [
+            i.template.name,
+            i.template.location,
+            i.baseline_version or "-",
+            i.candidate_version or "-",
+            i.action.value,
+            i.reason,
+        ]
+        for i in report.items
+    ]
+
+
+def pass_summary(report: PassReport) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for item in report.items:
+        counts[item.action.value] = counts.get(item.action.value, 0) + 1
+    return {
+        "templates": len(report.items),
+        "actions": counts,
+        "list_calls": report.list_calls,
+        "new_versions": len(report.new_versions),
+        "requested": [build_id for build_id, _ in report.requested],
+        "newly_requested": [build_id for build_id, created in report.requested if created],
+        "problems": report.problems,
+    }

@@ -1,0 +1,96 @@
+"""Timer and Event Grid triggers, independent of the Functions types: plain values in, a summary out.
+
+A timer invocation with bad settings fails (the host records it and the next tick tries again). An
+Event Grid invocation never raises: a raise makes Event Grid redeliver, and a malformed or unreadable
+event would be redelivered forever; the timer catches up with anything an event could not do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from rebuilder.bootstrap import Services
+from rebuilder.services.detection import watch_pass
+from rebuilder.services.events import ResourceEvent, on_resource_event
+
+from .detection import pass_summary
+
+log = logging.getLogger("rebuilder.triggers")
+
+
+def watch_sources(get_services: Callable[[], Services], *, correlation_id: str = "") -> dict[str, Any]:
+    services = get_services()
+    report = watch_pass(
+        services.detection(),
+        services.settings.scopes,
+        now=services.clock.now(),
+        trigger="timer",
+        correlation_id=correlation_id,
+        concurrency=services.settings.watch_concurrency,
+    )
+    summary = pass_summary(report)
+    log.info("watch_sources: %s", summary)
+    return summary
+
+
+def resource_event(
+    get_services: Callable[[], Services], event: Mapping[str, Any], *, correlation_id: str = ""
+) -> dict[str, Any]:
+    """`event`: the fields of an Event Grid or CloudEvents event (type, subject, id, data)."""
+    try:
+        parsed = _parse(event)
+    except ValueError as error:
+        log.warning("on_resource_event: malformed event acknowledged and dropped: %s", error)
+        return {"handled": False, "reason": f"malformed event: {error}"}
+    try:
+        services = get_services()
+        outcome = on_resource_event(
+            services.detection(),
+            services.settings.scopes,
+            parsed,
+            now=services.clock.now(),
+            correlation_id=correlation_id,
+        )
+    except Exception as error:  # the outermost boundary: log, acknowledge, let the timer catch up
+        log.exception("on_resource_event %s failed; the next watch pass catches up", parsed.id)
+        return {"handled": False, "reason": f"failed: {type(error).__name__}: {error}"}
+    result: dict[str, Any] = {"handled": outcome.handled, "reason": outcome.reason}
+    if outcome.report is not None:
+        result.update(pass_summary(outcome.report))
+    log.info("on_resource_event %s: %s", parsed.id, result)
+    return result
+
+
+def _parse(event: Mapping[str, Any]) -> ResourceEvent:
+    kind, subject, event_id = event.get("type"), event.get("subject"), event.get("id")
+    if not isinstance(kind, str) or not kind:
+        raise ValueError("no event type")
+    data = event.get("data")
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ValueError(f"data is a {type(data).__name__}, not an object")
+    operation, uri = data.get("operationName", ""), data.get("resourceUri", "")
+    if not all(isinstance(v, str) for v in (operation, uri)) or not isinstance(subject or "", str):
+        raise ValueError("operationName, resourceUri and subject must be strings")
+    return ResourceEvent(
+        str(event_id or ""), kind[:200], str(subject or "")[:2000], operation[:200], uri[:2000]
+    )
+
+
+def event_fields(event: Any) -> dict[str, Any]:
+    """The fields rebuilder reads, from either schema the Functions worker hands over (an
+    EventGridEvent has `event_type`, a CloudEvent `type`); unreadable data becomes None."""
+    try:
+        data = event.get_json()
+    except (AttributeError, TypeError, ValueError):
+        data = getattr(event, "data", None)
+    kind = getattr(event, "event_type", None) or getattr(event, "type", None)
+    return {
+        "id": getattr(event, "id", None),
+        "type": kind,
+        "subject": getattr(event, "subject", None),
+        "data": data,
+    }
