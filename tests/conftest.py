@@ -11,12 +11,18 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from rebuilder.bootstrap import Services, bootstrap
 from rebuilder.devstack.armsim import ArmSimulator, SimControl
 from rebuilder.devstack.azurite import Azurite, running_azurite
 
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
+
+# Property tests check behaviour, not speed: on a loaded 2-core CI machine hypothesis's default 200 ms
+# deadline per example fails pure tests at random (benchmarks under bench/ measure speed instead).
+settings.register_profile("rebuilder", deadline=None)
+settings.load_profile("rebuilder")
 
 
 @pytest.fixture(scope="session")
