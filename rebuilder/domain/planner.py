@@ -84,14 +84,10 @@ def baseline(template: ImageTemplate, state: TemplateState | None) -> tuple[str,
     last successful run, else nothing (the template is due)."""
     if state is not None and state.baseline_version:
         return state.baseline_version, False
-    run = template.last_run
-    if (
-        state is None
-        and run is not None
-        and run.state is RunState.SUCCEEDED
-        and template.source.exact_version
-    ):
-        return template.source.exact_version, True
+    run, exact = template.last_run, template.source.exact_version or ""
+    if state is None and run is not None and run.state is RunState.SUCCEEDED and exact:
+        # For a gallery source AIB reports the exact version as a resource id: the version is its name.
+        return exact.rstrip("/").rsplit("/", 1)[-1], True
     return "", False
 
 

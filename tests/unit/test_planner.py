@@ -168,6 +168,22 @@ CASES = {
         ["1.0.3 → 1.0.4"],
         (),
     ),
+    "first sight of a gallery child: AIB reports the exact version as a resource id": (
+        template(
+            source=Source(
+                SourceKind.SHARED_IMAGE_VERSION,
+                image_version_id="/s/g/images/base/versions/latest",
+                exact_version="/s/g/images/base/versions/1.0.3",
+            ),
+            run=RunState.SUCCEEDED,
+        ),
+        Mode.AUTO,
+        Candidate("1.0.4", T0),
+        None,
+        Action.REBUILD,
+        ["1.0.3 → 1.0.4", "baseline adopted"],
+        (),
+    ),
     "managed image source is skipped": (
         template(source=Source(SourceKind.MANAGED_IMAGE, raw_type="ManagedImage")),
         Mode.AUTO,
