@@ -45,6 +45,7 @@ class PassReport:
     new_versions: list[SeenVersion] = field(default_factory=list)
     requested: list[tuple[str, bool]] = field(default_factory=list)  # (build id, newly claimed)
     problems: list[str] = field(default_factory=list)
+    states: dict[TemplateId, TemplateState] = field(default_factory=dict)  # by lower-cased id, as planned
 
 
 def compute_plan(
@@ -62,7 +63,12 @@ def compute_plan(
     states = {TemplateId(s.template_id.lower()): s for s in where_we_stand(ports.ledger)}
     items = plan(discovery.managed, watched.candidates, states)
     return PassReport(
-        items, discovery, watched.list_calls, watched.new_versions, problems=list(discovery.problems)
+        items,
+        discovery,
+        watched.list_calls,
+        watched.new_versions,
+        problems=list(discovery.problems),
+        states=states,
     )
 
 
@@ -79,7 +85,7 @@ def watch_pass(
     report = compute_plan(ports, scopes, now=now, concurrency=concurrency, only=only)
     for item in report.items:
         try:
-            _remember(ports.ledger, item, now)
+            _remember(ports.ledger, item, now, report.states.get(TemplateId(item.template.id.lower())))
             if item.action is Action.REBUILD:
                 report.requested.append(_request(ports.ledger, item, now, trigger, correlation_id))
         except RebuilderError as error:  # one template's trouble never stops the pass
@@ -88,14 +94,13 @@ def watch_pass(
     return report
 
 
-def _remember(ledger: Ledger, item: PlanItem, now: datetime) -> None:
+def _remember(ledger: Ledger, item: PlanItem, now: datetime, known: TemplateState | None) -> None:
     """On first sight, the template's row with the baseline the plan used (adopted or none), and the
     gallery image it builds from (events about that image find the template by it)."""
     t = item.template
     ref = gallery_ref(t)
     image = ref.gallery_image_id if ref else ""
-    stored = ledger.get_template_state(t.id)
-    if stored is None:
+    if known is None:
         state = TemplateState(
             t.id,
             t.name,
@@ -107,12 +112,14 @@ def _remember(ledger: Ledger, item: PlanItem, now: datetime) -> None:
         )
         with contextlib.suppress(StaleWrite):  # another pass recorded it first, from the same template
             ledger.save_template_state(state, etag=None)
-    elif (stored.record.gallery_image_id, stored.record.mode) != (image, item.mode.value):
-        changed = dataclasses.replace(
-            stored.record, gallery_image_id=image, mode=item.mode.value, updated_at=now
-        )
-        with contextlib.suppress(StaleWrite):  # the next pass tries again
-            ledger.save_template_state(changed, etag=stored.etag)
+    elif (known.gallery_image_id, known.mode) != (image, item.mode.value):
+        stored = ledger.get_template_state(t.id)
+        if stored is not None:
+            changed = dataclasses.replace(
+                stored.record, gallery_image_id=image, mode=item.mode.value, updated_at=now
+            )
+            with contextlib.suppress(StaleWrite):  # the next pass tries again
+                ledger.save_template_state(changed, etag=stored.etag)
 
 
 def _request(
