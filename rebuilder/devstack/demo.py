@@ -117,6 +117,25 @@ def show_estate(services: Services) -> None:
     print(table(["gallery image", "version", "region", "replication", "progress"], rows))
 
 
+NEW_UBUNTU = "22.04.202501150"
+
+
+def show_pass(services: Services) -> None:
+    from rebuilder.entrypoints.detection import plan_rows
+    from rebuilder.services.detection import watch_pass
+
+    report = watch_pass(
+        services.detection(), services.settings.scopes, now=services.clock.now(), trigger="demo"
+    )
+    print(table(["template", "location", "baseline", "candidate", "action", "reason"], plan_rows(report)))
+    print(f"\nMarketplace/gallery list calls this pass: {report.list_calls} (one per distinct source)")
+    for build_id, _ in report.requested:
+        build = services.ledger.get_build(build_id).record
+        print(
+            f"requested {build.id}: {build.template_name} from {build.source.resolved_version}, {build.state}"
+        )
+
+
 def _short(version: str | None) -> str:
     """A gallery version id as image/version; a Marketplace version as it is."""
     if not version:
@@ -165,6 +184,10 @@ def main(argv: list[str]) -> int:
             seeding.close()
             progress.step(f"simulated clock now {control.now():%Y-%m-%d %H:%M} UTC")
             show_estate(services)
+            progress.step(f"a new Ubuntu version appears: {NEW_UBUNTU} in every region")
+            control.publish(*estate.UBUNTU, NEW_UBUNTU, list(estate.REGIONS))
+            progress.step("one watch pass: discover, watch, plan; due builds are recorded in the ledger")
+            show_pass(services)
             calls = control.counters()
             print(f"\nARM calls served by the simulator: {sum(calls.values())} over {len(calls)} routes")
         finally:
