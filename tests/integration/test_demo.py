@@ -31,5 +31,16 @@ def test_the_demo_reads_the_simulated_estate_through_the_sdk_clients() -> None:
         "local stack stopped",
     ):
         assert expected in out, expected
+    rows = [line.split() for line in out.splitlines()]
+    plan = {r[0]: r[4] for r in rows if len(r) > 5 and r[4] in ("rebuild", "none", "skip", "blocked")}
+    assert plan == {
+        "app-ubuntu2204": "none",
+        "legacy-managed": "skip",
+        "rhel8-golden": "none",
+        "ubuntu2204-golden": "rebuild",
+        "winserver2022-golden": "none",
+    }
+    assert "list calls this pass: 4 (one per distinct source)" in out
+    assert "ubuntu2204-golden from 22.04.202501150, Queued" in out
     replication = [line for line in out.splitlines() if line.startswith("ubuntu-22.04-gen2 ")]
     assert len(replication) == 4 and all("Completed" in line for line in replication)
