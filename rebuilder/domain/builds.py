@@ -157,7 +157,7 @@ class Build:
             from_sub_state=self.sub_state,
             to_state=to,
             to_sub_state=after.sub_state,
-            why=bounded(why),
+            why=why,
             by=by,
         )
         return after, transition
@@ -182,6 +182,9 @@ class Transition:
     why: str
     by: str
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "why", bounded(self.why))
+
 
 def check_write(
     stored: BuildState, build: Build, transition: Transition | None, regions: Sequence[RegionStatus] = ()
@@ -203,7 +206,7 @@ def check_write(
 
 
 def first_transition(build: Build, *, why: str, by: str) -> Transition:
-    return Transition(build.id, build.created_at, None, None, build.state, build.sub_state, bounded(why), by)
+    return Transition(build.id, build.created_at, None, None, build.state, build.sub_state, why, by)
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,7 @@ def _request(
             image.publisher if image else "",
             image.offer if image else "",
             image.sku if image else "",
-            src.image_version_id or "" if src.kind is SourceKind.SHARED_IMAGE_VERSION else "",
+            (src.image_version_id or "") if src.kind is SourceKind.SHARED_IMAGE_VERSION else "",
             src.version or src.image_version_id or "",
             item.candidate_version,
         ),

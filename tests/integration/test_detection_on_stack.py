@@ -149,7 +149,7 @@ def test_the_timer_function_requests_each_due_build_once(stack: dict[str, str], 
     assert build.provenance.trigger == "timer"
     for other in ("winserver2022-golden", "rhel8-golden", "app-ubuntu2204"):
         assert ledger.list_builds(template_id(other)).items == []
-    assert sim.runs_started() == {} or sum(sim.runs_started().values()) == 4  # only the baselines ran
+    assert sum(sim.runs_started().values()) == 4  # only the baselines ran
 
 
 def _gallery_write_event(schema: str, version_id: str) -> Any:
@@ -217,51 +217,30 @@ def test_a_gallery_write_event_re_plans_only_the_templates_built_on_that_image(
     assert all("galler" in route.lower() for route in listed), counters  # no Marketplace or template scan
 
 
+WRITE = "Microsoft.Resources.ResourceWriteSuccess"
+
+
+def _event(event_id: str, event_type: Any, data: Any) -> func.EventGridEvent:
+    return func.EventGridEvent(
+        id=event_id, data=data, topic="", subject="", event_type=event_type, event_time=None, data_version=""
+    )
+
+
 @pytest.mark.parametrize(
     "event",
     [
-        func.EventGridEvent(
-            id="1",
-            data="not an object",
-            topic="",
-            subject="",
-            event_type="x",
-            event_time=None,
-            data_version="",
-        ),
-        func.EventGridEvent(
-            id="2", data={}, topic="", subject="", event_type=None, event_time=None, data_version=""
-        ),  # type: ignore[arg-type]
-        func.EventGridEvent(
-            id="3",
-            data={"operationName": 7},
-            topic="",
-            subject="",
-            event_type="Microsoft.Resources.ResourceWriteSuccess",
-            event_time=None,
-            data_version="",
-        ),
-        func.EventGridEvent(
-            id="4",
-            data={
+        _event("1", "x", "not an object"),
+        _event("2", None, {}),
+        _event("3", WRITE, {"operationName": 7}),
+        _event(
+            "4",
+            WRITE,
+            {
                 "operationName": "Microsoft.Compute/galleries/images/versions/write",
                 "resourceUri": "/not/a/gallery' or 1 eq 1",
             },
-            topic="",
-            subject="",
-            event_type="Microsoft.Resources.ResourceWriteSuccess",
-            event_time=None,
-            data_version="",
         ),
-        func.EventGridEvent(
-            id="5",
-            data={"operationName": "Microsoft.Storage/storageAccounts/write"},
-            topic="",
-            subject="",
-            event_type="Microsoft.Resources.ResourceWriteSuccess",
-            event_time=None,
-            data_version="",
-        ),
+        _event("5", WRITE, {"operationName": "Microsoft.Storage/storageAccounts/write"}),
     ],
 )
 def test_malformed_and_foreign_events_are_acknowledged_and_write_nothing(
@@ -271,4 +250,4 @@ def test_malformed_and_foreign_events_are_acknowledged_and_write_nothing(
     on_event(event, HostContext())  # returns normally: Event Grid must not redeliver it
     ledger = bootstrap.services().ledger
     assert ledger.list_template_states().items == []
-    assert sim.runs_started() == {} or sum(sim.runs_started().values()) == 4
+    assert sum(sim.runs_started().values()) == 4
