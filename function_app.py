@@ -36,6 +36,14 @@ def watch_sources(timer: func.TimerRequest, context: func.Context) -> None:
     triggers.watch_sources(bootstrap.services, correlation_id=context.invocation_id)
 
 
+@app.function_name("reconcile_builds")
+@app.timer_trigger(
+    schedule="%REBUILDER_RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True
+)
+def reconcile_builds(timer: func.TimerRequest, context: func.Context) -> None:
+    triggers.reconcile_builds(bootstrap.services, correlation_id=context.invocation_id)
+
+
 @app.function_name("on_resource_event")
 @app.event_grid_trigger(arg_name="event")
 def on_resource_event(event: func.EventGridEvent, context: func.Context) -> None:

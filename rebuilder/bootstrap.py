@@ -10,8 +10,10 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from rebuilder.domain.ports import Clock, Gallery, ImageBuilder, Ledger, MarketplaceCatalog
+from rebuilder.domain.runs import Policy
 from rebuilder.services.detection import Ports
 from rebuilder.settings import Settings
 
@@ -28,6 +30,17 @@ class Services:
 
     def detection(self) -> Ports:
         return Ports(self.imagebuilder, self.marketplace, self.gallery, self.ledger)
+
+    def policy(self) -> Policy:
+        s = self.settings
+        return Policy(
+            max_attempts=s.max_run_attempts,
+            retry_backoff=timedelta(seconds=s.retry_backoff_seconds),
+            run_timeout=timedelta(minutes=s.run_timeout_minutes),
+            repair_limit=s.repair_limit,
+            disable_after=s.disable_after_failures,
+            max_concurrent_runs=s.max_concurrent_runs,
+        )
 
     def close(self) -> None:
         for close in self._closers:

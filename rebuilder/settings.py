@@ -77,6 +77,12 @@ class Settings:
     arm_polling_interval_seconds: float = 15.0
     arm_timeout_seconds: int = 60
     watch_concurrency: int = 8
+    max_concurrent_runs: int = 10
+    max_run_attempts: int = 3
+    retry_backoff_seconds: int = 300
+    run_timeout_minutes: int = 480
+    repair_limit: int = 2
+    disable_after_failures: int = 3
 
     @property
     def arm_credential_scope(self) -> str:
@@ -123,6 +129,18 @@ class Settings:
             ),
             arm_timeout_seconds=reader.optional("REBUILDER_ARM_TIMEOUT_SECONDS", _int_between(1, 600), 60),
             watch_concurrency=reader.optional("REBUILDER_WATCH_CONCURRENCY", _int_between(1, 64), 8),
+            max_concurrent_runs=reader.optional("REBUILDER_MAX_CONCURRENT_RUNS", _int_between(1, 1000), 10),
+            max_run_attempts=reader.optional("REBUILDER_MAX_RUN_ATTEMPTS", _int_between(1, 10), 3),
+            retry_backoff_seconds=reader.optional(
+                "REBUILDER_RETRY_BACKOFF_SECONDS", _int_between(1, 86_400), 300
+            ),
+            run_timeout_minutes=reader.optional(
+                "REBUILDER_RUN_TIMEOUT_MINUTES", _int_between(10, 2_880), 480
+            ),
+            repair_limit=reader.optional("REBUILDER_REPAIR_LIMIT", _int_between(0, 10), 2),
+            disable_after_failures=reader.optional(
+                "REBUILDER_DISABLE_AFTER_FAILURES", _int_between(1, 100), 3
+            ),
         )
         if reader.problems:
             raise SettingsError(reader.problems)

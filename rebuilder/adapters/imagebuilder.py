@@ -8,6 +8,7 @@ from rebuilder.adapters import shapes
 from rebuilder.adapters.azure_clients import AzureClients
 from rebuilder.adapters.errors import translated
 from rebuilder.domain import resource_ids
+from rebuilder.domain.definition import TemplateDefinition
 from rebuilder.domain.model import ImageTemplate, RunOutput, Scope, TemplateId
 
 
@@ -48,6 +49,21 @@ class SdkImageBuilder:
         with translated(f"cancel the run of image template {parsed.name}"):
             self._templates(parsed.subscription_id).begin_cancel(
                 parsed.resource_group, parsed.name, polling=False
+            )
+
+    def delete_template(self, template_id: TemplateId) -> None:
+        parsed = resource_ids.parse(template_id)
+        with translated(f"delete image template {parsed.name}"):
+            self._templates(parsed.subscription_id).begin_delete(
+                parsed.resource_group, parsed.name, polling=False
+            )
+
+    def create_template(self, template_id: TemplateId, definition: TemplateDefinition) -> None:
+        parsed = resource_ids.parse(template_id)
+        with translated(f"create image template {parsed.name}"):
+            # A JSON body, sent as the definition was read: nothing the SDK model does not know is lost.
+            self._templates(parsed.subscription_id).begin_create_or_update(
+                parsed.resource_group, parsed.name, definition.body, polling=False
             )
 
     def list_run_outputs(self, template_id: TemplateId) -> list[RunOutput]:

@@ -157,7 +157,14 @@ def _present(entity: Mapping[str, Any]) -> Entity:
 # -- builds --------------------------------------------------------------------------------------------
 def build_to_entity(build: Build, *, transitions: int) -> Entity:
     partition, stem = build_stem(build.id)
-    for name in ("created_at", "updated_at", "next_attempt_at", "run_started_at", "run_ended_at"):
+    for name in (
+        "created_at",
+        "updated_at",
+        "next_attempt_at",
+        "run_started_at",
+        "run_ended_at",
+        "cancel_requested_at",
+    ):
         _aware(getattr(build, name), name)
     src, prov = build.source, build.provenance
     return _present(
@@ -192,6 +199,8 @@ def build_to_entity(build: Build, *, transitions: int) -> Entity:
             "Message": build.message,
             "DefinitionHashBefore": build.definition_hash_before,
             "DefinitionHashAfter": build.definition_hash_after,
+            "DefinitionAfter": build.definition_after,
+            "CancelRequestedAt": build.cancel_requested_at,
             "CreatedAt": build.created_at,
             "UpdatedAt": build.updated_at,
             "Transitions": transitions,
@@ -231,6 +240,8 @@ def build_from_entity(e: Mapping[str, Any]) -> Build:
         message=e.get("Message", ""),
         definition_hash_before=e.get("DefinitionHashBefore", ""),
         definition_hash_after=e.get("DefinitionHashAfter", ""),
+        definition_after=e.get("DefinitionAfter", ""),
+        cancel_requested_at=_utc(e.get("CancelRequestedAt")),
     )
 
 
@@ -346,6 +357,7 @@ def template_to_entity(s: TemplateState) -> Entity:
             "DisabledReason": s.disabled_reason,
             "DisabledAt": _aware(s.disabled_at, "disabled_at"),
             "Regions": json.dumps(regions, separators=(",", ":")),
+            "KnownRunStartedAt": _aware(s.known_run_started_at, "known_run_started_at"),
             "UpdatedAt": s.updated_at,
         }
     )
@@ -380,6 +392,7 @@ def template_from_entity(e: Mapping[str, Any]) -> TemplateState:
         disabled_reason=e.get("DisabledReason", ""),
         disabled_at=_utc(e.get("DisabledAt")),
         regions=regions,
+        known_run_started_at=_utc(e.get("KnownRunStartedAt")),
     )
 
 

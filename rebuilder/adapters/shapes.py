@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rebuilder.domain import resource_ids
+from rebuilder.domain.definition import TemplateDefinition
 from rebuilder.domain.model import (
     Distribution,
     GalleryImageId,
@@ -129,6 +130,7 @@ def template(body: Mapping[str, Any]) -> ImageTemplate:
         distributions=tuple(distribution(d) for d in _list(props.get("distribute"))),
         provisioning_state=_str(props.get("provisioningState")),
         last_run=last_run(props.get("lastRunStatus")),
+        definition=TemplateDefinition.from_body(body),
     )
 
 

@@ -138,6 +138,8 @@ class Build:
     message: str = ""
     definition_hash_before: str = ""  # pinned templates are recreated: the definition before and after
     definition_hash_after: str = ""
+    definition_after: str = ""  # the recreated definition, written before the old template is deleted
+    cancel_requested_at: datetime | None = None  # the service canceled the run (timeout): a failed attempt
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "message", bounded(self.message))

@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import NewType
 
+from .definition import TemplateDefinition
 from .regions import Region
 
 TemplateId = NewType("TemplateId", str)  # ARM resource id of an image template, as Azure spells it
@@ -132,6 +133,7 @@ class ImageTemplate:
     distributions: tuple[Distribution, ...] = ()
     provisioning_state: str | None = None
     last_run: LastRun | None = None
+    definition: TemplateDefinition | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

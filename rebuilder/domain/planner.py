@@ -7,11 +7,13 @@ timer and answers the dry-run `plan`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from . import resource_ids
 from .model import ImageTemplate, RunState, SourceKind, TemplateId
 from .standing import TemplateState
 from .versions import version_key
@@ -59,6 +61,7 @@ class PlanItem:
     action: Action
     reason: str
     flags: tuple[str, ...] = ()
+    parents: tuple[str, ...] = ()  # names of the managed templates whose image this one builds on
 
 
 def describe_source(template: ImageTemplate) -> str:
@@ -96,8 +99,11 @@ def plan(
     candidates: Mapping[TemplateId, Candidate],
     states: Mapping[TemplateId, TemplateState],
 ) -> list[PlanItem]:
-    """One item per template, in the order given. Keys of the mappings are lower-cased template ids."""
-    return [
+    """One item per template, in the order given. Keys of the mappings are lower-cased template ids.
+
+    Children follow their parents: a child whose parent is due waits for the parent's new image; a child due
+    because its parent published is marked so; templates in a dependency cycle are refused."""
+    items = [
         _decide(
             m,
             candidates.get(_key(m.template.id), Candidate(problem="not watched")),
@@ -105,6 +111,97 @@ def plan(
         )
         for m in templates
     ]
+    graph = dependencies(templates)
+    cycles = cycles_in(graph, {_key(m.template.id): m.template.name for m in templates})
+    by_id = {_key(i.template.id): i for i in items}
+    return [_ordered(item, graph, cycles, by_id) for item in items]
+
+
+def dependencies(templates: Sequence[Managed]) -> dict[TemplateId, tuple[TemplateId, ...]]:
+    """Child → parents (lower-cased ids): a parent distributes to the gallery image a child builds from."""
+    producers: dict[str, list[TemplateId]] = {}
+    for m in templates:
+        for distribution in m.template.distributions:
+            if distribution.gallery_image_id:
+                producers.setdefault(distribution.gallery_image_id.lower(), []).append(_key(m.template.id))
+    graph: dict[TemplateId, tuple[TemplateId, ...]] = {}
+    for m in templates:
+        image = _source_image(m.template)
+        if image and image in producers:
+            graph[_key(m.template.id)] = tuple(producers[image])
+    return graph
+
+
+def cycles_in(
+    graph: Mapping[TemplateId, tuple[TemplateId, ...]], names: Mapping[TemplateId, str]
+) -> dict[TemplateId, str]:
+    """Every template on a dependency cycle, with the cycle spelt out by name (a → b → a)."""
+    found: dict[TemplateId, str] = {}
+    for start in graph:
+        path = _path_back(graph, start, start, [start], set())
+        if path is not None:
+            found[start] = " → ".join(names.get(t, t) for t in path)
+    return found
+
+
+def _path_back(
+    graph: Mapping[TemplateId, tuple[TemplateId, ...]],
+    node: TemplateId,
+    goal: TemplateId,
+    path: list[TemplateId],
+    visited: set[TemplateId],
+) -> list[TemplateId] | None:
+    for parent in graph.get(node, ()):
+        if parent == goal:
+            return [*path, goal]
+        if parent not in visited:
+            visited.add(parent)
+            found = _path_back(graph, parent, goal, [*path, parent], visited)
+            if found is not None:
+                return found
+    return None
+
+
+def _source_image(template: ImageTemplate) -> str:
+    src = template.source
+    if src.kind is not SourceKind.SHARED_IMAGE_VERSION or not src.image_version_id:
+        return ""
+    try:
+        return resource_ids.gallery_image_id(src.image_version_id).lower()
+    except ValueError:
+        return ""
+
+
+def _ordered(
+    item: PlanItem,
+    graph: Mapping[TemplateId, tuple[TemplateId, ...]],
+    cycles: Mapping[TemplateId, str],
+    by_id: Mapping[TemplateId, PlanItem],
+) -> PlanItem:
+    key = _key(item.template.id)
+    if key in cycles:
+        return dataclasses.replace(
+            item,
+            action=Action.BLOCKED,
+            reason=f"dependency cycle {cycles[key]}: refused until one of these builds from elsewhere",
+        )
+    parents = [by_id[p] for p in graph.get(key, ()) if p in by_id and p != key]
+    if not parents:
+        return item
+    names = tuple(p.template.name for p in parents)
+    if item.action is not Action.REBUILD:
+        return dataclasses.replace(item, parents=names)
+    for parent in parents:  # a parent about to build makes a newer image: build on that one
+        if parent.action is Action.REBUILD:
+            return dataclasses.replace(
+                item,
+                action=Action.NONE,
+                reason=f"waiting for parent {parent.template.name}, which is due; then {item.reason}",
+                parents=names,
+            )
+    return dataclasses.replace(
+        item, reason=f"parent {', '.join(names)} published: {item.reason}", parents=names
+    )
 
 
 def _key(template_id: str) -> TemplateId:

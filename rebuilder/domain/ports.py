@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
 from .builds import Build, RegionStatus, Transition
+from .definition import TemplateDefinition
 from .model import (
     GalleryImageId,
     GalleryImageVersion,
@@ -61,6 +62,14 @@ class ImageBuilder(Protocol):
 
     def cancel_run(self, template_id: TemplateId) -> None:
         """Conflict if no run is going."""
+        ...
+
+    def delete_template(self, template_id: TemplateId) -> None:
+        """Start deleting the template (Conflict while a run is going); a missing one is not an error."""
+        ...
+
+    def create_template(self, template_id: TemplateId, definition: TemplateDefinition) -> None:
+        """Start creating the template from `definition`; it can run once provisioned."""
         ...
 
     def list_run_outputs(self, template_id: TemplateId) -> list[RunOutput]: ...

@@ -46,6 +46,7 @@ class TemplateState:
     disabled_reason: str = ""
     disabled_at: datetime | None = None
     regions: tuple[RegionStanding, ...] = ()
+    known_run_started_at: datetime | None = None  # newest AIB run the ledger accounts for (else: external)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "disabled_reason", bounded(self.disabled_reason, 2_000))

@@ -6,6 +6,7 @@ from typing import Any
 
 from rebuilder.domain.planner import PlanItem
 from rebuilder.services.detection import PassReport
+from rebuilder.services.orchestrator import ReconcileReport
 
 
 def plan_item(item: PlanItem) -> dict[str, Any]:
@@ -61,4 +62,21 @@ def pass_summary(report: PassReport) -> dict[str, Any]:
         "requested": [build_id for build_id, _ in report.requested],
         "newly_requested": [build_id for build_id, created in report.requested if created],
         "problems": report.problems,
+    }
+
+
+def act_summary(report: ReconcileReport) -> dict[str, Any]:
+    """What a pass did to builds, for logs and the CLI's JSON output."""
+    return {
+        "templates_followed": report.templates,
+        "builds_followed": report.builds,
+        "started": list(report.started),
+        "transitions": [{"build": b, "to": str(to), "why": why} for b, to, why in report.moved],
+        "finished": list(report.finished),
+        "repaired": [{"build": b, "region": r} for b, r in report.repaired],
+        "recreated": list(report.recreated),
+        "external": list(report.external),
+        "waiting": list(report.waiting),
+        "act_problems": list(report.problems),
+        "events": [e.type for e in report.events],
     }

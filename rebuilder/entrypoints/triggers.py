@@ -12,26 +12,42 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from rebuilder.bootstrap import Services
-from rebuilder.services.detection import watch_pass
 from rebuilder.services.events import ResourceEvent, on_resource_event
+from rebuilder.services.orchestrator import Reconciler, watch_and_act
 
-from .detection import pass_summary
+from .detection import act_summary, pass_summary
 
 log = logging.getLogger("rebuilder.triggers")
 
 
 def watch_sources(get_services: Callable[[], Services], *, correlation_id: str = "") -> dict[str, Any]:
     services = get_services()
-    report = watch_pass(
+    report, acted = watch_and_act(
         services.detection(),
         services.settings.scopes,
+        services.policy(),
         now=services.clock.now(),
         trigger="timer",
         correlation_id=correlation_id,
         concurrency=services.settings.watch_concurrency,
     )
-    summary = pass_summary(report)
+    summary = {**pass_summary(report), **act_summary(acted)}
     log.info("watch_sources: %s", summary)
+    return summary
+
+
+def reconcile_builds(get_services: Callable[[], Services], *, correlation_id: str = "") -> dict[str, Any]:
+    """Advance every open build from what Azure reports; start queued builds as slots free up."""
+    services = get_services()
+    acted = Reconciler(
+        services.detection(),
+        services.policy(),
+        now=services.clock.now(),
+        by="reconciler",
+        correlation_id=correlation_id,
+    ).run()
+    summary = act_summary(acted)
+    log.info("reconcile_builds: %s", summary)
     return summary
 
 
@@ -50,6 +66,7 @@ def resource_event(
             services.detection(),
             services.settings.scopes,
             parsed,
+            services.policy(),
             now=services.clock.now(),
             correlation_id=correlation_id,
         )
@@ -59,6 +76,8 @@ def resource_event(
     result: dict[str, Any] = {"handled": outcome.handled, "reason": outcome.reason}
     if outcome.report is not None:
         result.update(pass_summary(outcome.report))
+    if outcome.acted is not None:
+        result.update(act_summary(outcome.acted))
     log.info("on_resource_event %s: %s", parsed.id, result)
     return result
 

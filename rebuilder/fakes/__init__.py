@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 from rebuilder.domain import resource_ids
+from rebuilder.domain.definition import TemplateDefinition
 from rebuilder.domain.errors import Conflict, NotFound
 from rebuilder.domain.model import (
     GalleryImageId,
@@ -87,6 +88,8 @@ class InMemoryImageBuilder:
         self.templates: dict[str, ImageTemplate] = {}
         self.outputs: dict[str, list[RunOutput]] = {}
         self.runs_started: dict[str, int] = {}
+        self.deleted: dict[str, ImageTemplate] = {}
+        self.created: dict[str, int] = {}
 
     @staticmethod
     def _key(template_id: str) -> str:
@@ -123,6 +126,42 @@ class InMemoryImageBuilder:
         if not template.last_run or template.last_run.state is not RunState.RUNNING:
             raise Conflict(f"cancel the run of image template {template.name}: no run is going")
         self._set_run(template, dataclasses.replace(template.last_run, state=RunState.CANCELING))
+
+    def delete_template(self, template_id: TemplateId) -> None:
+        key = self._key(template_id)
+        template = self.templates.get(key)
+        if template is None:
+            return
+        if template.last_run and template.last_run.state in (RunState.RUNNING, RunState.CANCELING):
+            raise Conflict(f"delete image template {template.name}: a run is going")
+        del self.templates[key]
+        self.deleted[key] = template
+
+    def create_template(self, template_id: TemplateId, definition: TemplateDefinition) -> None:
+        """Recreate a deleted template from `definition` (the fake keeps what the definition does not say)."""
+        key = self._key(template_id)
+        if key in self.templates:
+            raise Conflict(f"create image template {template_id}: it exists (templates are immutable)")
+        previous = self.deleted.pop(key, None)
+        if previous is None:
+            raise NotFound(f"create image template {template_id}: the fake recreates deleted templates only")
+        body = definition.body
+        raw = body["properties"]["source"]
+        source = dataclasses.replace(
+            previous.source,
+            version=raw.get("version"),
+            image_version_id=raw.get("imageVersionId"),
+            exact_version=None,
+        )
+        self.templates[key] = dataclasses.replace(
+            previous,
+            source=source,
+            tags=dict(body.get("tags") or {}),
+            last_run=None,
+            provisioning_state="Succeeded",
+            definition=definition,
+        )
+        self.created[key] = self.created.get(key, 0) + 1
 
     def finish_run(
         self,

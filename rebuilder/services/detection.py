@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from rebuilder.domain.builds import Build, BuildId, BuildReason, BuildSource, Provenance, new_build_id
+from rebuilder.domain.builds import Build, BuildReason, BuildSource, Provenance, new_build_id
 from rebuilder.domain.errors import RebuilderError, StaleWrite
 from rebuilder.domain.model import Scope, SourceKind, TemplateId
 from rebuilder.domain.planner import Action, Managed, PlanItem, plan
@@ -24,6 +24,7 @@ from rebuilder.domain.regions import region
 from rebuilder.domain.standing import SeenVersion, TemplateState
 
 from .history import where_we_stand
+from .records import open_build
 from .watch import Discovery, Watcher, discover, gallery_ref
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ def _remember(ledger: Ledger, item: PlanItem, now: datetime, known: TemplateStat
             item.mode.value,
             image,
             baseline_version=item.baseline_version,
+            known_run_started_at=t.last_run.started_at if t.last_run else None,
         )
         with contextlib.suppress(StaleWrite):  # another pass recorded it first, from the same template
             ledger.save_template_state(state, etag=None)
@@ -126,14 +128,15 @@ def _request(
     ledger: Ledger, item: PlanItem, now: datetime, trigger: str, correlation_id: str
 ) -> tuple[str, bool]:
     t, src = item.template, item.template.source
-    key = f"{BuildReason.SOURCE_UPDATE}:{item.candidate_version}"
+    reason = BuildReason.PARENT_PUBLISHED if item.parents else BuildReason.SOURCE_UPDATE
+    key = f"{reason}:{item.candidate_version}"
     image = src.image
     build = Build(
         id=new_build_id(t.id, now, key),
         template_id=t.id,
         template_name=t.name,
         location=region(t.location),
-        reason=BuildReason.SOURCE_UPDATE,
+        reason=reason,
         provenance=Provenance(trigger, "", correlation_id, key),
         source=BuildSource(
             src.kind,
@@ -148,23 +151,5 @@ def _request(
         updated_at=now,
         previous_baseline=item.baseline_version,
     )
-    claim = ledger.claim_build(build, why=item.reason, by=trigger)
-    _add_open(ledger, t.id, claim.build.record.id, now)
-    return claim.build.record.id, claim.created
-
-
-def _add_open(ledger: Ledger, template_id: TemplateId, build_id: str, now: datetime) -> None:
-    """List the build on its template's row (re-read and retry when another writer moved first)."""
-    for _ in range(10):
-        stored = ledger.get_template_state(template_id)
-        if stored is None:
-            raise StaleWrite(f"{template_id} has no state row yet")
-        updated = stored.record.with_open(BuildId(build_id), at=now)
-        if updated is stored.record:
-            return
-        try:
-            ledger.save_template_state(updated, etag=stored.etag)
-            return
-        except StaleWrite:
-            continue
-    raise StaleWrite(f"the state of {template_id} kept changing")
+    opened = open_build(ledger, build, why=item.reason, by=trigger, now=now)
+    return opened.build.id, opened.created and not opened.joined

@@ -13,9 +13,11 @@ from rebuilder.domain import resource_ids
 from rebuilder.domain.errors import NotFound
 from rebuilder.domain.model import Scope
 from rebuilder.domain.planner import Managed, mode_of
+from rebuilder.domain.runs import Policy
 
-from .detection import PassReport, Ports, watch_pass
+from .detection import PassReport, Ports
 from .history import where_we_stand
+from .orchestrator import ReconcileReport, watch_and_act
 
 log = logging.getLogger(__name__)
 WRITE_SUCCESS = "microsoft.resources.resourcewritesuccess"
@@ -36,10 +38,17 @@ class EventOutcome:
     handled: bool
     reason: str
     report: PassReport | None = None
+    acted: ReconcileReport | None = None
 
 
 def on_resource_event(
-    ports: Ports, scopes: Iterable[Scope], event: ResourceEvent, *, now: datetime, correlation_id: str = ""
+    ports: Ports,
+    scopes: Iterable[Scope],
+    event: ResourceEvent,
+    policy: Policy,
+    *,
+    now: datetime,
+    correlation_id: str = "",
 ) -> EventOutcome:
     if event.type.lower() != WRITE_SUCCESS or event.operation.lower() != GALLERY_VERSION_WRITE:
         return EventOutcome(False, f"ignored: {event.type} {event.operation}".strip())
@@ -60,7 +69,7 @@ def on_resource_event(
             managed.append(Managed(template, mode))
     if not managed:
         return EventOutcome(True, f"no managed template builds from {image}")
-    report = watch_pass(
-        ports, scopes, now=now, trigger="eventgrid", correlation_id=correlation_id, only=managed
+    report, acted = watch_and_act(
+        ports, scopes, policy, now=now, trigger="eventgrid", correlation_id=correlation_id, only=managed
     )
-    return EventOutcome(True, f"re-planned {len(managed)} template(s) built from {image}", report)
+    return EventOutcome(True, f"re-planned {len(managed)} template(s) built from {image}", report, acted)

@@ -132,7 +132,7 @@ def test_the_cli_plan_after_a_new_marketplace_version(stack: dict[str, str], sim
     assert document["list_calls"] == 4  # three Marketplace sources, one gallery image
 
 
-def test_the_timer_function_requests_each_due_build_once(stack: dict[str, str], sim: SimControl) -> None:
+def test_the_timer_function_starts_each_due_build_once(stack: dict[str, str], sim: SimControl) -> None:
     sim.publish(*estate.UBUNTU, NEW_UBUNTU, ["westeurope"])
     watch = registered()["watch_sources"].get_user_function()
 
@@ -142,14 +142,15 @@ def test_the_timer_function_requests_each_due_build_once(stack: dict[str, str], 
     ledger = bootstrap.services().ledger
     [build] = ledger.list_builds(template_id("ubuntu2204-golden")).items
     assert (build.state, build.source.resolved_version, build.previous_baseline) == (
-        BuildState.QUEUED,
+        BuildState.RUNNING,
         NEW_UBUNTU,
         "22.04.202411190",
     )
-    assert build.provenance.trigger == "timer"
+    assert (build.provenance.trigger, build.attempts) == ("timer", 1)
     for other in ("winserver2022-golden", "rhel8-golden", "app-ubuntu2204"):
         assert ledger.list_builds(template_id(other)).items == []
-    assert sum(sim.runs_started().values()) == 4  # only the baselines ran
+    runs = {k.rsplit("/", 1)[-1]: n for k, n in sim.runs_started().items()}
+    assert sum(runs.values()) == 5 and runs["ubuntu2204-golden"] == 2  # the baselines, then one rebuild
 
 
 def _gallery_write_event(schema: str, version_id: str) -> Any:

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {
     "health": ("httpTrigger", "health", ["GET"], "function"),
     "watch_sources": ("timerTrigger", "%REBUILDER_WATCH_SCHEDULE%", [], "None"),
+    "reconcile_builds": ("timerTrigger", "%REBUILDER_RECONCILE_SCHEDULE%", [], "None"),
     "on_resource_event": ("eventGridTrigger", None, [], "None"),
 }
 

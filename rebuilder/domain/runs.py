@@ -1,0 +1,292 @@
+"""Following a build from what Azure reports (DESIGN §3.5). Pure: no I/O, `now` passed in.
+
+`observe` reads AIB's `lastRunStatus` for the run a build asked for; `decide` maps every run state and
+sub-state to the build's next move (or none); `replication` turns gallery image versions into region
+rows and says which failed regions to repair; `settled` is the template's row once a build is over.
+The reconciler (services/orchestrator.py) only gathers the inputs and writes the results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from .builds import Build, BuildReason, BuildState, RegionStatus
+from .model import GalleryImageVersion, LastRun, ReplicationState, RunState, RunSubState
+from .regions import Region
+from .standing import RegionStanding, TemplateState
+from .versions import version_key
+
+# AIB's clock and ours differ a little: a run that AIB says started this long before we asked is ours.
+CLOCK_SKEW = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Limits and backoff from settings (see rebuilder/settings.py for the names and defaults)."""
+
+    max_attempts: int = 3  # runs per build before it fails
+    retry_backoff: timedelta = timedelta(minutes=5)  # after the first failure; doubles each time
+    max_backoff: timedelta = timedelta(hours=6)
+    run_timeout: timedelta = timedelta(hours=8)  # a run still going after this is canceled and retried
+    lost_run_grace: timedelta = timedelta(minutes=10)  # a requested run AIB never shows: asked again
+    repair_limit: int = 2  # re-applications of target regions per region before giving up on it
+    disable_after: int = 3  # consecutive failed builds before the template is disabled
+    max_concurrent_runs: int = 10
+
+    def backoff(self, attempts: int) -> timedelta:
+        """Wait before attempt `attempts + 1`: retry_backoff, doubling, capped at max_backoff."""
+        factor: int = 2 ** max(0, min(attempts - 1, 20))
+        longer: timedelta = self.retry_backoff * factor
+        return min(self.max_backoff, longer)
+
+
+# -- the run --------------------------------------------------------------------------------------------
+class Seen(StrEnum):
+    NOT_VISIBLE = "not-visible"  # AIB shows no run since the build asked for one
+    IN_PROGRESS = "in-progress"
+    CANCELING = "canceling"
+    SUCCEEDED = "succeeded"
+    PARTIALLY_SUCCEEDED = "partially-succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+_SEEN: Mapping[RunState, Seen] = {
+    RunState.RUNNING: Seen.IN_PROGRESS,
+    RunState.CANCELING: Seen.CANCELING,
+    RunState.SUCCEEDED: Seen.SUCCEEDED,
+    RunState.PARTIALLY_SUCCEEDED: Seen.PARTIALLY_SUCCEEDED,
+    RunState.FAILED: Seen.FAILED,
+    RunState.CANCELED: Seen.CANCELED,
+}
+
+
+@dataclass(frozen=True)
+class Observation:
+    seen: Seen
+    sub_state: RunSubState | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None  # None unless AIB gave an end time after the start
+    message: str = ""
+
+    @property
+    def over(self) -> bool:
+        return self.seen in (Seen.SUCCEEDED, Seen.PARTIALLY_SUCCEEDED, Seen.FAILED, Seen.CANCELED)
+
+
+def observe(run: LastRun | None, *, requested_at: datetime | None) -> Observation:
+    """What `lastRunStatus` says about the run requested at `requested_at`. An older run (or none) is
+    not this build's: AIB shows only the last run of a template."""
+    if run is None or run.started_at is None or requested_at is None:
+        return Observation(Seen.NOT_VISIBLE)
+    if run.started_at < requested_at - CLOCK_SKEW:
+        return Observation(Seen.NOT_VISIBLE)
+    seen = _SEEN[run.state]
+    sub_state = run.sub_state if seen is Seen.IN_PROGRESS else None
+    return Observation(seen, sub_state, run.started_at, run.ended_at, run.message)
+
+
+def unaccounted(run: LastRun | None, state: TemplateState | None) -> bool:
+    """A run newer than every run the ledger accounts for: somebody else started it."""
+    if run is None or run.started_at is None:
+        return False
+    known = state.known_run_started_at if state is not None else None
+    return known is None or run.started_at > known + timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class Step:
+    """The build's next move. `to` None: nothing to record yet."""
+
+    to: BuildState | None
+    why: str = ""
+    changes: Mapping[str, object] = field(default_factory=dict)
+    follow_outputs: bool = False  # read run outputs and the gallery versions they name
+    cancel: bool = False  # ask AIB to cancel the run (it overran the timeout)
+
+
+def decide(build: Build, seen: Observation, *, now: datetime, policy: Policy) -> Step:
+    """The move of a Running build for every state and sub-state AIB reports."""
+    if seen.seen is Seen.NOT_VISIBLE:
+        asked = build.run_started_at or build.updated_at
+        if now - asked < policy.lost_run_grace:
+            return Step(None)
+        return failed_attempt(build, f"AIB shows no run since {asked:%Y-%m-%d %H:%M:%S} UTC", now, policy)
+    if seen.seen is Seen.IN_PROGRESS:
+        return _in_progress(build, seen, now, policy)
+    if seen.seen is Seen.CANCELING:
+        return Step(None, "AIB is canceling the run: the outcome decides")
+    return _over(build, seen, now, policy)
+
+
+def _in_progress(build: Build, seen: Observation, now: datetime, policy: Policy) -> Step:
+    started = seen.started_at or build.run_started_at or now
+    if build.cancel_requested_at is None and now - started > policy.run_timeout:
+        hours = policy.run_timeout.total_seconds() / 3600
+        return Step(None, f"the run overran {hours:g} h: canceling it", cancel=True)
+    distributing = seen.sub_state is RunSubState.DISTRIBUTING
+    if seen.sub_state is not build.sub_state:
+        step = seen.sub_state.value if seen.sub_state else "running"
+        return Step(BuildState.RUNNING, f"AIB: {step}", {"sub_state": seen.sub_state}, distributing)
+    return Step(None, follow_outputs=distributing)
+
+
+def _over(build: Build, seen: Observation, now: datetime, policy: Policy) -> Step:
+    ended = {"run_ended_at": seen.ended_at or now}
+    if seen.seen is Seen.SUCCEEDED:
+        return Step(BuildState.REPLICATING, "AIB: run succeeded", ended, follow_outputs=True)
+    if seen.seen is Seen.PARTIALLY_SUCCEEDED:
+        why = "AIB: run partially succeeded" + (f": {seen.message}" if seen.message else "")
+        return Step(BuildState.REPLICATING, why, {**ended, "message": seen.message}, follow_outputs=True)
+    if seen.seen is Seen.CANCELED and build.cancel_requested_at is None:
+        return Step(BuildState.CANCELED, "the run was canceled outside rebuilder", ended)
+    message = seen.message or "no message from AIB"
+    if seen.seen is Seen.CANCELED:
+        message = f"timed out and canceled: {message}"
+    return failed_attempt(build, message, now, policy, ended)
+
+
+def failed_attempt(
+    build: Build, message: str, now: datetime, policy: Policy, changes: Mapping[str, object] | None = None
+) -> Step:
+    """Retry later with backoff, or fail the build once its attempts are spent. Runs that somebody
+    else started are recorded, never retried."""
+    base = {**(changes or {}), "message": message, "cancel_requested_at": None}
+    if build.reason is not BuildReason.EXTERNAL and build.attempts < policy.max_attempts:
+        at = now + policy.backoff(build.attempts)
+        return Step(
+            BuildState.QUEUED,
+            f"attempt {build.attempts} of {policy.max_attempts} failed: {message}; "
+            f"retry at {at:%Y-%m-%d %H:%M} UTC",
+            {**base, "next_attempt_at": at, "sub_state": None},
+        )
+    return Step(BuildState.FAILED, f"failed after {build.attempts} attempt(s): {message}", base)
+
+
+# -- replication ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Replication:
+    rows: list[RegionStatus]
+    completed: bool  # every target region Completed
+    repair: tuple[Region, ...]  # failed regions to re-apply now
+    given_up: tuple[Region, ...]  # failed regions whose repair budget is spent
+    pending: tuple[Region, ...]  # still replicating
+
+
+def replication(
+    build: Build,
+    versions: Sequence[GalleryImageVersion],
+    previous: Sequence[RegionStatus],
+    *,
+    now: datetime,
+    policy: Policy,
+    may_repair: bool,
+) -> Replication:
+    """One row per target region over every gallery version the build produced. A region counts as
+    Completed only when every version is; Failed when any failed."""
+    before = {r.region: r for r in previous}
+    per_region: dict[Region, list[tuple[ReplicationState, int, str]]] = {}
+    for version in versions:
+        reported = {r.region: r for r in version.replication}
+        for region in version.target_regions or tuple(reported):
+            r = reported.get(region)
+            per_region.setdefault(region, []).append(
+                (r.state, r.progress, r.details) if r else (ReplicationState.UNKNOWN, 0, "")
+            )
+    rows: list[RegionStatus] = []
+    repair: list[Region] = []
+    given_up: list[Region] = []
+    pending: list[Region] = []
+    for region, states in sorted(per_region.items()):
+        state = _merged({s for s, _, _ in states})
+        progress = min(p for _, p, _ in states)
+        details = "; ".join(d for _, _, d in states if d)
+        old = before.get(region)
+        repairs = old.repairs if old else 0
+        if state is ReplicationState.FAILED:
+            if may_repair and repairs < policy.repair_limit:
+                repairs += 1
+                repair.append(region)
+                details = f"repair {repairs} of {policy.repair_limit} requested; {details}"
+            elif may_repair:
+                given_up.append(region)
+            else:
+                pending.append(region)
+        elif state is not ReplicationState.COMPLETED:
+            pending.append(region)
+        started = old.first_seen_replicating_at if old and old.first_seen_replicating_at else None
+        if started is None and state is not ReplicationState.UNKNOWN:
+            started = now
+        completed_at = old.completed_at if old and old.completed_at else None
+        if completed_at is None and state is ReplicationState.COMPLETED:
+            completed_at = now
+        rows.append(
+            RegionStatus(
+                build.id,
+                region,
+                True,
+                state.value,
+                100 if state is ReplicationState.COMPLETED else progress,
+                details,
+                started,
+                completed_at,
+                repairs,
+                now,
+            )
+        )
+    completed = bool(rows) and all(r.state == ReplicationState.COMPLETED for r in rows)
+    return Replication(rows, completed, tuple(repair), tuple(given_up), tuple(pending))
+
+
+def _merged(kinds: set[ReplicationState]) -> ReplicationState:
+    """One region's state over every version: Completed only if all are; Failed if any is."""
+    if kinds == {ReplicationState.COMPLETED}:
+        return ReplicationState.COMPLETED
+    for state in (ReplicationState.FAILED, ReplicationState.REPLICATING):
+        if state in kinds:
+            return state
+    return ReplicationState.UNKNOWN
+
+
+def changed_rows(new: Sequence[RegionStatus], old: Sequence[RegionStatus]) -> list[RegionStatus]:
+    """The rows worth writing: new regions, or a change other than the observation time."""
+    before = {r.region: dataclasses.replace(r, updated_at=None) for r in old}
+    return [r for r in new if before.get(r.region) != dataclasses.replace(r, updated_at=None)]
+
+
+# -- the template's row when a build is over -------------------------------------------------------------
+def settled(
+    state: TemplateState, build: Build, regions: Sequence[RegionStatus], *, now: datetime, policy: Policy
+) -> TemplateState:
+    """The template's row after `build` finished: idempotent (a row that already records it is kept)."""
+    if build.id not in state.open_builds and state.last_build_id == build.id:
+        return state
+    after = state.without_open(build.id, at=now)
+    changes: dict[str, object] = {"last_build_id": build.id, "last_build_state": build.state}
+    if build.state in (BuildState.PUBLISHED, BuildState.PARTIALLY_PUBLISHED):
+        version = build.source.resolved_version
+        if version and (
+            not state.baseline_version or version_key(version) >= version_key(state.baseline_version)
+        ):
+            changes.update(baseline_version=version, baseline_build_id=build.id)
+        changes["consecutive_failures"] = 0
+        image = build.outputs[0] if build.outputs else ""
+        for row in regions:
+            if row.state == ReplicationState.COMPLETED:
+                after = after.with_region(
+                    RegionStanding(row.region, build.id, version, image, row.state, row.completed_at), at=now
+                )
+    elif build.state is BuildState.FAILED and build.reason is not BuildReason.EXTERNAL:
+        failures = state.consecutive_failures + 1
+        changes["consecutive_failures"] = failures
+        if failures >= policy.disable_after and not state.disabled:
+            changes.update(
+                disabled=True,
+                disabled_at=now,
+                disabled_reason=f"{failures} consecutive failed builds; the last: {build.message}",
+            )
+    return dataclasses.replace(after, **changes)  # type: ignore[arg-type]

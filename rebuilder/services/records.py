@@ -1,0 +1,117 @@
+"""Writing the ledger safely from several triggers at once.
+
+Two helpers every use case shares: `update_state` (read a template's row, change it, write it back if
+nobody moved first — else re-read and change again) and `open_build` (claim a build under its key,
+then list it on its template's row; a request that finds an open build already covering it joins that
+build instead, so racing timers, redelivered events and on-demand requests share one run).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from rebuilder.domain.builds import Build, BuildReason, BuildState
+from rebuilder.domain.errors import NotFound, StaleWrite
+from rebuilder.domain.model import TemplateId
+from rebuilder.domain.ports import Ledger, Versioned
+from rebuilder.domain.standing import TemplateState
+from rebuilder.domain.versions import version_key
+
+log = logging.getLogger(__name__)
+_ATTEMPTS = 20
+
+
+def update_state(
+    ledger: Ledger, template_id: TemplateId, change: Callable[[TemplateState], TemplateState]
+) -> TemplateState | None:
+    """Apply `change` to the template's stored row (None when it has none), re-reading on a lost race."""
+    for _ in range(_ATTEMPTS):
+        stored = ledger.get_template_state(template_id)
+        if stored is None:
+            return None
+        updated = change(stored.record)
+        if updated == stored.record:
+            return updated
+        try:
+            ledger.save_template_state(updated, etag=stored.etag)
+            return updated
+        except StaleWrite:
+            continue
+    raise StaleWrite(f"the ledger row of {template_id} kept changing under {_ATTEMPTS} attempts")
+
+
+@dataclass(frozen=True)
+class Opened:
+    build: Build  # the build that will run: the one claimed, or the open one it joined
+    created: bool  # this request recorded a new build
+    joined: bool = False  # the request joined a build already open for the template
+
+
+def open_build(ledger: Ledger, build: Build, *, why: str, by: str, now: datetime) -> Opened:
+    """Claim `build` (insert-only under its idempotency key), then list it on its template's row.
+
+    Safe to repeat: a crash between the claim and the listing is healed by the same request again.
+    A build that another open build covers (same template, same or newer source version, or either
+    resolving `latest`) is recorded as Superseded by it and the open one is returned."""
+    claim = ledger.claim_build(build, why=why, by=by)
+    mine = claim.build
+    if mine.record.state.finished:
+        return Opened(mine.record, claim.created, joined=mine.record.state is BuildState.SUPERSEDED)
+    for _ in range(_ATTEMPTS):
+        stored = ledger.get_template_state(mine.record.template_id)
+        if stored is not None and mine.record.id in stored.record.open_builds:
+            return Opened(mine.record, claim.created)
+        twin = _covering(ledger, stored.record if stored else None, mine.record)
+        if twin is not None:
+            _supersede(ledger, mine, twin, now=now, by=by)
+            return Opened(twin, claim.created, joined=True)
+        try:
+            if stored is None:
+                fresh = TemplateState(
+                    mine.record.template_id, mine.record.template_name, mine.record.location, now
+                )
+                ledger.save_template_state(fresh.with_open(mine.record.id, at=now), etag=None)
+            else:
+                ledger.save_template_state(stored.record.with_open(mine.record.id, at=now), etag=stored.etag)
+            return Opened(mine.record, claim.created)
+        except StaleWrite:
+            continue
+    raise StaleWrite(f"the ledger row of {mine.record.template_id} kept changing under {_ATTEMPTS} attempts")
+
+
+def _covering(ledger: Ledger, state: TemplateState | None, mine: Build) -> Build | None:
+    if state is None or mine.reason is BuildReason.EXTERNAL:
+        return None  # what somebody else ran is a fact to record, never joined
+    for build_id in state.open_builds:
+        try:
+            other = ledger.get_build(build_id).record
+        except NotFound:
+            continue
+        if other.state.finished or other.id == mine.id:
+            continue
+        theirs, wanted = other.source.resolved_version, mine.source.resolved_version
+        if not theirs or not wanted or version_key(theirs) >= version_key(wanted):
+            return other
+    return None
+
+
+def _supersede(ledger: Ledger, mine: Versioned[Build], twin: Build, *, now: datetime, by: str) -> None:
+    current = mine
+    for _ in range(_ATTEMPTS):
+        if current.record.state.finished:
+            return
+        after, transition = current.record.moved(
+            BuildState.SUPERSEDED,
+            at=now,
+            why=f"joined build {twin.id}, already open for this template",
+            by=by,
+        )
+        try:
+            ledger.save_build(after, etag=current.etag, transition=transition)
+            return
+        except StaleWrite:
+            current = ledger.get_build(current.record.id)
+    raise StaleWrite(f"build {mine.record.id} kept changing under {_ATTEMPTS} attempts")

@@ -1,0 +1,116 @@
+"""The local stack set up for orchestration tests: the demo estate with its baselines built, and the
+service's passes (watch, reconcile) driven on simulated time, as the timers would drive them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rebuilder.adapters.azure_clients import AzureClients
+from rebuilder.bootstrap import Services, bootstrap
+from rebuilder.devstack import estate
+from rebuilder.devstack.armsim import ArmSimulator, SimControl
+from rebuilder.devstack.azurite import Azurite
+from rebuilder.devstack.simclock import SimulatorClock
+from rebuilder.domain.builds import Build, BuildState
+from rebuilder.domain.model import TemplateId
+from rebuilder.services.history import every, where_we_stand
+from rebuilder.services.orchestrator import Reconciler, ReconcileReport, watch_and_act
+from tests.conftest import local_env
+
+NEW_UBUNTU = "22.04.202501150"
+NEW_WINDOWS = "20348.2966.241205"
+NEW_RHEL = "8.10.2025011414"
+
+
+def template_id(name: str) -> TemplateId:
+    return TemplateId(
+        f"/subscriptions/{estate.SUBSCRIPTION}/resourceGroups/{estate.TEMPLATES_RG}/providers/"
+        f"Microsoft.VirtualMachineImages/imageTemplates/{name}"
+    )
+
+
+def stack_env(armsim: ArmSimulator, azurite: Azurite, **extra: str) -> dict[str, str]:
+    return local_env(
+        armsim,
+        azurite.connection_string,
+        REBUILDER_SCOPES=f"/subscriptions/{estate.SUBSCRIPTION}/resourceGroups/{estate.TEMPLATES_RG}",
+        REBUILDER_TABLE_PREFIX=f"t{uuid.uuid4().hex[:12]}",
+        REBUILDER_RETRY_BACKOFF_SECONDS="600",
+        **extra,
+    )
+
+
+def seed_estate(services: Services, sim: SimControl) -> None:
+    clients = AzureClients(services.settings)
+    try:
+        estate.publish_marketplace(sim)
+        estate.create(clients)
+        estate.build_baselines(clients, sim)
+    finally:
+        clients.close()
+
+
+@dataclass
+class Driver:
+    """Runs the service's passes the way its timers do, advancing simulated time in between."""
+
+    services: Services
+    sim: SimControl
+    acted: list[ReconcileReport] = field(default_factory=list)
+
+    def watch(self) -> ReconcileReport:
+        s = self.services
+        _, acted = watch_and_act(
+            s.detection(), s.settings.scopes, s.policy(), now=s.clock.now(), trigger="timer"
+        )
+        self.acted.append(acted)
+        return acted
+
+    def reconcile(self) -> ReconcileReport:
+        s = self.services
+        acted = Reconciler(s.detection(), s.policy(), now=s.clock.now()).run()
+        self.acted.append(acted)
+        return acted
+
+    def until(self, done: Callable[[], bool], *, step: float = 300, limit: int = 200) -> int:
+        """Tick (advance, watch, reconcile) until `done()`; the number of ticks taken."""
+        for tick in range(1, limit + 1):
+            self.sim.advance(step)
+            self.watch()
+            self.reconcile()
+            if done():
+                return tick
+        raise AssertionError(f"not done after {limit} ticks: {self.open_builds()}")
+
+    def open_builds(self) -> list[Build]:
+        ledger = self.services.ledger
+        return [ledger.get_build(b).record for s in where_we_stand(ledger) for b in s.open_builds]
+
+    def idle(self) -> bool:
+        return not self.open_builds()
+
+    def builds(self, name: str) -> list[Build]:
+        ledger = self.services.ledger
+        return list(every(lambda token: ledger.list_builds(template_id(name), continuation=token)))
+
+    def last(self, name: str) -> Build:
+        return self.builds(name)[0]
+
+    def runs(self) -> dict[str, int]:
+        return {k.rsplit("/", 1)[-1]: v for k, v in self.sim.runs_started().items()}
+
+
+def make_driver(armsim: ArmSimulator, sim: SimControl, azurite: Azurite, **extra: str) -> Driver:
+    services = bootstrap(stack_env(armsim, azurite, **extra), clock=SimulatorClock(sim))
+    seed_estate(services, sim)
+    return Driver(services, sim)
+
+
+def states_by_name(services: Services) -> dict[str, Any]:
+    return {s.name: s for s in where_we_stand(services.ledger)}
+
+
+FINISHED = {BuildState.PUBLISHED, BuildState.PARTIALLY_PUBLISHED, BuildState.FAILED, BuildState.CANCELED}
