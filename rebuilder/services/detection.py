@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from rebuilder.domain.builds import Build, BuildReason, BuildSource, Provenance, new_build_id
+from rebuilder.domain.builds import Build, BuildReason, BuildSource, BuildState, Provenance, new_build_id
 from rebuilder.domain.errors import RebuilderError, StaleWrite
 from rebuilder.domain.model import Scope, SourceKind, TemplateId
 from rebuilder.domain.planner import Action, Managed, PlanItem, plan
@@ -86,9 +86,10 @@ def watch_pass(
     report = compute_plan(ports, scopes, now=now, concurrency=concurrency, only=only)
     for item in report.items:
         try:
-            _remember(ports.ledger, item, now, report.states.get(TemplateId(item.template.id.lower())))
+            known = report.states.get(TemplateId(item.template.id.lower()))
+            _remember(ports.ledger, item, now, known)
             if item.action is Action.REBUILD:
-                report.requested.append(_request(ports.ledger, item, now, trigger, correlation_id))
+                report.requested.append(_request(ports.ledger, item, known, now, trigger, correlation_id))
         except RebuilderError as error:  # one template's trouble never stops the pass
             report.problems.append(f"{item.template.id}: {error}")
             log.warning("recording the plan for %s failed: %s", item.template.id, error)
@@ -125,11 +126,20 @@ def _remember(ledger: Ledger, item: PlanItem, now: datetime, known: TemplateStat
 
 
 def _request(
-    ledger: Ledger, item: PlanItem, now: datetime, trigger: str, correlation_id: str
+    ledger: Ledger,
+    item: PlanItem,
+    known: TemplateState | None,
+    now: datetime,
+    trigger: str,
+    correlation_id: str,
 ) -> tuple[str, bool]:
     t, src = item.template, item.template.source
     reason = BuildReason.PARENT_PUBLISHED if item.parents else BuildReason.SOURCE_UPDATE
     key = f"{reason}:{item.candidate_version}"
+    if known is not None and known.last_build_state is BuildState.FAILED:
+        # The last build failed: this is a new build (every trigger that reads the same row agrees on
+        # its key); consecutive failures disable the template, so this never loops for long.
+        key += f":after:{known.last_build_id}"
     image = src.image
     build = Build(
         id=new_build_id(t.id, now, key),

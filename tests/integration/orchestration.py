@@ -3,9 +3,14 @@ service's passes (watch, reconcile) driven on simulated time, as the timers woul
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rebuilder.adapters.azure_clients import AzureClients
@@ -23,6 +28,8 @@ from tests.conftest import local_env
 NEW_UBUNTU = "22.04.202501150"
 NEW_WINDOWS = "20348.2966.241205"
 NEW_RHEL = "8.10.2025011414"
+NEWER_RHEL = "8.10.2025021812"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def template_id(name: str) -> TemplateId:
@@ -59,6 +66,7 @@ class Driver:
 
     services: Services
     sim: SimControl
+    env: dict[str, str] = field(default_factory=dict)
     acted: list[ReconcileReport] = field(default_factory=list)
 
     def watch(self) -> ReconcileReport:
@@ -104,9 +112,10 @@ class Driver:
 
 
 def make_driver(armsim: ArmSimulator, sim: SimControl, azurite: Azurite, **extra: str) -> Driver:
-    services = bootstrap(stack_env(armsim, azurite, **extra), clock=SimulatorClock(sim))
+    env = stack_env(armsim, azurite, **extra)
+    services = bootstrap(env, clock=SimulatorClock(sim))
     seed_estate(services, sim)
-    return Driver(services, sim)
+    return Driver(services, sim, env)
 
 
 def states_by_name(services: Services) -> dict[str, Any]:
@@ -114,3 +123,19 @@ def states_by_name(services: Services) -> dict[str, Any]:
 
 
 FINISHED = {BuildState.PUBLISHED, BuildState.PARTIALLY_PUBLISHED, BuildState.FAILED, BuildState.CANCELED}
+
+
+def cli(driver: Driver, *args: str) -> Any:
+    """`python -m rebuilder ARGS` against the same stack and ledger, its JSON output parsed."""
+    env = {**os.environ, **driver.env}
+    done = subprocess.run(
+        [sys.executable, "-m", "rebuilder", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)

@@ -7,11 +7,23 @@ from collections.abc import Iterator
 
 import pytest
 
+from rebuilder.adapters.azure_clients import AzureClients
 from rebuilder.devstack import estate
 from rebuilder.devstack.armsim import ArmSimulator, SimControl
 from rebuilder.devstack.azurite import Azurite
-from rebuilder.domain.builds import BuildReason, BuildState
-from tests.integration.orchestration import NEW_UBUNTU, Driver, make_driver, states_by_name
+from rebuilder.domain.builds import Build, BuildReason, BuildState
+from rebuilder.domain.model import RunSubState
+from tests.integration.orchestration import (
+    NEW_RHEL,
+    NEW_UBUNTU,
+    NEW_WINDOWS,
+    NEWER_RHEL,
+    Driver,
+    cli,
+    make_driver,
+    states_by_name,
+    template_id,
+)
 
 
 @pytest.fixture
@@ -49,3 +61,179 @@ def test_a_new_version_is_built_and_published_in_every_region(driver: Driver, si
     assert {r.region for r in state.regions} == set(estate.REGIONS)
     runs = driver.runs()
     assert runs["ubuntu2204-golden"] == baseline_runs["ubuntu2204-golden"] + 1
+
+
+def test_a_pinned_template_is_recreated_with_the_new_version_then_run(
+    driver: Driver, sim: SimControl
+) -> None:
+    tid = template_id("winserver2022-golden")
+    before = driver.services.imagebuilder.get_template(tid)
+    assert before.definition is not None
+    sim.publish(*estate.WINDOWS, NEW_WINDOWS, list(estate.REGIONS), os="Windows")
+    acted = driver.watch()
+    assert acted.recreated == [tid] and acted.started == []  # the new template provisions first
+    driver.until(lambda: driver.last("winserver2022-golden").state is BuildState.PUBLISHED)
+    build = driver.last("winserver2022-golden")
+    after = driver.services.imagebuilder.get_template(tid)
+    assert after.definition is not None
+    assert (build.definition_hash_before, build.definition_hash_after) == (
+        before.definition.hash,
+        after.definition.hash,
+    )
+    assert before.definition.hash != after.definition.hash
+    assert after.source.version == NEW_WINDOWS and after.source.exact_version == NEW_WINDOWS
+    assert (
+        after.definition.with_source_version(before.source.version or "") == before.definition
+    )  # nothing else
+    assert after.tags == before.tags
+    assert after.definition.body["identity"] == before.definition.body["identity"]
+    assert build.source.resolved_version == NEW_WINDOWS
+    assert driver.runs()["winserver2022-golden"] == 2
+
+
+def test_a_failed_region_is_repaired_without_a_rebuild(driver: Driver, sim: SimControl) -> None:
+    sim.fail_region("eastus2")
+    sim.publish(*estate.UBUNTU, NEW_UBUNTU, list(estate.REGIONS))
+    driver.watch()
+    driver.until(lambda: driver.last("ubuntu2204-golden").state.finished)
+    build = driver.last("ubuntu2204-golden")
+    assert build.state is BuildState.PUBLISHED
+    regions = {r.region: r for r in driver.services.ledger.list_regions(build.id)}
+    assert regions["eastus2"].state == "Completed" and regions["eastus2"].repairs == 1
+    assert all(r.repairs == 0 for name, r in regions.items() if name != "eastus2")
+    assert any(r == (build.id, "eastus2") for a in driver.acted for r in a.repaired)
+    assert driver.runs()["ubuntu2204-golden"] == 2  # the baseline and this build: no rebuild
+    assert sim.counters().get("gallery_image_versions.update", 0) == 1
+
+
+def test_a_region_failing_beyond_the_repair_limit_ends_partially_published(
+    armsim: ArmSimulator, sim: SimControl, azurite: Azurite
+) -> None:
+    driver = make_driver(armsim, sim, azurite, REBUILDER_REPAIR_LIMIT="1")
+    try:
+        sim.fail_region("swedencentral", times=2)
+        sim.publish(*estate.UBUNTU, NEW_UBUNTU, list(estate.REGIONS))
+        driver.until(lambda: driver.last("ubuntu2204-golden").state.finished)
+        build = driver.last("ubuntu2204-golden")
+        assert build.state is BuildState.PARTIALLY_PUBLISHED
+        assert "swedencentral" in build.message
+        regions = {r.region: r for r in driver.services.ledger.list_regions(build.id)}
+        assert (regions["swedencentral"].state, regions["swedencentral"].repairs) == ("Failed", 1)
+        state = states_by_name(driver.services)["ubuntu2204-golden"]
+        assert state.baseline_version == NEW_UBUNTU  # three regions have it; the failed one is named
+        assert "swedencentral" not in {r.region for r in state.regions if r.build_id == build.id}
+    finally:
+        driver.services.close()
+
+
+def test_failed_runs_are_retried_then_fail_then_disable_the_template_until_enabled(
+    armsim: ArmSimulator, sim: SimControl, azurite: Azurite
+) -> None:
+    driver = make_driver(
+        armsim, sim, azurite, REBUILDER_MAX_RUN_ATTEMPTS="2", REBUILDER_DISABLE_AFTER_FAILURES="2"
+    )
+    try:
+        sim.fail_build("rhel8-golden", times=4, message="Customization script 'baseline' failed (exit 1)")
+        sim.publish(*estate.RHEL, NEW_RHEL, list(estate.REGIONS))
+        driver.until(lambda: driver.last("rhel8-golden").state.finished)
+        first = driver.last("rhel8-golden")
+        assert (first.state, first.attempts) == (BuildState.FAILED, 2)
+        assert "exit 1" in first.message
+        whys = [t.why for t in driver.services.ledger.list_transitions(first.id)]
+        assert any("retry at" in w for w in whys)
+        assert states_by_name(driver.services)["rhel8-golden"].consecutive_failures == 1
+
+        sim.publish(*estate.RHEL, NEWER_RHEL, list(estate.REGIONS))
+        driver.until(
+            lambda: driver.last("rhel8-golden").id != first.id and driver.last("rhel8-golden").state.finished
+        )
+        state = states_by_name(driver.services)["rhel8-golden"]
+        assert state.disabled and state.consecutive_failures == 2
+        assert driver.runs()["rhel8-golden"] == 1 + 4
+        plan = cli(driver, "plan", "--output", "json")
+        [rhel] = [t for t in plan["templates"] if t["name"] == "rhel8-golden"]
+        assert rhel["action"] == "blocked" and "enable rhel8-golden" in rhel["reason"]
+
+        enabled = cli(driver, "enable", "rhel8-golden", "--output", "json")
+        assert enabled["was_disabled"] is True and enabled["template"]["disabled"] is False
+        driver.until(lambda: driver.last("rhel8-golden").state is BuildState.PUBLISHED)
+        assert driver.last("rhel8-golden").source.resolved_version == NEWER_RHEL
+        assert states_by_name(driver.services)["rhel8-golden"].consecutive_failures == 0
+    finally:
+        driver.services.close()
+
+
+def test_a_run_started_elsewhere_is_recorded_as_an_external_build(driver: Driver, sim: SimControl) -> None:
+    driver.watch()  # first sight: the baselines are history, not external builds
+    assert driver.idle()
+    clients = AzureClients(driver.services.settings)
+    clients.imagebuilder(estate.SUBSCRIPTION).virtual_machine_image_templates.begin_run(
+        estate.TEMPLATES_RG, "rhel8-golden", polling=False
+    )
+    clients.close()
+    driver.until(driver.idle)
+    [external, *_] = driver.builds("rhel8-golden")
+    assert (external.reason, external.state) == (BuildReason.EXTERNAL, BuildState.PUBLISHED)
+    assert external.source.resolved_version == estate.MARKETPLACE[estate.RHEL][-1]
+    assert driver.runs()["rhel8-golden"] == 2  # the baseline and the external run: none by rebuilder
+    assert len(driver.builds("rhel8-golden")) == 1
+
+
+def test_a_parent_publishes_then_its_child_builds_on_it(driver: Driver, sim: SimControl) -> None:
+    sim.publish(*estate.UBUNTU, NEW_UBUNTU, list(estate.REGIONS))
+    driver.until(
+        lambda: driver.builds("app-ubuntu2204") != [] and driver.last("app-ubuntu2204").state.finished
+    )
+    parent, child = driver.last("ubuntu2204-golden"), driver.last("app-ubuntu2204")
+    assert child.state is BuildState.PUBLISHED and child.reason is BuildReason.PARENT_PUBLISHED
+    home = {r.region: r for r in driver.services.ledger.list_regions(parent.id)}[estate.HOME]
+    assert home.completed_at is not None and child.created_at >= home.completed_at
+    parent_version = parent.outputs[0].rsplit("/", 1)[-1]
+    assert child.source.resolved_version == parent_version
+    assert driver.runs()["app-ubuntu2204"] == 2
+
+
+def test_throttling_and_server_error_storms_end_in_success(driver: Driver, sim: SimControl) -> None:
+    sim.publish(*estate.UBUNTU, NEW_UBUNTU, list(estate.REGIONS))
+    sim.inject("*", status=429, times=12, retry_after=0)
+    problems = [*driver.watch().problems]
+    sim.inject("image_templates.get", status=503, times=10)
+    sim.inject("gallery_image_versions.get", status=500, times=10)
+    driver.until(
+        lambda: driver.builds("ubuntu2204-golden") != [] and driver.last("ubuntu2204-golden").state.finished
+    )
+    problems += [p for a in driver.acted for p in a.problems]
+    assert driver.last("ubuntu2204-golden").state is BuildState.PUBLISHED
+    assert driver.runs()["ubuntu2204-golden"] == 2
+    assert problems  # the storms were felt, reported, and outlasted
+    statuses = [r.get("status") for r in sim.requests()]
+    assert statuses.count(429) >= 12 and statuses.count(503) >= 1, statuses
+
+
+def test_a_reconcile_pass_costs_one_template_get_per_open_build_and_nothing_when_idle(
+    driver: Driver, sim: SimControl
+) -> None:
+    sim.publish(*estate.UBUNTU, NEW_UBUNTU, list(estate.REGIONS))
+    sim.publish(*estate.RHEL, NEW_RHEL, list(estate.REGIONS))
+    driver.watch()
+    seen_distributing = False
+    while not driver.idle():
+        sim.advance(300)
+        open_builds = driver.open_builds()
+        sim.reset_counters()
+        acted = driver.reconcile()
+        calls = sim.counters()
+        # Distributing: AIB reported Distributing or the run was over, before or after this pass.
+        distributing = {b.id for b in open_builds if _distributing(b)}
+        distributing |= {b.id for b in driver.open_builds() if _distributing(b)} | set(acted.finished)
+        assert calls.get("image_templates.get", 0) <= len(open_builds), calls
+        assert calls.get("gallery_image_versions.get", 0) <= len(distributing), calls
+        seen_distributing |= bool(distributing)
+    assert seen_distributing
+    sim.reset_counters()
+    driver.reconcile()
+    assert sum(sim.counters().values()) == 0
+
+
+def _distributing(build: Build) -> bool:
+    return build.state is BuildState.REPLICATING or build.sub_state is RunSubState.DISTRIBUTING

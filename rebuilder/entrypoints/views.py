@@ -1,0 +1,152 @@
+"""Builds, templates and passes as the CLI (and later the HTTP API) present them: rows and documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rebuilder.domain.builds import Build, RegionStatus, Transition
+from rebuilder.domain.exposure import ExposureWindow
+from rebuilder.domain.standing import TemplateState
+
+
+def _at(moment: Any) -> str:
+    return f"{moment:%Y-%m-%d %H:%M}" if moment else "-"
+
+
+def build_document(
+    build: Build, regions: list[RegionStatus] | None = None, transitions: list[Transition] | None = None
+) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "id": build.id,
+        "template": build.template_name,
+        "template_id": build.template_id,
+        "reason": build.reason.value,
+        "state": build.state.value,
+        "sub_state": build.sub_state.value if build.sub_state else None,
+        "source_version": build.source.resolved_version or None,
+        "previous_baseline": build.previous_baseline or None,
+        "attempts": build.attempts,
+        "next_attempt_at": build.next_attempt_at,
+        "created_at": build.created_at,
+        "updated_at": build.updated_at,
+        "run_started_at": build.run_started_at,
+        "run_ended_at": build.run_ended_at,
+        "outputs": list(build.outputs),
+        "message": build.message or None,
+        "definition_hash_before": build.definition_hash_before or None,
+        "definition_hash_after": build.definition_hash_after or None,
+        "provenance": {
+            "trigger": build.provenance.trigger,
+            "caller": build.provenance.caller or None,
+            "correlation_id": build.provenance.correlation_id or None,
+            "idempotency_key": build.provenance.idempotency_key,
+        },
+    }
+    if regions is not None:
+        document["regions"] = [
+            {
+                "region": r.region,
+                "state": r.state,
+                "progress": r.progress,
+                "repairs": r.repairs,
+                "completed_at": r.completed_at,
+                "details": r.details or None,
+            }
+            for r in regions
+        ]
+    if transitions is not None:
+        document["transitions"] = [
+            {
+                "at": t.at,
+                "from": t.from_state.value if t.from_state else None,
+                "to": t.to_state.value,
+                "sub_state": t.to_sub_state.value if t.to_sub_state else None,
+                "why": t.why,
+                "by": t.by,
+            }
+            for t in transitions
+        ]
+    return document
+
+
+BUILD_HEADERS = ["build", "template", "reason", "state", "source version", "attempts", "created"]
+
+
+def build_row(build: Build) -> list[str]:
+    state = build.state.value + (f"/{build.sub_state.value}" if build.sub_state else "")
+    return [
+        build.id,
+        build.template_name,
+        build.reason.value,
+        state,
+        build.source.resolved_version or "latest",
+        str(build.attempts),
+        _at(build.created_at),
+    ]
+
+
+REGION_HEADERS = ["region", "replication", "progress", "repairs", "completed"]
+
+
+def region_row(region: RegionStatus) -> list[str]:
+    return [region.region, region.state, f"{region.progress}%", str(region.repairs), _at(region.completed_at)]
+
+
+def transition_row(t: Transition) -> list[str]:
+    to = t.to_state.value + (f"/{t.to_sub_state.value}" if t.to_sub_state else "")
+    return [f"{t.at:%Y-%m-%d %H:%M:%S}", t.from_state.value if t.from_state else "-", to, t.why]
+
+
+TEMPLATE_HEADERS = ["template", "location", "mode", "baseline", "last build", "open", "failures", "status"]
+
+
+def template_row(state: TemplateState) -> list[str]:
+    status = f"disabled: {state.disabled_reason[:60]}" if state.disabled else "enabled"
+    return [
+        state.name,
+        state.location,
+        state.mode,
+        state.baseline_version or "-",
+        state.last_build_state.value if state.last_build_state else "-",
+        str(len(state.open_builds)),
+        str(state.consecutive_failures),
+        status,
+    ]
+
+
+def template_document(state: TemplateState) -> dict[str, Any]:
+    return {
+        "id": state.template_id,
+        "name": state.name,
+        "location": state.location,
+        "mode": state.mode,
+        "baseline_version": state.baseline_version or None,
+        "baseline_build_id": state.baseline_build_id or None,
+        "last_build_id": state.last_build_id or None,
+        "last_build_state": state.last_build_state.value if state.last_build_state else None,
+        "open_builds": list(state.open_builds),
+        "consecutive_failures": state.consecutive_failures,
+        "disabled": state.disabled,
+        "disabled_reason": state.disabled_reason or None,
+        "disabled_at": state.disabled_at,
+        "regions": [
+            {
+                "region": r.region,
+                "build_id": r.build_id,
+                "source_version": r.source_version,
+                "image_version": r.image_version,
+                "state": r.state,
+                "completed_at": r.completed_at,
+            }
+            for r in state.regions
+        ],
+    }
+
+
+WINDOW_HEADERS = ["template", "region", "source version", "first seen", "replicated", "exposure"]
+
+
+def window_row(template: str, window: ExposureWindow) -> list[str]:
+    closed = window.replicated_at
+    length = f"{(closed - window.first_seen_at).total_seconds() / 3600:.1f} h" if closed else "open"
+    return [template, window.region, window.version, _at(window.first_seen_at), _at(closed), length]
