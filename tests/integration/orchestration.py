@@ -21,6 +21,7 @@ from rebuilder.devstack.azurite import Azurite
 from rebuilder.devstack.simclock import SimulatorClock
 from rebuilder.domain.builds import Build, BuildState
 from rebuilder.domain.model import TemplateId
+from rebuilder.services.detection import Ports
 from rebuilder.services.history import every, where_we_stand
 from rebuilder.services.orchestrator import Reconciler, ReconcileReport, watch_and_act
 from tests.conftest import local_env
@@ -68,18 +69,23 @@ class Driver:
     sim: SimControl
     env: dict[str, str] = field(default_factory=dict)
     acted: list[ReconcileReport] = field(default_factory=list)
+    wrap: Callable[[Ports], Ports] | None = None  # e.g. crashes injected at the ports
+
+    def ports(self) -> Ports:
+        ports = self.services.detection()
+        return self.wrap(ports) if self.wrap else ports
 
     def watch(self) -> ReconcileReport:
         s = self.services
         _, acted = watch_and_act(
-            s.detection(), s.settings.scopes, s.policy(), now=s.clock.now(), trigger="timer"
+            self.ports(), s.settings.scopes, s.policy(), now=s.clock.now(), trigger="timer"
         )
         self.acted.append(acted)
         return acted
 
     def reconcile(self) -> ReconcileReport:
         s = self.services
-        acted = Reconciler(s.detection(), s.policy(), now=s.clock.now()).run()
+        acted = Reconciler(self.ports(), s.policy(), now=s.clock.now()).run()
         self.acted.append(acted)
         return acted
 
