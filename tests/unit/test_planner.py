@@ -9,6 +9,8 @@ import pytest
 
 from rebuilder.domain.builds import BuildId
 from rebuilder.domain.model import (
+    Distribution,
+    GalleryImageId,
     ImageTemplate,
     LastRun,
     PlatformImage,
@@ -17,7 +19,7 @@ from rebuilder.domain.model import (
     SourceKind,
     TemplateId,
 )
-from rebuilder.domain.planner import Action, Candidate, Managed, Mode, mode_of, plan
+from rebuilder.domain.planner import Action, Candidate, Managed, Mode, PlanItem, mode_of, plan
 from rebuilder.domain.regions import Region
 from rebuilder.domain.standing import TemplateState
 
@@ -261,3 +263,79 @@ def test_the_tag_opts_templates_in(tags: dict[str, str], mode: Mode | None) -> N
     found, why = mode_of(tags)
     assert found is mode
     assert bool(why) is (mode is None)
+
+
+# -- parents and children ------------------------------------------------------------------------------
+def _gallery_image(name: str) -> str:
+    return f"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g/images/{name}"
+
+
+def _family(name: str, builds_on: str | None, distributes_to: str) -> Managed:
+    tid = TemplateId(
+        f"/subscriptions/s/resourceGroups/rg/providers/Microsoft.VirtualMachineImages/imageTemplates/{name}"
+    )
+    source = (
+        Source(
+            SourceKind.SHARED_IMAGE_VERSION, image_version_id=_gallery_image(builds_on) + "/versions/latest"
+        )
+        if builds_on
+        else Source(SourceKind.PLATFORM_IMAGE, JAMMY, "latest")
+    )
+    distribution = Distribution("SharedImage", name, GalleryImageId(_gallery_image(distributes_to)))
+    return Managed(
+        ImageTemplate(tid, "s", "rg", name, Region("westeurope"), source, distributions=(distribution,)),
+        Mode.AUTO,
+    )
+
+
+def _plan_family(
+    members: list[Managed], candidates: dict[str, Candidate], baselines: dict[str, str]
+) -> dict[str, PlanItem]:
+    ids = {m.template.name: TemplateId(m.template.id.lower()) for m in members}
+    states = {
+        ids[n]: TemplateState(ids[n], n, Region("westeurope"), T0, baseline_version=v)
+        for n, v in baselines.items()
+    }
+    items = plan(members, {ids[n]: c for n, c in candidates.items()}, states)
+    return {i.template.name: i for i in items}
+
+
+def test_a_child_waits_while_its_parent_is_due_then_builds_because_the_parent_published() -> None:
+    family = [_family("golden", None, "golden-img"), _family("app", "golden-img", "app-img")]
+    waiting = _plan_family(
+        family, {"golden": Candidate(NEW, T0), "app": Candidate("1.0.2", T0)}, {"golden": OLD, "app": "1.0.1"}
+    )
+    assert waiting["golden"].action is Action.REBUILD
+    assert waiting["app"].action is Action.NONE and "waiting for parent golden" in waiting["app"].reason
+    after = _plan_family(
+        family, {"golden": Candidate(NEW, T0), "app": Candidate("1.0.3", T0)}, {"golden": NEW, "app": "1.0.1"}
+    )
+    assert after["app"].action is Action.REBUILD and after["app"].parents == ("golden",)
+    assert after["app"].reason.startswith("parent golden published")
+
+
+def test_a_dependency_cycle_is_refused_naming_the_templates() -> None:
+    family = [
+        _family("a", "b-img", "a-img"),
+        _family("b", "a-img", "b-img"),
+        _family("c", "a-img", "c-img"),
+    ]
+    items = _plan_family(
+        family,
+        {n: Candidate("1.0.2", T0) for n in "abc"},
+        dict.fromkeys("abc", "1.0.1"),
+    )
+    for name in "ab":
+        assert items[name].action is Action.BLOCKED
+        assert "dependency cycle" in items[name].reason and "a → b" in items[name].reason.replace(
+            "b → a", "a → b"
+        )
+    assert items["c"].action is not Action.BLOCKED  # built on the cycle, not part of it
+
+
+def test_a_template_built_on_its_own_image_is_a_cycle() -> None:
+    items = _plan_family(
+        [_family("self", "self-img", "self-img")], {"self": Candidate("1.0.2", T0)}, {"self": "1.0.1"}
+    )
+    item = items["self"]
+    assert item.action is Action.BLOCKED and "self → self" in item.reason
