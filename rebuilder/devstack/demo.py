@@ -117,23 +117,101 @@ def show_estate(services: Services) -> None:
     print(table(["gallery image", "version", "region", "replication", "progress"], rows))
 
 
-NEW_UBUNTU = "22.04.202501150"
+WATCH_EVERY = 3  # reconcile every 5 simulated minutes, watch every 15, as the default schedules do
+TICK_SECONDS = 300
+MANAGED = ("ubuntu2204-golden", "winserver2022-golden", "rhel8-golden", "app-ubuntu2204")
+FAILING_REGION = "northeurope"
 
 
-def show_pass(services: Services) -> None:
-    from rebuilder.entrypoints.detection import plan_rows
-    from rebuilder.services.detection import watch_pass
+def patch_day(services: Services, control: SimControl, progress: Progress) -> int:
+    """The timers' passes on simulated time until every managed template is rebuilt and published."""
+    from rebuilder.services.orchestrator import Reconciler, watch_and_act
 
-    report = watch_pass(
-        services.detection(), services.settings.scopes, now=services.clock.now(), trigger="demo"
+    ports, policy, scopes = services.detection(), services.policy(), services.settings.scopes
+    for tick in range(1, 200):
+        control.advance(TICK_SECONDS)
+        now = services.clock.now()
+        acts = []
+        if tick % WATCH_EVERY == 1:
+            report, acted = watch_and_act(ports, scopes, policy, now=now, trigger="timer")
+            acts.append(acted)
+            for seen in report.new_versions:
+                _say(now, f"first seen {seen.version} ({seen.source})")
+        acts.append(Reconciler(ports, policy, now=now).run())
+        for acted in acts:
+            _narrate(services, now, acted)
+        if _all_published(services):
+            return tick
+    raise RuntimeError("the patch day did not end within 200 ticks")
+
+
+def _say(now: object, text: str) -> None:
+    print(f"  {now:%H:%M} {text}", flush=True)
+
+
+def _narrate(services: Services, now: object, acted: object) -> None:
+    from rebuilder.services.orchestrator import ReconcileReport
+
+    assert isinstance(acted, ReconcileReport)
+    names: dict[str, str] = {}
+
+    def name(build_id: str) -> str:
+        if build_id not in names:
+            names[build_id] = services.ledger.get_build(build_id).record.template_name
+        return names[build_id]
+
+    for template in acted.recreated:
+        _say(now, f"{template.rsplit('/', 1)[-1]}: pinned template recreated with the new version")
+    for build_id in acted.started:
+        _say(now, f"{name(build_id)}: run started ({build_id})")
+    for build_id, state, why in acted.moved:
+        if state.value in ("Replicating", "Published", "PartiallyPublished", "Failed", "Queued", "Canceled"):
+            _say(now, f"{name(build_id)}: {state.value} — {why}")
+    for build_id, where in acted.repaired:
+        _say(now, f"{name(build_id)}: replication to {where} failed; target regions re-applied (no rebuild)")
+    for problem in acted.problems:
+        _say(now, f"problem: {problem}")
+
+
+def _all_published(services: Services) -> bool:
+    from rebuilder.domain.builds import BuildState
+    from rebuilder.services.history import where_we_stand
+
+    states = {s.name: s for s in where_we_stand(services.ledger)}
+    return all(
+        n in states and not states[n].open_builds and states[n].last_build_state is BuildState.PUBLISHED
+        for n in MANAGED
     )
-    print(table(["template", "location", "baseline", "candidate", "action", "reason"], plan_rows(report)))
-    print(f"\nMarketplace/gallery list calls this pass: {report.list_calls} (one per distinct source)")
-    for build_id, _ in report.requested:
-        build = services.ledger.get_build(build_id).record
-        print(
-            f"requested {build.id}: {build.template_name} from {build.source.resolved_version}, {build.state}"
+
+
+def show_ledger(services: Services) -> None:
+    from rebuilder.entrypoints.views import (
+        BUILD_HEADERS,
+        REGION_HEADERS,
+        WINDOW_HEADERS,
+        build_row,
+        region_row,
+        window_row,
+    )
+    from rebuilder.services.history import template_history, where_we_stand
+
+    histories = [
+        template_history(services.ledger, s.template_id)
+        for s in sorted(where_we_stand(services.ledger), key=lambda s: s.name)
+    ]
+    builds = [b for h in histories for b, _ in h.builds]
+    print("\nThe ledger: builds")
+    print(table(BUILD_HEADERS, [build_row(b) for b in builds]))
+    print("\nThe ledger: replication per region")
+    rows = [[b.template_name, *region_row(r)] for h in histories for b, regions in h.builds for r in regions]
+    print(table(["template", *REGION_HEADERS], rows))
+    print("\nExposure windows (first seen → replicated in the region)")
+    print(
+        table(
+            WINDOW_HEADERS,
+            [window_row(h.state.name if h.state else "?", w) for h in histories for w in h.windows],
         )
+    )
 
 
 def _short(version: str | None) -> str:
@@ -165,12 +243,15 @@ def _state(services: Services, scope: Scope, location: str, image: PlatformImage
 
 
 def main(argv: list[str]) -> int:
+    from rebuilder.devstack.simclock import SimulatorClock
+    from rebuilder.services.orchestrator import watch_and_act
+
     argparse.ArgumentParser(prog="python -m rebuilder demo", description=__doc__).parse_args(argv)
     progress = Progress()
-    print("rebuilder demo: the local Azure stack, read through the real Azure SDK clients\n")
+    print("rebuilder demo: a patch day on the local Azure stack, through the real Azure SDK clients\n")
     with local_stack(progress) as (sim, azurite):
-        services = bootstrap(local_env(sim, azurite))
         control = SimControl(sim.endpoint, str(sim.ca_path))
+        services = bootstrap(local_env(sim, azurite), clock=SimulatorClock(control))
         try:
             progress.step("publishing Marketplace versions (Ubuntu, Windows Server, RHEL) in 4 regions")
             estate.publish_marketplace(control)
@@ -184,10 +265,28 @@ def main(argv: list[str]) -> int:
             seeding.close()
             progress.step(f"simulated clock now {control.now():%Y-%m-%d %H:%M} UTC")
             show_estate(services)
-            progress.step(f"a new Ubuntu version appears: {NEW_UBUNTU} in every region")
-            control.publish(*estate.UBUNTU, NEW_UBUNTU, list(estate.REGIONS))
-            progress.step("one watch pass: discover, watch, plan; due builds are recorded in the ledger")
-            show_pass(services)
+            progress.step("the service's first watch pass: templates found, baselines adopted, nothing to do")
+            watch_and_act(
+                services.detection(),
+                services.settings.scopes,
+                services.policy(),
+                now=services.clock.now(),
+                trigger="timer",
+            )
+            print(f"\nPatch day, {control.now():%Y-%m-%d} (simulated time; timers every 5 and 15 minutes)")
+            for image, version in estate.PATCH_DAY.items():
+                control.publish(
+                    *image,
+                    version,
+                    list(estate.REGIONS),
+                    os="Windows" if image == estate.WINDOWS else "Linux",
+                )
+                print(f"  published {':'.join(image)} {version} in {len(estate.REGIONS)} regions")
+            control.fail_region(FAILING_REGION)
+            print(f"  (fault injected: the next replication to {FAILING_REGION} fails)")
+            ticks = patch_day(services, control, progress)
+            progress.step(f"everything published after {ticks * TICK_SECONDS / 3600:.1f} simulated hours")
+            show_ledger(services)
             calls = control.counters()
             print(f"\nARM calls served by the simulator: {sum(calls.values())} over {len(calls)} routes")
         finally:

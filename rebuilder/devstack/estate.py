@@ -37,6 +37,14 @@ MARKETPLACE: dict[tuple[str, str, str], tuple[str, ...]] = {
 }
 
 
+# Patch day: the versions the publishers ship (the demo publishes them in every region).
+PATCH_DAY: dict[tuple[str, str, str], str] = {
+    UBUNTU: "22.04.202501150",
+    WINDOWS: "20348.2966.241205",
+    RHEL: "8.10.2025011414",
+}
+
+
 @dataclass(frozen=True)
 class TemplateSpec:
     name: str

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from . import resource_ids
 from .builds import Build, BuildId, RegionStatus
 from .model import ReplicationState, SourceKind
 from .regions import Region
@@ -39,11 +40,16 @@ class ExposureWindow:
 
 
 def source_ref(build: Build) -> SourceRef:
-    """Where the ledger keeps the versions seen for this build's source."""
+    """Where the ledger keeps the versions seen for this build's source (a gallery source is keyed by
+    its image definition, whatever version the template names)."""
     src = build.source
     if src.kind is SourceKind.PLATFORM_IMAGE:
         return SourceRef(src.kind, build.location, src.publisher, src.offer, src.sku)
-    return SourceRef(src.kind, gallery_image_id=src.gallery_image_id)
+    try:
+        image = resource_ids.gallery_image_id(src.gallery_image_id).lower()
+    except ValueError:
+        image = src.gallery_image_id
+    return SourceRef(src.kind, gallery_image_id=image)
 
 
 def exposure_windows(

@@ -26,9 +26,9 @@ from rebuilder.services.history import every, where_we_stand
 from rebuilder.services.orchestrator import Reconciler, ReconcileReport, watch_and_act
 from tests.conftest import local_env
 
-NEW_UBUNTU = "22.04.202501150"
-NEW_WINDOWS = "20348.2966.241205"
-NEW_RHEL = "8.10.2025011414"
+NEW_UBUNTU = estate.PATCH_DAY[estate.UBUNTU]
+NEW_WINDOWS = estate.PATCH_DAY[estate.WINDOWS]
+NEW_RHEL = estate.PATCH_DAY[estate.RHEL]
 NEWER_RHEL = "8.10.2025021812"
 ROOT = Path(__file__).resolve().parents[2]
 
