@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from rebuilder.domain.ports import Clock, Gallery, ImageBuilder, Ledger, MarketplaceCatalog
+from rebuilder.domain.ports import Clock, Gallery, ImageBuilder, Ledger, MarketplaceCatalog, Notifier
 from rebuilder.domain.runs import Policy
 from rebuilder.services.detection import Ports
 from rebuilder.settings import Settings
@@ -26,6 +26,7 @@ class Services:
     imagebuilder: ImageBuilder
     gallery: Gallery
     ledger: Ledger
+    notifier: Notifier | None = None  # when REBUILDER_EVENTS_TOPIC is set
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def detection(self) -> Ports:
@@ -55,6 +56,7 @@ def bootstrap(
     imagebuilder: ImageBuilder | None = None,
     gallery: Gallery | None = None,
     ledger: Ledger | None = None,
+    notifier: Notifier | None = None,
 ) -> Services:
     """Build the services from `env` (default: the process environment); anything passed in wins."""
     settings = Settings.from_env(os.environ if env is None else env)
@@ -76,6 +78,12 @@ def bootstrap(
         )
         closers.append(tables.close)
         ledger = tables
+    if notifier is None and settings.events_topic:
+        from rebuilder.adapters.eventgrid import EventGridNotifier
+
+        grid = EventGridNotifier(settings.events_topic, clients.credential, source="/rebuilder")
+        closers.append(grid.close)
+        notifier = grid
     return Services(
         settings=settings,
         clock=clock or SystemClock(),
@@ -83,6 +91,7 @@ def bootstrap(
         imagebuilder=imagebuilder or SdkImageBuilder(clients),
         gallery=gallery or SdkGallery(clients),
         ledger=ledger,
+        notifier=notifier,
         _closers=closers,
     )
 

@@ -83,6 +83,7 @@ class Settings:
     run_timeout_minutes: int = 480
     repair_limit: int = 2
     disable_after_failures: int = 3
+    events_topic: str | None = None  # an Event Grid topic endpoint (…/api/events) for CloudEvents out
 
     @property
     def arm_credential_scope(self) -> str:
@@ -141,6 +142,7 @@ class Settings:
             disable_after_failures=reader.optional(
                 "REBUILDER_DISABLE_AFTER_FAILURES", _int_between(1, 100), 3
             ),
+            events_topic=reader.optional("REBUILDER_EVENTS_TOPIC", _parse_https_url, None),
         )
         if reader.problems:
             raise SettingsError(reader.problems)

@@ -358,6 +358,7 @@ def template_to_entity(s: TemplateState) -> Entity:
             "DisabledAt": _aware(s.disabled_at, "disabled_at"),
             "Regions": json.dumps(regions, separators=(",", ":")),
             "KnownRunStartedAt": _aware(s.known_run_started_at, "known_run_started_at"),
+            "DistributesTo": json.dumps(list(s.distributes_to)),
             "UpdatedAt": s.updated_at,
         }
     )
@@ -393,6 +394,7 @@ def template_from_entity(e: Mapping[str, Any]) -> TemplateState:
         disabled_at=_utc(e.get("DisabledAt")),
         regions=regions,
         known_run_started_at=_utc(e.get("KnownRunStartedAt")),
+        distributes_to=tuple(json.loads(e.get("DistributesTo", "[]"))),
     )
 
 

@@ -111,19 +111,28 @@ def plan(
         )
         for m in templates
     ]
-    graph = dependencies(templates)
-    cycles = cycles_in(graph, {_key(m.template.id): m.template.name for m in templates})
+    graph = dependencies(templates, states)
+    names = {_key(s.template_id): s.name for s in states.values()}
+    names.update({_key(m.template.id): m.template.name for m in templates})
+    cycles = cycles_in(graph, names)
     by_id = {_key(i.template.id): i for i in items}
-    return [_ordered(item, graph, cycles, by_id) for item in items]
+    return [_ordered(item, graph, cycles, by_id, names) for item in items]
 
 
-def dependencies(templates: Sequence[Managed]) -> dict[TemplateId, tuple[TemplateId, ...]]:
-    """Child → parents (lower-cased ids): a parent distributes to the gallery image a child builds from."""
-    producers: dict[str, list[TemplateId]] = {}
+def dependencies(
+    templates: Sequence[Managed], states: Mapping[TemplateId, TemplateState] | None = None
+) -> dict[TemplateId, tuple[TemplateId, ...]]:
+    """Child → parents (lower-cased ids): a parent distributes to the gallery image a child builds from.
+    Parents come from the templates planned and from the ledger's rows (a pass planning only a child,
+    after an event, still knows who its parents are)."""
+    producers: dict[str, dict[TemplateId, None]] = {}
+    for state in (states or {}).values():
+        for image in state.distributes_to:
+            producers.setdefault(image.lower(), {})[_key(state.template_id)] = None
     for m in templates:
         for distribution in m.template.distributions:
             if distribution.gallery_image_id:
-                producers.setdefault(distribution.gallery_image_id.lower(), []).append(_key(m.template.id))
+                producers.setdefault(distribution.gallery_image_id.lower(), {})[_key(m.template.id)] = None
     graph: dict[TemplateId, tuple[TemplateId, ...]] = {}
     for m in templates:
         image = _source_image(m.template)
@@ -177,6 +186,7 @@ def _ordered(
     graph: Mapping[TemplateId, tuple[TemplateId, ...]],
     cycles: Mapping[TemplateId, str],
     by_id: Mapping[TemplateId, PlanItem],
+    names: Mapping[TemplateId, str],
 ) -> PlanItem:
     key = _key(item.template.id)
     if key in cycles:
@@ -185,22 +195,23 @@ def _ordered(
             action=Action.BLOCKED,
             reason=f"dependency cycle {cycles[key]}: refused until one of these builds from elsewhere",
         )
-    parents = [by_id[p] for p in graph.get(key, ()) if p in by_id and p != key]
-    if not parents:
+    parent_ids = [p for p in graph.get(key, ()) if p != key]
+    if not parent_ids:
         return item
-    names = tuple(p.template.name for p in parents)
+    parents = [by_id[p] for p in parent_ids if p in by_id]  # planned in this pass too
+    named = tuple(names.get(p, p) for p in parent_ids)
     if item.action is not Action.REBUILD:
-        return dataclasses.replace(item, parents=names)
+        return dataclasses.replace(item, parents=named)
     for parent in parents:  # a parent about to build makes a newer image: build on that one
         if parent.action is Action.REBUILD:
             return dataclasses.replace(
                 item,
                 action=Action.NONE,
                 reason=f"waiting for parent {parent.template.name}, which is due; then {item.reason}",
-                parents=names,
+                parents=named,
             )
     return dataclasses.replace(
-        item, reason=f"parent {', '.join(names)} published: {item.reason}", parents=names
+        item, reason=f"parent {', '.join(named)} published: {item.reason}", parents=named
     )
 
 

@@ -25,6 +25,7 @@ from .model import (
     Scope,
     TemplateId,
 )
+from .notices import Notice
 from .regions import Region
 from .standing import SeenVersion, SourceRef, TemplateState
 
@@ -86,6 +87,12 @@ class Gallery(Protocol):
 
     def set_target_regions(self, version_id: GalleryVersionId, regions: Iterable[Region]) -> None:
         """Re-apply a version's target regions: restarts failed replications without a rebuild."""
+        ...
+
+
+class Notifier(Protocol):
+    def publish(self, notices: Sequence[Notice]) -> None:
+        """Announce `notices` (CloudEvents to an Event Grid topic); TemporaryError when it could not."""
         ...
 
 

@@ -47,6 +47,7 @@ class TemplateState:
     disabled_at: datetime | None = None
     regions: tuple[RegionStanding, ...] = ()
     known_run_started_at: datetime | None = None  # newest AIB run the ledger accounts for (else: external)
+    distributes_to: tuple[str, ...] = ()  # gallery images (lower-cased ids) it publishes to: its children's
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "disabled_reason", bounded(self.disabled_reason, 2_000))

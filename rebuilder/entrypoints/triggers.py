@@ -8,10 +8,12 @@ event would be redelivered forever; the timer catches up with anything an event 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rebuilder.bootstrap import Services
+from rebuilder.domain.errors import RebuilderError
+from rebuilder.domain.notices import Notice
 from rebuilder.services.events import ResourceEvent, on_resource_event
 from rebuilder.services.orchestrator import Reconciler, watch_and_act
 
@@ -31,7 +33,7 @@ def watch_sources(get_services: Callable[[], Services], *, correlation_id: str =
         correlation_id=correlation_id,
         concurrency=services.settings.watch_concurrency,
     )
-    summary = {**pass_summary(report), **act_summary(acted)}
+    summary = {**pass_summary(report), **act_summary(acted), **announce(services, acted.events)}
     log.info("watch_sources: %s", summary)
     return summary
 
@@ -46,9 +48,22 @@ def reconcile_builds(get_services: Callable[[], Services], *, correlation_id: st
         by="reconciler",
         correlation_id=correlation_id,
     ).run()
-    summary = act_summary(acted)
+    summary = {**act_summary(acted), **announce(services, acted.events)}
     log.info("reconcile_builds: %s", summary)
     return summary
+
+
+def announce(services: Services, notices: Sequence[Notice]) -> dict[str, Any]:
+    """Publish the pass's notices when a topic is configured. Best effort: the ledger already holds
+    every fact, so a topic that is down costs announcements, never the pass."""
+    if services.notifier is None or not notices:
+        return {"notices_published": 0}
+    try:
+        services.notifier.publish(notices)
+    except RebuilderError as error:
+        log.warning("publishing %d notice(s) failed: %s", len(notices), error)
+        return {"notices_published": 0, "notices_failed": len(notices)}
+    return {"notices_published": len(notices)}
 
 
 def resource_event(
@@ -78,6 +93,7 @@ def resource_event(
         result.update(pass_summary(outcome.report))
     if outcome.acted is not None:
         result.update(act_summary(outcome.acted))
+        result.update(announce(services, outcome.acted.events))
     log.info("on_resource_event %s: %s", parsed.id, result)
     return result
 

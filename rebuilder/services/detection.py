@@ -24,7 +24,7 @@ from rebuilder.domain.regions import region
 from rebuilder.domain.standing import SeenVersion, TemplateState
 
 from .history import where_we_stand
-from .records import open_build
+from .records import open_build, update_state
 from .watch import Discovery, Watcher, discover, gallery_ref
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ def _remember(ledger: Ledger, item: PlanItem, now: datetime, known: TemplateStat
     t = item.template
     ref = gallery_ref(t)
     image = ref.gallery_image_id if ref else ""
+    targets = tuple(sorted({d.gallery_image_id.lower() for d in t.distributions if d.gallery_image_id}))
     if known is None:
         state = TemplateState(
             t.id,
@@ -112,17 +113,19 @@ def _remember(ledger: Ledger, item: PlanItem, now: datetime, known: TemplateStat
             image,
             baseline_version=item.baseline_version,
             known_run_started_at=t.last_run.started_at if t.last_run else None,
+            distributes_to=targets,
         )
         with contextlib.suppress(StaleWrite):  # another pass recorded it first, from the same template
             ledger.save_template_state(state, etag=None)
-    elif (known.gallery_image_id, known.mode) != (image, item.mode.value):
-        stored = ledger.get_template_state(t.id)
-        if stored is not None:
-            changed = dataclasses.replace(
-                stored.record, gallery_image_id=image, mode=item.mode.value, updated_at=now
+    elif (known.gallery_image_id, known.mode, known.distributes_to) != (image, item.mode.value, targets):
+        with contextlib.suppress(StaleWrite):  # the next pass tries again
+            update_state(
+                ledger,
+                t.id,
+                lambda s: dataclasses.replace(
+                    s, gallery_image_id=image, mode=item.mode.value, distributes_to=targets, updated_at=now
+                ),
             )
-            with contextlib.suppress(StaleWrite):  # the next pass tries again
-                ledger.save_template_state(changed, etag=stored.etag)
 
 
 def _request(

@@ -1,6 +1,7 @@
-"""Events in (DESIGN §5): a gallery image version was written, so re-plan only the templates that build
-from that image — no full scan. Everything else is acknowledged and ignored. The event arrives here as
-plain fields; the trigger has already refused what could not be read."""
+"""Events in (DESIGN §5): a gallery image version was written (or rebuilder announced an image it
+published), so re-plan only the templates that build from that image — no full scan. Everything else
+is acknowledged and ignored. The event arrives here as plain fields; the trigger has already refused
+what could not be read."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from datetime import datetime
 from rebuilder.domain import resource_ids
 from rebuilder.domain.errors import NotFound
 from rebuilder.domain.model import Scope
+from rebuilder.domain.notices import TYPE_PREFIX
 from rebuilder.domain.planner import Managed, mode_of
 from rebuilder.domain.runs import Policy
 
@@ -22,6 +24,7 @@ from .orchestrator import ReconcileReport, watch_and_act
 log = logging.getLogger(__name__)
 WRITE_SUCCESS = "microsoft.resources.resourcewritesuccess"
 GALLERY_VERSION_WRITE = "microsoft.compute/galleries/images/versions/write"
+IMAGE_PUBLISHED = (TYPE_PREFIX + "ImagePublished").lower()  # our own notice, routed back: children next
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ def on_resource_event(
     now: datetime,
     correlation_id: str = "",
 ) -> EventOutcome:
-    if event.type.lower() != WRITE_SUCCESS or event.operation.lower() != GALLERY_VERSION_WRITE:
+    gallery_write = event.type.lower() == WRITE_SUCCESS and event.operation.lower() == GALLERY_VERSION_WRITE
+    if not gallery_write and event.type.lower() != IMAGE_PUBLISHED:
         return EventOutcome(False, f"ignored: {event.type} {event.operation}".strip())
     try:
         image = resource_ids.gallery_image_id(event.resource_uri or event.subject).lower()

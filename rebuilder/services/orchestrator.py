@@ -56,6 +56,7 @@ from rebuilder.domain.model import (
     SourceKind,
     TemplateId,
 )
+from rebuilder.domain.notices import Notice
 from rebuilder.domain.planner import Action, Managed, is_pinned
 from rebuilder.domain.ports import Versioned
 from rebuilder.domain.regions import Region, region
@@ -82,15 +83,6 @@ log = logging.getLogger(__name__)
 _BUSY = (RunState.RUNNING, RunState.CANCELING)
 
 
-@dataclass(frozen=True)
-class Event:
-    """Something worth telling the world (published as a CloudEvent when a topic is configured)."""
-
-    type: str  # BuildStarted | BuildSucceeded | BuildFailed | RegionReplicated | ImagePublished | ...
-    subject: str
-    data: dict[str, Any]
-
-
 @dataclass
 class ReconcileReport:
     templates: int = 0  # templates with open builds looked at
@@ -103,7 +95,7 @@ class ReconcileReport:
     external: list[BuildId] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)  # why a queued build did not start
     problems: list[str] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
+    events: list[Notice] = field(default_factory=list)
 
 
 class Reconciler:
@@ -444,7 +436,9 @@ class Reconciler:
 
     def _announce(self, build: Build) -> None:
         if build.state is BuildState.PUBLISHED:
-            self.report.events.append(self._event("ImagePublished", build, outputs=list(build.outputs)))
+            image = next((v for v in map(_gallery_version, build.outputs) if v), "")
+            published = self._event("ImagePublished", build, outputs=list(build.outputs), resourceUri=image)
+            self.report.events.append(published)
         if build.state in (BuildState.PUBLISHED, BuildState.PARTIALLY_PUBLISHED):
             self.report.events.append(self._event("BuildSucceeded", build, state=build.state.value))
         elif build.state is BuildState.FAILED:
@@ -461,11 +455,17 @@ class Reconciler:
         after = update_state(self.ports.ledger, build.template_id, change)
         if after is not None and after.disabled and before and not before[-1].disabled:
             self.report.events.append(
-                Event("TemplateDisabled", build.template_id, {"reason": after.disabled_reason})
+                Notice(
+                    "TemplateDisabled",
+                    build.template_id,
+                    {"template": build.template_name, "reason": after.disabled_reason},
+                    f"{build.id}:TemplateDisabled",
+                )
             )
 
-    def _event(self, kind: str, build: Build, **data: Any) -> Event:
-        return Event(
+    def _event(self, kind: str, build: Build, **data: Any) -> Notice:
+        fact = ":".join(str(v) for v in (build.id, kind, data.get("region", ""), data.get("attempt", "")))
+        return Notice(
             kind,
             build.template_id,
             {
@@ -475,6 +475,7 @@ class Reconciler:
                 "sourceVersion": build.source.resolved_version,
                 **data,
             },
+            fact.rstrip(":"),
         )
 
 
@@ -578,10 +579,15 @@ def watch_and_act(
     if touched:
         act.run(only=touched)
     act.report.events[:0] = [
-        Event(
+        Notice(
             "SourceVersionDetected",
             str(seen.source),
-            {"version": seen.version, "firstSeenAt": seen.first_seen_at.isoformat()},
+            {
+                "source": str(seen.source),
+                "version": seen.version,
+                "firstSeenAt": seen.first_seen_at.isoformat(),
+            },
+            f"{seen.source.key}:{seen.version}",
         )
         for seen in report.new_versions
     ]

@@ -91,6 +91,8 @@ def _dispatch(sim: ArmSimulator, method: str, path: str, body: dict[str, Any]) -
                 body.get("times", 1)
             )
             return Response(200, {"pending": world.gallery.region_failures[region]})
+        if method == "GET" and path.startswith("/_sim/topics/"):
+            return Response(200, {"events": list(world.topics.get(path.rsplit("/", 1)[-1], []))})
         if route == ("GET", "/_sim/counters"):
             return Response(200, world.faults.snapshot() | {"runs": dict(world.imagebuilder.runs_started)})
         if route == ("DELETE", "/_sim/counters"):
@@ -262,3 +264,10 @@ class SimControl:
 
     def reset(self) -> None:
         self.call("POST", "/_sim/reset")
+
+    def topic_events(self, name: str) -> list[dict[str, Any]]:
+        """The CloudEvents a simulated Event Grid topic received, in order."""
+        return list(self.call("GET", f"/_sim/topics/{name}")["events"])
+
+    def topic_endpoint(self, name: str) -> str:
+        return f"{self.endpoint}/_topics/{name}/api/events"

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import trustme
 
-from . import control
+from . import control, topics
 from .errors import ArmError
 from .faults import now_monotonic
 from .routes import Request, Response, Route, check_request, match
@@ -76,6 +76,10 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path.startswith("/_sim"):
             self._send(control.handle(sim, method, url.path, query, raw))
             return
+        topic = topics.TOPIC_PATH.match(url.path)
+        if topic and method == "POST":
+            self._send(self._topic(topic["name"], query, raw))
+            return
         found = match(method, url.path)
         route_name = found[0].name if found else "unknown"
         response = self._arm(found, method, url.path, query, raw)
@@ -115,6 +119,16 @@ class _Handler(BaseHTTPRequestHandler):
                 return route.handler(world, request)
         except ArmError as error:
             return Response(error.status, error.body(), dict(error.headers))
+
+    def _topic(self, name: str, query: dict[str, str], raw: bytes) -> Response:
+        sim = self.server.sim
+        try:
+            self._authorise(sim.token)
+        except ArmError as error:
+            return Response(error.status, error.body())
+        with sim.world.lock:
+            content_type = self.headers.get("Content-Type") or ""
+            return topics.receive(sim.world.topics, name, content_type, query, raw)
 
     def _authorise(self, token: str) -> None:
         header = self.headers.get("Authorization")

@@ -53,6 +53,7 @@ class World:
     marketplace: Marketplace = field(default_factory=Marketplace)
     gallery: Gallery = field(default_factory=Gallery)
     operations: dict[str, Operation] = field(default_factory=dict)
+    topics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # Event Grid topic -> events
     lock: threading.RLock = field(default_factory=threading.RLock)
     imagebuilder: ImageBuilder = field(init=False)
 
