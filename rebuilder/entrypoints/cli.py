@@ -14,6 +14,7 @@ from rebuilder.settings import SettingsError
 
 if TYPE_CHECKING:
     from rebuilder.bootstrap import Services
+    from rebuilder.domain.ports import Clock
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,7 +49,8 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], *, clock: Clock | None = None) -> int:
+    """`clock`: the local stack's simulated time (rebuilder.devstack.simcli); the system clock if None."""
     args = parser().parse_args(argv)
     if args.command == "check-settings":
         return _check_settings()
@@ -62,7 +64,7 @@ def main(argv: list[str]) -> int:
         "show": _show,
         "enable": _enable,
     }
-    return _run(commands[args.command], args)
+    return _run(commands[args.command], args, clock)
 
 
 def _check_settings() -> int:
@@ -79,14 +81,16 @@ def _check_settings() -> int:
     return 0
 
 
-def _run(command: Callable[[Services, argparse.Namespace], Any], args: argparse.Namespace) -> int:
+def _run(
+    command: Callable[[Services, argparse.Namespace], Any], args: argparse.Namespace, clock: Clock | None
+) -> int:
     from rebuilder.bootstrap import bootstrap
     from rebuilder.domain.errors import RebuilderError
 
     from .output import to_json
 
     try:
-        services = bootstrap()
+        services = bootstrap(clock=clock)
     except SettingsError as error:
         print(error, file=sys.stderr)
         return 2

@@ -132,10 +132,10 @@ FINISHED = {BuildState.PUBLISHED, BuildState.PARTIALLY_PUBLISHED, BuildState.FAI
 
 
 def cli(driver: Driver, *args: str) -> Any:
-    """`python -m rebuilder ARGS` against the same stack and ledger, its JSON output parsed."""
+    """The CLI on the stack's simulated time, against the same ledger, its JSON output parsed."""
     env = {**os.environ, **driver.env}
     done = subprocess.run(
-        [sys.executable, "-m", "rebuilder", *args],
+        [sys.executable, "-m", "rebuilder.devstack.simcli", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -3,6 +3,10 @@ simulator, the ledger on Azurite, simulated time."""
 
 from __future__ import annotations
 
+import itertools
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -237,3 +241,74 @@ def test_a_reconcile_pass_costs_one_template_get_per_open_build_and_nothing_when
 
 def _distributing(build: Build) -> bool:
     return build.state is BuildState.REPLICATING or build.sub_state is RunSubState.DISTRIBUTING
+
+
+def test_a_global_cap_on_runs_queues_builds_and_starts_them_oldest_first(
+    armsim: ArmSimulator, sim: SimControl, azurite: Azurite
+) -> None:
+    driver = make_driver(armsim, sim, azurite, REBUILDER_MAX_CONCURRENT_RUNS="1")
+    try:
+        for image, version in (
+            (estate.RHEL, NEW_RHEL),
+            (estate.UBUNTU, NEW_UBUNTU),
+            (estate.WINDOWS, NEW_WINDOWS),
+        ):
+            sim.publish(
+                *image, version, list(estate.REGIONS), os="Windows" if image == estate.WINDOWS else "Linux"
+            )
+            sim.advance(60)
+            driver.watch()  # each claims its build a minute after the previous one
+        waiting = [w for a in driver.acted for w in a.waiting]
+        assert any("waiting for a free slot (1 of 1 runs going)" in w for w in waiting)
+        most = 0
+        while not driver.idle():
+            sim.advance(300)
+            driver.watch()
+            driver.reconcile()
+            most = max(most, sum(b.state is BuildState.RUNNING for b in driver.open_builds()))
+        assert most == 1
+        names = ("rhel8-golden", "ubuntu2204-golden", "winserver2022-golden")
+        builds = [driver.last(n) for n in names]
+        assert all(b.state is BuildState.PUBLISHED for b in builds)
+        started = [b.run_started_at for b in builds]
+        assert all(s is not None for s in started) and started == sorted(started)  # oldest claim runs first
+        assert all(
+            later.run_started_at and earlier.run_ended_at and later.run_started_at >= earlier.run_ended_at
+            for earlier, later in itertools.pairwise(builds)
+        )
+    finally:
+        driver.services.close()
+
+
+def test_the_cli_rebuilds_on_demand_once_per_key_and_shows_the_ledger(
+    driver: Driver, sim: SimControl
+) -> None:
+    driver.watch()
+    first = cli(driver, "rebuild", "rhel8-golden", "--key", "change-4711", "--output", "json")
+    again = cli(driver, "rebuild", "rhel8-golden", "--key", "change-4711", "--output", "json")
+    assert first["created"] is True and again["created"] is False
+    assert first["build"]["id"] == again["build"]["id"]
+    assert first["build"]["reason"] == "on-demand" and first["build"]["state"] == "Running"
+    assert first["build"]["provenance"]["idempotency_key"] == "change-4711"
+    other = cli(driver, "rebuild", "rhel8-golden", "--output", "json")  # a new request joins the open build
+    assert other["joined"] is True and other["build"]["id"] == first["build"]["id"]
+    driver.until(driver.idle)
+    shown = cli(driver, "show", first["build"]["id"], "--output", "json")
+    assert shown["state"] == "Published"
+    assert [r["state"] for r in shown["regions"]] == ["Completed"] * len(estate.REGIONS)
+    assert [t["to"] for t in shown["transitions"]][:2] == ["Queued", "Running"]
+    listed = cli(driver, "builds", "--template", "rhel8-golden", "--output", "json")
+    assert first["build"]["id"] in [b["id"] for b in listed["builds"]]
+    templates = {t["name"]: t for t in cli(driver, "templates", "--output", "json")["templates"]}
+    assert templates["rhel8-golden"]["last_build_state"] == "Published"
+    assert len(templates["rhel8-golden"]["regions"]) == len(estate.REGIONS)
+    assert driver.runs()["rhel8-golden"] == 2
+    missing = subprocess.run(
+        [sys.executable, "-m", "rebuilder", "show", "not-a-build-id"],
+        env={**os.environ, **driver.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert missing.returncode == 1 and "is not a build id" in missing.stderr
