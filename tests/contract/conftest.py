@@ -17,6 +17,7 @@ from rebuilder.bootstrap import bootstrap
 from rebuilder.devstack.armsim import ArmSimulator, SimControl
 from rebuilder.devstack.azurite import Azurite
 from rebuilder.domain import resource_ids, versions
+from rebuilder.domain.definition import TemplateDefinition
 from rebuilder.domain.model import (
     GalleryImageId,
     GalleryImageVersion,
@@ -48,6 +49,32 @@ def image_id(name: str) -> GalleryImageId:
         f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{IMAGES_RG}/providers/Microsoft.Compute/"
         f"galleries/{GALLERY}/images/{name}"
     )
+
+
+def template_body(name: str, image: PlatformImage) -> dict[str, Any]:
+    """An image template as a platform team writes it (both estates hold the same definition)."""
+    return {
+        "location": "westeurope",
+        "tags": {"golden-image-rebuild": "auto"},
+        "identity": {"type": "UserAssigned", "userAssignedIdentities": {"/subscriptions/x/id": {}}},
+        "properties": {
+            "source": {
+                "type": "PlatformImage",
+                "publisher": image.publisher,
+                "offer": image.offer,
+                "sku": image.sku,
+                "version": "latest",
+            },
+            "distribute": [
+                {
+                    "type": "SharedImage",
+                    "galleryImageId": image_id("golden"),
+                    "runOutputName": name,
+                    "targetRegions": [{"name": "westeurope"}],
+                }
+            ],
+        },
+    }
 
 
 class Estate(Protocol):
@@ -87,6 +114,7 @@ class MemoryEstate:
 
     def add_template(self, resource_group: str, name: str, image: PlatformImage) -> TemplateId:
         template_id = resource_ids.template_id(SUBSCRIPTION, resource_group, name)
+        body = template_body(name, image)
         self.imagebuilder.add_template(
             ImageTemplate(
                 id=template_id,
@@ -96,6 +124,7 @@ class MemoryEstate:
                 location=region("westeurope"),
                 source=Source(SourceKind.PLATFORM_IMAGE, image, "latest"),
                 tags={"golden-image-rebuild": "auto"},
+                definition=TemplateDefinition.from_body(body),
             )
         )
         return template_id
@@ -178,28 +207,7 @@ class SimEstate:
         )
 
     def add_template(self, resource_group: str, name: str, image: PlatformImage) -> TemplateId:
-        body: dict[str, Any] = {
-            "location": "westeurope",
-            "tags": {"golden-image-rebuild": "auto"},
-            "identity": {"type": "UserAssigned", "userAssignedIdentities": {"/subscriptions/x/id": {}}},
-            "properties": {
-                "source": {
-                    "type": "PlatformImage",
-                    "publisher": image.publisher,
-                    "offer": image.offer,
-                    "sku": image.sku,
-                    "version": "latest",
-                },
-                "distribute": [
-                    {
-                        "type": "SharedImage",
-                        "galleryImageId": image_id("golden"),
-                        "runOutputName": name,
-                        "targetRegions": [{"name": "westeurope"}],
-                    }
-                ],
-            },
-        }
+        body = template_body(name, image)
         templates = self.clients.imagebuilder(SUBSCRIPTION).virtual_machine_image_templates
         templates.begin_create_or_update(resource_group, name, body).result()
         return resource_ids.template_id(SUBSCRIPTION, resource_group, name)

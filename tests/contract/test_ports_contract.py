@@ -111,6 +111,29 @@ def test_unknown_templates_are_not_found(estate: Estate) -> None:
         estate.imagebuilder.start_run(missing)
 
 
+def test_a_template_is_recreated_from_its_definition_with_another_version(estate: Estate) -> None:
+    estate.publish("westeurope", UBUNTU, "22.04.202411190")
+    template_id = estate.add_template("rg-a", "pinned", UBUNTU)
+    before = estate.imagebuilder.get_template(template_id)
+    assert before.definition is not None and before.definition.source_version == "latest"
+    after = before.definition.with_source_version("22.04.202411190")
+    assert after.hash != before.definition.hash
+
+    estate.imagebuilder.start_run(template_id)
+    with pytest.raises(Conflict):  # AIB refuses to delete a template while it builds
+        estate.imagebuilder.delete_template(template_id)
+    estate.finish_runs()
+    estate.imagebuilder.delete_template(template_id)
+    with pytest.raises(NotFound):
+        estate.imagebuilder.get_template(template_id)
+    estate.imagebuilder.delete_template(template_id)  # deleting what is gone is not an error
+    estate.imagebuilder.create_template(template_id, after)
+
+    again = estate.imagebuilder.get_template(template_id)
+    assert again.definition == after  # nothing but the version changed
+    assert (again.source.version, again.tags, again.last_run) == ("22.04.202411190", before.tags, None)
+
+
 # -- Gallery ------------------------------------------------------------------------------------------
 def test_gallery_versions_replicate_to_every_target_region(estate: Estate) -> None:
     estate.add_gallery_image("ubuntu")
