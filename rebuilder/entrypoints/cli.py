@@ -147,6 +147,7 @@ def _watch(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
 
     from .detection import act_summary, pass_summary, plan_rows
     from .output import table
+    from .triggers import announce
 
     _progress("watch pass: discover, watch sources, plan, start due builds …")
     report, acted = watch_and_act(
@@ -157,7 +158,7 @@ def _watch(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
         trigger="cli",
         concurrency=services.settings.watch_concurrency,
     )
-    summary = {**pass_summary(report), **act_summary(acted)}
+    summary = {**pass_summary(report), **act_summary(acted), **announce(services, acted.events)}
     headers = ["template", "location", "baseline", "candidate", "action", "reason"]
     return summary, table(headers, plan_rows(report)) + "\n\n" + _act_text(summary)
 
@@ -166,10 +167,11 @@ def _reconcile(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
     from rebuilder.services.orchestrator import Reconciler
 
     from .detection import act_summary
+    from .triggers import announce
 
     _progress("reconcile pass: following every open build …")
     acted = Reconciler(services.detection(), services.policy(), now=services.clock.now(), by="cli").run()
-    summary = act_summary(acted)
+    summary = {**act_summary(acted), **announce(services, acted.events)}
     return summary, _act_text(summary)
 
 
@@ -179,6 +181,7 @@ def _rebuild(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
     from rebuilder.services.requests import find_template, request_rebuild
 
     from .detection import act_summary
+    from .triggers import announce
     from .views import build_document
 
     template = find_template(services.detection(), services.settings.scopes, args.template)
@@ -191,6 +194,7 @@ def _rebuild(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
         caller=getpass.getuser(),
         idempotency_key=args.key,
     )
+    announce(services, acted.events)
     build = services.ledger.get_build(opened.build.id).record
     document = {"build": build_document(build), "created": opened.created, "joined": opened.joined}
     verb = "joined open build" if opened.joined else ("requested" if opened.created else "already requested")
