@@ -17,8 +17,8 @@ from enum import StrEnum
 from typing import NewType
 
 from .errors import PermanentError
-from .model import RunSubState, SourceKind, TemplateId
-from .regions import Region
+from .model import ImageTemplate, RunSubState, SourceKind, TemplateId
+from .regions import Region, region
 
 BuildId = NewType("BuildId", str)
 
@@ -202,9 +202,43 @@ def check_write(
         raise PermanentError(f"build {build.id}: the transition does not describe this write")
     elif transition.from_state is not stored or transition.to_state not in ALLOWED[stored]:
         raise IllegalTransition(build.id, stored, transition.to_state)
-    for region in regions:
-        if region.build_id != build.id:
-            raise PermanentError(f"build {build.id}: a region row of {region.build_id} in its write")
+    for row in regions:
+        if row.build_id != build.id:
+            raise PermanentError(f"build {build.id}: a region row of {row.build_id} in its write")
+
+
+def requested(
+    template: ImageTemplate,
+    *,
+    reason: BuildReason,
+    key: str,
+    resolved_version: str,
+    now: datetime,
+    provenance: Provenance,
+    **changes: object,
+) -> Build:
+    """A new build of `template` (Queued unless `changes` say otherwise), keyed by `key`."""
+    src, image = template.source, template.source.image
+    build = Build(
+        id=new_build_id(template.id, now, key),
+        template_id=template.id,
+        template_name=template.name,
+        location=region(template.location),
+        reason=reason,
+        provenance=dataclasses.replace(provenance, idempotency_key=key),
+        source=BuildSource(
+            src.kind,
+            image.publisher if image else "",
+            image.offer if image else "",
+            image.sku if image else "",
+            (src.image_version_id or "") if src.kind is SourceKind.SHARED_IMAGE_VERSION else "",
+            src.version or src.image_version_id or "",
+            resolved_version,
+        ),
+        created_at=now,
+        updated_at=now,
+    )
+    return dataclasses.replace(build, **changes)  # type: ignore[arg-type]
 
 
 def first_transition(build: Build, *, why: str, by: str) -> Transition:

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from rebuilder.domain.builds import Build, BuildReason, BuildSource, BuildState, Provenance, new_build_id
+from rebuilder.domain.builds import BuildReason, BuildState, Provenance, requested
 from rebuilder.domain.errors import RebuilderError, StaleWrite
-from rebuilder.domain.model import Scope, SourceKind, TemplateId
+from rebuilder.domain.model import Scope, TemplateId
 from rebuilder.domain.planner import Action, Managed, PlanItem, plan
 from rebuilder.domain.ports import Gallery, ImageBuilder, Ledger, MarketplaceCatalog
 from rebuilder.domain.regions import region
@@ -136,32 +136,20 @@ def _request(
     trigger: str,
     correlation_id: str,
 ) -> tuple[str, bool]:
-    t, src = item.template, item.template.source
+    t = item.template
     reason = BuildReason.PARENT_PUBLISHED if item.parents else BuildReason.SOURCE_UPDATE
     key = f"{reason}:{item.candidate_version}"
     if known is not None and known.last_build_state is BuildState.FAILED:
         # The last build failed: this is a new build (every trigger that reads the same row agrees on
         # its key); consecutive failures disable the template, so this never loops for long.
         key += f":after:{known.last_build_id}"
-    image = src.image
-    build = Build(
-        id=new_build_id(t.id, now, key),
-        template_id=t.id,
-        template_name=t.name,
-        location=region(t.location),
+    build = requested(
+        t,
         reason=reason,
-        provenance=Provenance(trigger, "", correlation_id, key),
-        source=BuildSource(
-            src.kind,
-            image.publisher if image else "",
-            image.offer if image else "",
-            image.sku if image else "",
-            (src.image_version_id or "") if src.kind is SourceKind.SHARED_IMAGE_VERSION else "",
-            src.version or src.image_version_id or "",
-            item.candidate_version,
-        ),
-        created_at=now,
-        updated_at=now,
+        key=key,
+        resolved_version=item.candidate_version,
+        now=now,
+        provenance=Provenance(trigger, "", correlation_id),
         previous_baseline=item.baseline_version,
     )
     opened = open_build(ledger, build, why=item.reason, by=trigger, now=now)

@@ -31,11 +31,10 @@ from rebuilder.domain.builds import (
     Build,
     BuildId,
     BuildReason,
-    BuildSource,
     BuildState,
     Provenance,
     RegionStatus,
-    new_build_id,
+    requested,
 )
 from rebuilder.domain.definition import TemplateDefinition
 from rebuilder.domain.errors import (
@@ -53,13 +52,12 @@ from rebuilder.domain.model import (
     LastRun,
     RunState,
     Scope,
-    SourceKind,
     TemplateId,
 )
 from rebuilder.domain.notices import Notice
 from rebuilder.domain.planner import Action, Managed, is_pinned
 from rebuilder.domain.ports import Versioned
-from rebuilder.domain.regions import Region, region
+from rebuilder.domain.regions import Region
 from rebuilder.domain.runs import (
     Policy,
     Replication,
@@ -495,26 +493,13 @@ def adopt_external(
     if run.started_at is None:
         raise PermanentError(f"the last run of {template.name} has no start time to record it by")
     key = f"{BuildReason.EXTERNAL}:{run.started_at.isoformat()}"
-    src = template.source
-    image = src.image
-    build = Build(
-        id=new_build_id(template.id, now, key),
-        template_id=template.id,
-        template_name=template.name,
-        location=region(template.location),
+    build = requested(
+        template,
         reason=BuildReason.EXTERNAL,
-        provenance=Provenance(by, "", "", key),
-        source=BuildSource(
-            src.kind,
-            image.publisher if image else "",
-            image.offer if image else "",
-            image.sku if image else "",
-            (src.image_version_id or "") if src.kind is SourceKind.SHARED_IMAGE_VERSION else "",
-            src.version or src.image_version_id or "",
-            _version_name(src.exact_version),
-        ),
-        created_at=now,
-        updated_at=now,
+        key=key,
+        resolved_version=_version_name(template.source.exact_version),
+        now=now,
+        provenance=Provenance(by),
         state=BuildState.RUNNING,
         attempts=1,
         run_started_at=run.started_at,

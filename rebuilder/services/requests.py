@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from rebuilder.domain import resource_ids
-from rebuilder.domain.builds import Build, BuildReason, BuildSource, Provenance, new_build_id
+from rebuilder.domain.builds import BuildReason, Provenance, requested
 from rebuilder.domain.errors import NotFound, PermanentError, StaleWrite
 from rebuilder.domain.limits import check_idempotency_key
 from rebuilder.domain.model import ImageTemplate, Scope, SourceKind, TemplateId
@@ -80,26 +80,14 @@ def request_rebuild(
     key = idempotency_key or f"{BuildReason.ON_DEMAND}:{uuid.uuid4()}"
     check_idempotency_key(key)
     _ensure_state(ports, template, now)
-    image = src.image
     pinned = src.version or "" if is_pinned(template) and src.kind is SourceKind.PLATFORM_IMAGE else ""
-    build = Build(
-        id=new_build_id(template.id, now, key),
-        template_id=template.id,
-        template_name=template.name,
-        location=region(template.location),
+    build = requested(
+        template,
         reason=BuildReason.ON_DEMAND,
-        provenance=Provenance(trigger, caller, correlation_id, key),
-        source=BuildSource(
-            src.kind,
-            image.publisher if image else "",
-            image.offer if image else "",
-            image.sku if image else "",
-            (src.image_version_id or "") if src.kind is SourceKind.SHARED_IMAGE_VERSION else "",
-            src.version or src.image_version_id or "",
-            pinned,
-        ),
-        created_at=now,
-        updated_at=now,
+        key=key,
+        resolved_version=pinned,
+        now=now,
+        provenance=Provenance(trigger, caller, correlation_id),
     )
     opened = open_build(ports.ledger, build, why=f"requested by {caller or trigger}", by=trigger, now=now)
     acted = Reconciler(ports, policy, now=now, by=trigger, correlation_id=correlation_id)
