@@ -246,7 +246,9 @@ class Reconciler:
     # -- runs -------------------------------------------------------------------------------------------
     def _adopt(self, template: ImageTemplate, run: LastRun) -> Versioned[Build]:
         """A run nobody asked rebuilder for: recorded as a build with reason `external`."""
-        build = adopt_external(self.ports, template, run, now=self.now, by=self.by)
+        build = adopt_external(
+            self.ports, template, run, now=self.now, by=self.by, correlation_id=self.correlation_id
+        )
         self.report.external.append(build.record.id)
         return build
 
@@ -312,11 +314,9 @@ class Reconciler:
         try:
             self.ports.imagebuilder.start_run(b.template_id)
         except Conflict as error:  # somebody else's run is going: wait for it, this attempt not spent
-            self.running -= 1
             self._apply(current, BuildState.QUEUED, f"AIB refused the run: {error}", {"attempts": b.attempts})
             return
         except TemporaryError as error:
-            self.running -= 1
             delay = timedelta(seconds=error.delay) if error.delay else self.policy.retry_backoff
             self._apply(
                 current,
@@ -326,7 +326,6 @@ class Reconciler:
             )
             return
         except PermanentError as error:
-            self.running -= 1
             step = failed_attempt(leased, f"AIB refused the run: {error}", self.now, self.policy)
             self._apply(current, step.to or BuildState.FAILED, step.why, dict(step.changes))
             return
@@ -425,6 +424,8 @@ class Reconciler:
     ) -> Versioned[Build]:
         after, transition = build.record.moved(to, at=self.now, why=why, by=self.by, **changes)
         etag = self.ports.ledger.save_build(after, etag=build.etag, transition=transition, regions=rows)
+        if build.record.state is BuildState.RUNNING and to is not BuildState.RUNNING:
+            self.running -= 1  # a slot freed in this pass serves a queued build in this pass
         self.report.moved.append((after.id, to, why))
         if to.finished:
             self.report.finished.append(after.id)
@@ -486,7 +487,7 @@ def needs_recreate(template: ImageTemplate, build: Build) -> bool:
 
 
 def adopt_external(
-    ports: Ports, template: ImageTemplate, run: LastRun, *, now: datetime, by: str
+    ports: Ports, template: ImageTemplate, run: LastRun, *, now: datetime, by: str, correlation_id: str = ""
 ) -> Versioned[Build]:
     """Record a run somebody else started (portal, CLI, AIB's own trigger) as a build, keyed by its
     start time so every pass that notices it records the same build."""
@@ -499,7 +500,7 @@ def adopt_external(
         key=key,
         resolved_version=_version_name(template.source.exact_version),
         now=now,
-        provenance=Provenance(by),
+        provenance=Provenance(by, "", correlation_id),
         state=BuildState.RUNNING,
         attempts=1,
         run_started_at=run.started_at,
