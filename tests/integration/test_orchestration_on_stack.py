@@ -312,3 +312,23 @@ def test_the_cli_rebuilds_on_demand_once_per_key_and_shows_the_ledger(
         check=False,
     )
     assert missing.returncode == 1 and "is not a build id" in missing.stderr
+
+
+def test_a_run_that_overruns_the_timeout_is_canceled_and_counted_as_failed(
+    armsim: ArmSimulator, sim: SimControl, azurite: Azurite
+) -> None:
+    driver = make_driver(
+        armsim, sim, azurite, REBUILDER_RUN_TIMEOUT_MINUTES="30", REBUILDER_MAX_RUN_ATTEMPTS="1"
+    )
+    try:
+        sim.configure(run_timing={"customizing": 4 * 3600})  # a customizer that hangs
+        sim.publish(*estate.UBUNTU, NEW_UBUNTU, list(estate.REGIONS))
+        driver.until(lambda: driver.last("ubuntu2204-golden").state.finished)
+        build = driver.last("ubuntu2204-golden")
+        assert build.state is BuildState.FAILED and "timed out" in build.message
+        assert sim.counters().get("image_templates.cancel", 0) == 1
+        run = driver.services.imagebuilder.get_template(template_id("ubuntu2204-golden")).last_run
+        assert run is not None and run.state.value == "Canceled"
+        assert states_by_name(driver.services)["ubuntu2204-golden"].consecutive_failures == 1
+    finally:
+        driver.services.close()
