@@ -217,13 +217,15 @@ class Reconciler:
         return queued[0], template
 
     def _not_ready(self, build: Versioned[Build], template: ImageTemplate) -> None:
-        if template.provisioning_state == "Failed":
-            step = failed_attempt(
-                build.record, f"the template {template.name} failed to provision", self.now, self.policy
-            )
-            self._apply(build, step.to or BuildState.FAILED, step.why, dict(step.changes))
-        else:
+        if template.provisioning_state != "Failed":
             self.report.waiting.append(f"{build.record.id}: {template.name} is {template.provisioning_state}")
+            return
+        spent = build.record.attempts + 1  # the attempt is spent although no run could start
+        attempt = dataclasses.replace(build.record, attempts=spent)
+        step = failed_attempt(
+            attempt, f"the template {template.name} failed to provision", self.now, self.policy
+        )
+        self._apply(build, step.to or BuildState.FAILED, step.why, {**step.changes, "attempts": spent})
 
     def _template(self, state: TemplateState, live: list[Versioned[Build]]) -> ImageTemplate | None:
         try:
