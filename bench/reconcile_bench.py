@@ -33,7 +33,8 @@ from rebuilder.domain import resource_ids
 from rebuilder.domain.builds import Build, BuildState
 from rebuilder.domain.model import RunSubState
 from rebuilder.services.history import where_we_stand
-from rebuilder.services.orchestrator import Reconciler, watch_and_act
+from rebuilder.services.reconciler import Reconciler
+from rebuilder.services.watch_and_act import watch_and_act
 
 SUB = "5b1e7c3a-0000-4000-8000-00000000be4c"
 RG = "rg-templates"

@@ -125,7 +125,8 @@ FAILING_REGION = "northeurope"
 
 def patch_day(services: Services, control: SimControl, progress: Progress) -> int:
     """The timers' passes on simulated time until every managed template is rebuilt and published."""
-    from rebuilder.services.orchestrator import Reconciler, watch_and_act
+    from rebuilder.services.reconciler import Reconciler
+    from rebuilder.services.watch_and_act import watch_and_act
 
     ports, policy, scopes = services.detection(), services.policy(), services.settings.scopes
     for tick in range(1, 200):
@@ -150,7 +151,7 @@ def _say(now: object, text: str) -> None:
 
 
 def _narrate(services: Services, now: object, acted: object) -> None:
-    from rebuilder.services.orchestrator import ReconcileReport
+    from rebuilder.services.reconciler import ReconcileReport
 
     assert isinstance(acted, ReconcileReport)
     names: dict[str, str] = {}
@@ -244,7 +245,7 @@ def _state(services: Services, scope: Scope, location: str, image: PlatformImage
 
 def main(argv: list[str]) -> int:
     from rebuilder.devstack.simclock import SimulatorClock
-    from rebuilder.services.orchestrator import watch_and_act
+    from rebuilder.services.watch_and_act import watch_and_act
 
     argparse.ArgumentParser(prog="python -m rebuilder demo", description=__doc__).parse_args(argv)
     progress = Progress()

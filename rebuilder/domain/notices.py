@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .builds import Build, BuildState
+from .standing import SeenVersion
+
 NOTICE_TYPES = (
     "BuildStarted",
     "BuildSucceeded",
@@ -28,3 +31,52 @@ class Notice:
     @property
     def cloud_type(self) -> str:
         return TYPE_PREFIX + self.type
+
+
+def about(build: Build, kind: str, **data: Any) -> Notice:
+    """A notice about one build; its id names the fact, so repeats of it can be dropped."""
+    fact = ":".join(str(v) for v in (build.id, kind, data.get("region", ""), data.get("attempt", "")))
+    return Notice(
+        kind,
+        build.template_id,
+        {
+            "buildId": build.id,
+            "template": build.template_name,
+            "reason": build.reason.value,
+            "sourceVersion": build.source.resolved_version,
+            **data,
+        },
+        fact.rstrip(":"),
+    )
+
+
+def ended(build: Build, image_version_id: str = "") -> list[Notice]:
+    """What a finished build announces: the image (when published), and success or failure."""
+    notices: list[Notice] = []
+    if build.state is BuildState.PUBLISHED:
+        notices.append(
+            about(build, "ImagePublished", outputs=list(build.outputs), resourceUri=image_version_id)
+        )
+    if build.state in (BuildState.PUBLISHED, BuildState.PARTIALLY_PUBLISHED):
+        notices.append(about(build, "BuildSucceeded", state=build.state.value))
+    elif build.state is BuildState.FAILED:
+        notices.append(about(build, "BuildFailed", message=build.message))
+    return notices
+
+
+def disabled(build: Build, reason: str) -> Notice:
+    return Notice(
+        "TemplateDisabled",
+        build.template_id,
+        {"template": build.template_name, "reason": reason},
+        f"{build.id}:TemplateDisabled",
+    )
+
+
+def detected(seen: SeenVersion) -> Notice:
+    return Notice(
+        "SourceVersionDetected",
+        str(seen.source),
+        {"source": str(seen.source), "version": seen.version, "firstSeenAt": seen.first_seen_at.isoformat()},
+        f"{seen.source.key}:{seen.version}",
+    )

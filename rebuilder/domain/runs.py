@@ -3,7 +3,7 @@
 `observe` reads AIB's `lastRunStatus` for the run a build asked for; `decide` maps every run state and
 sub-state to the build's next move (or none); `replication` turns gallery image versions into region
 rows and says which failed regions to repair; `settled` is the template's row once a build is over.
-The reconciler (services/orchestrator.py) only gathers the inputs and writes the results.
+The reconciler (services/reconciler.py) only gathers the inputs and writes the results.
 """
 
 from __future__ import annotations
@@ -240,6 +240,24 @@ def replication(
         )
     completed = bool(rows) and all(r.state == ReplicationState.COMPLETED for r in rows)
     return Replication(rows, completed, tuple(repair), tuple(given_up), tuple(pending))
+
+
+def after_distribution(
+    step: Step | None, seen: Replication, *, over: bool, gallery: bool, repair_limit: int
+) -> tuple[BuildState | None, str, dict[str, object]]:
+    """The build's move once its gallery versions are read: Published when every region is Completed
+    (or nothing went to a gallery), PartiallyPublished when the failed regions' repairs are spent and
+    nothing else is pending, else the run's own move (`step`), if any. `over`: the run has ended."""
+    changes = dict(step.changes) if step else {}
+    if over and (not gallery or seen.completed):
+        why = f"replicated to every target region ({len(seen.rows)})" if gallery else "run succeeded"
+        return BuildState.PUBLISHED, why, changes
+    if over and seen.given_up and not seen.pending:
+        why = f"replication failed in {', '.join(seen.given_up)} after {repair_limit} repair(s)"
+        return BuildState.PARTIALLY_PUBLISHED, why, {**changes, "message": why}
+    if step is not None and step.to is not None:
+        return step.to, step.why, changes
+    return None, "", {}
 
 
 def _merged(kinds: set[ReplicationState]) -> ReplicationState:

@@ -143,7 +143,7 @@ def _act_text(summary: dict[str, Any]) -> str:
 
 
 def _watch(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
-    from rebuilder.services.orchestrator import watch_and_act
+    from rebuilder.services.watch_and_act import watch_and_act
 
     from .detection import act_summary, pass_summary, plan_rows
     from .output import table
@@ -164,7 +164,7 @@ def _watch(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _reconcile(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
-    from rebuilder.services.orchestrator import Reconciler
+    from rebuilder.services.reconciler import Reconciler
 
     from .detection import act_summary
     from .triggers import announce

@@ -6,7 +6,7 @@ from typing import Any
 
 from rebuilder.domain.planner import PlanItem
 from rebuilder.services.detection import PassReport
-from rebuilder.services.orchestrator import ReconcileReport
+from rebuilder.services.reconciler import ReconcileReport
 
 
 def plan_item(item: PlanItem) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from rebuilder.bootstrap import Services
 from rebuilder.domain.errors import RebuilderError
 from rebuilder.domain.notices import Notice
 from rebuilder.services.events import ResourceEvent, on_resource_event
-from rebuilder.services.orchestrator import Reconciler, watch_and_act
+from rebuilder.services.reconciler import Reconciler
+from rebuilder.services.watch_and_act import watch_and_act
 
 from .detection import act_summary, pass_summary
 

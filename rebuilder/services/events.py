@@ -19,7 +19,8 @@ from rebuilder.domain.runs import Policy
 
 from .detection import PassReport, Ports
 from .history import where_we_stand
-from .orchestrator import ReconcileReport, watch_and_act
+from .reconciler import ReconcileReport
+from .watch_and_act import watch_and_act
 
 log = logging.getLogger(__name__)
 WRITE_SUCCESS = "microsoft.resources.resourcewritesuccess"

@@ -1,9 +1,10 @@
 """Writing the ledger safely from several triggers at once.
 
-Two helpers every use case shares: `update_state` (read a template's row, change it, write it back if
+The helpers every use case shares: `update_state` (read a template's row, change it, write it back if
 nobody moved first — else re-read and change again) and `open_build` (claim a build under its key,
 then list it on its template's row; a request that finds an open build already covering it joins that
-build instead, so racing timers, redelivered events and on-demand requests share one run).
+build instead, so racing timers, redelivered events and on-demand requests share one run), and
+`adopt_external` (a run somebody else started, recorded as a build keyed by its start time).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from rebuilder.domain.builds import Build, BuildReason, BuildState
-from rebuilder.domain.errors import NotFound, StaleWrite
-from rebuilder.domain.model import TemplateId
+from rebuilder.domain.builds import Build, BuildReason, BuildState, Provenance, requested
+from rebuilder.domain.errors import NotFound, PermanentError, StaleWrite
+from rebuilder.domain.model import ImageTemplate, LastRun, TemplateId
 from rebuilder.domain.ports import Ledger, Versioned
 from rebuilder.domain.standing import TemplateState
 from rebuilder.domain.versions import version_key
@@ -115,3 +116,43 @@ def _supersede(ledger: Ledger, mine: Versioned[Build], twin: Build, *, now: date
         except StaleWrite:
             current = ledger.get_build(current.record.id)
     raise StaleWrite(f"build {mine.record.id} kept changing under {_ATTEMPTS} attempts")
+
+
+def adopt_external(
+    ledger: Ledger,
+    template: ImageTemplate,
+    run: LastRun,
+    *,
+    now: datetime,
+    by: str,
+    correlation_id: str = "",
+) -> Versioned[Build]:
+    """Record a run somebody else started (portal, CLI, AIB's own trigger) as a build, keyed by its
+    start time so every pass that notices it records the same build."""
+    if run.started_at is None:
+        raise PermanentError(f"the last run of {template.name} has no start time to record it by")
+    key = f"{BuildReason.EXTERNAL}:{run.started_at.isoformat()}"
+    build = requested(
+        template,
+        reason=BuildReason.EXTERNAL,
+        key=key,
+        resolved_version=version_name(template.source.exact_version),
+        now=now,
+        provenance=Provenance(by, "", correlation_id),
+        state=BuildState.RUNNING,
+        attempts=1,
+        run_started_at=run.started_at,
+    )
+    opened = open_build(
+        ledger,
+        build,
+        why=f"a run started outside rebuilder at {run.started_at:%Y-%m-%d %H:%M:%S} UTC",
+        by=by,
+        now=now,
+    )
+    return ledger.get_build(opened.build.id)
+
+
+def version_name(exact: str | None) -> str:
+    """AIB reports a gallery source's exact version as a resource id: the version is its name."""
+    return (exact or "").rstrip("/").rsplit("/", 1)[-1]

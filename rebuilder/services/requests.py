@@ -21,7 +21,7 @@ from rebuilder.domain.standing import TemplateState
 
 from .detection import Ports
 from .history import where_we_stand
-from .orchestrator import Reconciler, ReconcileReport
+from .reconciler import Reconciler, ReconcileReport
 from .records import Opened, open_build, update_state
 from .watch import gallery_ref
 

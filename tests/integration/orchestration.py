@@ -23,7 +23,8 @@ from rebuilder.domain.builds import Build, BuildState
 from rebuilder.domain.model import TemplateId
 from rebuilder.services.detection import Ports
 from rebuilder.services.history import every, where_we_stand
-from rebuilder.services.orchestrator import Reconciler, ReconcileReport, watch_and_act
+from rebuilder.services.reconciler import Reconciler, ReconcileReport
+from rebuilder.services.watch_and_act import watch_and_act
 from tests.conftest import local_env
 
 NEW_UBUNTU = estate.PATCH_DAY[estate.UBUNTU]

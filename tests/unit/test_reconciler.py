@@ -32,7 +32,7 @@ from rebuilder.domain.standing import TemplateState
 from rebuilder.fakes import FixedClock, InMemoryGallery, InMemoryImageBuilder, InMemoryMarketplace
 from rebuilder.fakes.ledger import InMemoryLedger
 from rebuilder.services.detection import Ports
-from rebuilder.services.orchestrator import Reconciler, ReconcileReport
+from rebuilder.services.reconciler import Reconciler, ReconcileReport
 from rebuilder.services.records import open_build
 from tests.records import build
 

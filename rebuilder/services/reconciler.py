@@ -1,4 +1,4 @@
-"""Act and reconcile (DESIGN §3, steps 4–6): start builds, follow them to every region, repair, retry.
+"""Reconcile (DESIGN §3, steps 4–6): start builds, follow them to every region, repair, retry.
 
 Level-triggered: each pass reads the ledger's open builds and what Azure says, decides with the pure
 functions of domain/runs.py, and writes the outcome with conditional writes. Every step is safe to
@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from rebuilder.domain import resource_ids
 from rebuilder.domain.builds import (
@@ -32,9 +31,7 @@ from rebuilder.domain.builds import (
     BuildId,
     BuildReason,
     BuildState,
-    Provenance,
     RegionStatus,
-    requested,
 )
 from rebuilder.domain.definition import TemplateDefinition
 from rebuilder.domain.errors import (
@@ -51,18 +48,17 @@ from rebuilder.domain.model import (
     ImageTemplate,
     LastRun,
     RunState,
-    Scope,
     TemplateId,
 )
-from rebuilder.domain.notices import Notice
-from rebuilder.domain.planner import Action, Managed, is_pinned
+from rebuilder.domain.notices import Notice, about, disabled, ended
+from rebuilder.domain.planner import is_pinned
 from rebuilder.domain.ports import Versioned
 from rebuilder.domain.regions import Region
 from rebuilder.domain.runs import (
     Policy,
-    Replication,
     Seen,
     Step,
+    after_distribution,
     changed_rows,
     decide,
     failed_attempt,
@@ -73,9 +69,9 @@ from rebuilder.domain.runs import (
 )
 from rebuilder.domain.standing import TemplateState
 
-from .detection import PassReport, Ports, watch_pass
+from .detection import Ports
 from .history import where_we_stand
-from .records import open_build, update_state
+from .records import adopt_external, update_state, version_name
 
 log = logging.getLogger(__name__)
 _BUSY = (RunState.RUNNING, RunState.CANCELING)
@@ -249,7 +245,7 @@ class Reconciler:
     def _adopt(self, template: ImageTemplate, run: LastRun) -> Versioned[Build]:
         """A run nobody asked rebuilder for: recorded as a build with reason `external`."""
         build = adopt_external(
-            self.ports, template, run, now=self.now, by=self.by, correlation_id=self.correlation_id
+            self.ports.ledger, template, run, now=self.now, by=self.by, correlation_id=self.correlation_id
         )
         self.report.external.append(build.record.id)
         return build
@@ -286,7 +282,7 @@ class Reconciler:
                 else dataclasses.replace(s, known_run_started_at=started, updated_at=self.now)
             ),
         )
-        exact = _version_name(template.source.exact_version)
+        exact = version_name(template.source.exact_version)
         if b.run_started_at == started and (not exact or exact == b.source.resolved_version):
             return build
         source = dataclasses.replace(b.source, resolved_version=exact or b.source.resolved_version)
@@ -332,7 +328,7 @@ class Reconciler:
             self._apply(current, step.to or BuildState.FAILED, step.why, dict(step.changes))
             return
         self.report.started.append(b.id)
-        self.report.events.append(self._event("BuildStarted", leased, attempt=attempt))
+        self.report.events.append(about(leased, "BuildStarted", attempt=attempt))
 
     def _recreate(self, build: Versioned[Build], template: ImageTemplate) -> None:
         """AIB templates are immutable: delete and create the pinned template with the new version.
@@ -383,8 +379,10 @@ class Reconciler:
         rows = changed_rows(seen.rows, previous)
         for row in rows:
             if row.state == "Completed" and row.completed_at == self.now:
-                self.report.events.append(self._event("RegionReplicated", b, region=row.region))
-        to, why, changes = self._after_distribution(b, step, seen, over, bool(versions))
+                self.report.events.append(about(b, "RegionReplicated", region=row.region))
+        to, why, changes = after_distribution(
+            step, seen, over=over, gallery=bool(versions), repair_limit=self.policy.repair_limit
+        )
         if to is None:
             if not rows and b is build.record:
                 return build
@@ -392,22 +390,6 @@ class Reconciler:
                 b, self.ports.ledger.save_build(b.changed(at=self.now), etag=build.etag, regions=rows)
             )
         return self._apply(Versioned(b, build.etag), to, why, changes, rows)
-
-    def _after_distribution(
-        self, b: Build, step: Step | None, seen: Replication, over: bool, gallery: bool
-    ) -> tuple[BuildState | None, str, dict[str, object]]:
-        changes = dict(step.changes) if step else {}
-        if over and (not gallery or seen.completed):
-            why = f"replicated to every target region ({len(seen.rows)})" if gallery else "run succeeded"
-            return BuildState.PUBLISHED, why, changes
-        if over and seen.given_up and not seen.pending:
-            why = (
-                f"replication failed in {', '.join(seen.given_up)} after {self.policy.repair_limit} repair(s)"
-            )
-            return BuildState.PARTIALLY_PUBLISHED, why, {**changes, "message": why}
-        if step is not None and step.to is not None:
-            return step.to, step.why, changes
-        return None, "", {}
 
     def _outputs(self, template_id: TemplateId) -> tuple[str, ...]:
         outputs = self.ports.imagebuilder.list_run_outputs(template_id)
@@ -431,19 +413,10 @@ class Reconciler:
         self.report.moved.append((after.id, to, why))
         if to.finished:
             self.report.finished.append(after.id)
-            self._announce(after)
+            image = next((v for v in map(_gallery_version, after.outputs) if v), "")
+            self.report.events.extend(ended(after, image))
             self._settle(after)
         return Versioned(after, etag)
-
-    def _announce(self, build: Build) -> None:
-        if build.state is BuildState.PUBLISHED:
-            image = next((v for v in map(_gallery_version, build.outputs) if v), "")
-            published = self._event("ImagePublished", build, outputs=list(build.outputs), resourceUri=image)
-            self.report.events.append(published)
-        if build.state in (BuildState.PUBLISHED, BuildState.PARTIALLY_PUBLISHED):
-            self.report.events.append(self._event("BuildSucceeded", build, state=build.state.value))
-        elif build.state is BuildState.FAILED:
-            self.report.events.append(self._event("BuildFailed", build, message=build.message))
 
     def _settle(self, build: Build) -> None:
         rows = self.ports.ledger.list_regions(build.id)
@@ -455,29 +428,7 @@ class Reconciler:
 
         after = update_state(self.ports.ledger, build.template_id, change)
         if after is not None and after.disabled and before and not before[-1].disabled:
-            self.report.events.append(
-                Notice(
-                    "TemplateDisabled",
-                    build.template_id,
-                    {"template": build.template_name, "reason": after.disabled_reason},
-                    f"{build.id}:TemplateDisabled",
-                )
-            )
-
-    def _event(self, kind: str, build: Build, **data: Any) -> Notice:
-        fact = ":".join(str(v) for v in (build.id, kind, data.get("region", ""), data.get("attempt", "")))
-        return Notice(
-            kind,
-            build.template_id,
-            {
-                "buildId": build.id,
-                "template": build.template_name,
-                "reason": build.reason.value,
-                "sourceVersion": build.source.resolved_version,
-                **data,
-            },
-            fact.rstrip(":"),
-        )
+            self.report.events.append(disabled(build, after.disabled_reason))
 
 
 def needs_recreate(template: ImageTemplate, build: Build) -> bool:
@@ -488,95 +439,8 @@ def needs_recreate(template: ImageTemplate, build: Build) -> bool:
     return template.definition is not None and template.definition.source_version != wanted
 
 
-def adopt_external(
-    ports: Ports, template: ImageTemplate, run: LastRun, *, now: datetime, by: str, correlation_id: str = ""
-) -> Versioned[Build]:
-    """Record a run somebody else started (portal, CLI, AIB's own trigger) as a build, keyed by its
-    start time so every pass that notices it records the same build."""
-    if run.started_at is None:
-        raise PermanentError(f"the last run of {template.name} has no start time to record it by")
-    key = f"{BuildReason.EXTERNAL}:{run.started_at.isoformat()}"
-    build = requested(
-        template,
-        reason=BuildReason.EXTERNAL,
-        key=key,
-        resolved_version=_version_name(template.source.exact_version),
-        now=now,
-        provenance=Provenance(by, "", correlation_id),
-        state=BuildState.RUNNING,
-        attempts=1,
-        run_started_at=run.started_at,
-    )
-    opened = open_build(
-        ports.ledger,
-        build,
-        why=f"a run started outside rebuilder at {run.started_at:%Y-%m-%d %H:%M:%S} UTC",
-        by=by,
-        now=now,
-    )
-    return ports.ledger.get_build(opened.build.id)
-
-
-def _version_name(exact: str | None) -> str:
-    """AIB reports a gallery source's exact version as a resource id: the version is its name."""
-    return (exact or "").rstrip("/").rsplit("/", 1)[-1]
-
-
 def _gallery_version(artifact: str) -> GalleryVersionId | None:
     try:
         return resource_ids.gallery_version_id(artifact)
     except ValueError:
         return None
-
-
-def watch_and_act(
-    ports: Ports,
-    scopes: Iterable[Scope],
-    policy: Policy,
-    *,
-    now: datetime,
-    trigger: str,
-    correlation_id: str = "",
-    concurrency: int = 8,
-    only: Sequence[Managed] | None = None,
-) -> tuple[PassReport, ReconcileReport]:
-    """The watch timer: detect and claim due builds, record runs started elsewhere, then start what
-    can start (only the templates this pass touched: the reconcile timer follows the rest)."""
-    report = watch_pass(
-        ports,
-        scopes,
-        now=now,
-        trigger=trigger,
-        correlation_id=correlation_id,
-        concurrency=concurrency,
-        only=only,
-    )
-    touched = {i.template.id.lower() for i in report.items if i.action is Action.REBUILD}
-    act = Reconciler(ports, policy, now=now, by=trigger, correlation_id=correlation_id)
-    for managed in report.discovery.managed:
-        t = managed.template
-        state = report.states.get(TemplateId(t.id.lower()))
-        if state is not None and not state.open_builds and t.last_run and unaccounted(t.last_run, state):
-            try:
-                act.report.external.append(
-                    adopt_external(ports, t, t.last_run, now=now, by=trigger).record.id
-                )
-                touched.add(t.id.lower())
-            except RebuilderError as error:
-                report.problems.append(f"{t.id}: recording a run started elsewhere failed: {error}")
-    if touched:
-        act.run(only=touched)
-    act.report.events[:0] = [
-        Notice(
-            "SourceVersionDetected",
-            str(seen.source),
-            {
-                "source": str(seen.source),
-                "version": seen.version,
-                "firstSeenAt": seen.first_seen_at.isoformat(),
-            },
-            f"{seen.source.key}:{seen.version}",
-        )
-        for seen in report.new_versions
-    ]
-    return report, act.report

@@ -1,0 +1,60 @@
+"""The watch timer's pass (DESIGN §3, steps 1–4): detect and claim due builds, record runs started
+elsewhere, then start what can start — only for the templates this pass touched; the reconcile timer
+follows everything else."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from rebuilder.domain.errors import RebuilderError
+from rebuilder.domain.model import Scope, TemplateId
+from rebuilder.domain.notices import detected
+from rebuilder.domain.planner import Action, Managed
+from rebuilder.domain.runs import Policy, unaccounted
+
+from .detection import PassReport, Ports, watch_pass
+from .reconciler import Reconciler, ReconcileReport
+from .records import adopt_external
+
+
+def watch_and_act(
+    ports: Ports,
+    scopes: Iterable[Scope],
+    policy: Policy,
+    *,
+    now: datetime,
+    trigger: str,
+    correlation_id: str = "",
+    concurrency: int = 8,
+    only: Sequence[Managed] | None = None,
+) -> tuple[PassReport, ReconcileReport]:
+    """The watch timer: detect and claim due builds, record runs started elsewhere, then start what
+    can start (only the templates this pass touched: the reconcile timer follows the rest)."""
+    report = watch_pass(
+        ports,
+        scopes,
+        now=now,
+        trigger=trigger,
+        correlation_id=correlation_id,
+        concurrency=concurrency,
+        only=only,
+    )
+    touched = {i.template.id.lower() for i in report.items if i.action is Action.REBUILD}
+    act = Reconciler(ports, policy, now=now, by=trigger, correlation_id=correlation_id)
+    for managed in report.discovery.managed:
+        t = managed.template
+        state = report.states.get(TemplateId(t.id.lower()))
+        if state is not None and not state.open_builds and t.last_run and unaccounted(t.last_run, state):
+            try:
+                adopted = adopt_external(
+                    ports.ledger, t, t.last_run, now=now, by=trigger, correlation_id=correlation_id
+                )
+                act.report.external.append(adopted.record.id)
+                touched.add(t.id.lower())
+            except RebuilderError as error:
+                report.problems.append(f"{t.id}: recording a run started elsewhere failed: {error}")
+    if touched:
+        act.run(only=touched)
+    act.report.events[:0] = [detected(seen) for seen in report.new_versions]
+    return report, act.report
