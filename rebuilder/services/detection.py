@@ -20,12 +20,11 @@ from rebuilder.domain.errors import RebuilderError, StaleWrite
 from rebuilder.domain.model import Scope, TemplateId
 from rebuilder.domain.planner import Action, Managed, PlanItem, plan
 from rebuilder.domain.ports import Gallery, ImageBuilder, Ledger, MarketplaceCatalog
-from rebuilder.domain.regions import region
 from rebuilder.domain.standing import SeenVersion, TemplateState
 
 from .history import where_we_stand
 from .records import open_build, update_state
-from .watch import Discovery, Watcher, discover, gallery_ref
+from .watch import Discovery, Watcher, discover, distribution_targets, first_sight, gallery_ref
 
 log = logging.getLogger(__name__)
 
@@ -102,19 +101,9 @@ def _remember(ledger: Ledger, item: PlanItem, now: datetime, known: TemplateStat
     t = item.template
     ref = gallery_ref(t)
     image = ref.gallery_image_id if ref else ""
-    targets = tuple(sorted({d.gallery_image_id.lower() for d in t.distributions if d.gallery_image_id}))
+    targets = distribution_targets(t)
     if known is None:
-        state = TemplateState(
-            t.id,
-            t.name,
-            region(t.location),
-            now,
-            item.mode.value,
-            image,
-            baseline_version=item.baseline_version,
-            known_run_started_at=t.last_run.started_at if t.last_run else None,
-            distributes_to=targets,
-        )
+        state = first_sight(t, item.mode.value, now=now, baseline=item.baseline_version)
         with contextlib.suppress(StaleWrite):  # another pass recorded it first, from the same template
             ledger.save_template_state(state, etag=None)
     elif (known.gallery_image_id, known.mode, known.distributes_to) != (image, item.mode.value, targets):

@@ -15,7 +15,6 @@ from rebuilder.domain.errors import NotFound, PermanentError, StaleWrite
 from rebuilder.domain.limits import check_idempotency_key
 from rebuilder.domain.model import ImageTemplate, Scope, SourceKind, TemplateId
 from rebuilder.domain.planner import is_pinned, mode_of
-from rebuilder.domain.regions import region
 from rebuilder.domain.runs import Policy
 from rebuilder.domain.standing import TemplateState
 
@@ -23,7 +22,7 @@ from .detection import Ports
 from .history import where_we_stand
 from .reconciler import Reconciler, ReconcileReport
 from .records import Opened, open_build, update_state
-from .watch import gallery_ref
+from .watch import first_sight
 
 
 class Ambiguous(PermanentError):
@@ -80,7 +79,7 @@ def request_rebuild(
     key = idempotency_key or f"{BuildReason.ON_DEMAND}:{uuid.uuid4()}"
     check_idempotency_key(key)
     _ensure_state(ports, template, now)
-    pinned = src.version or "" if is_pinned(template) and src.kind is SourceKind.PLATFORM_IMAGE else ""
+    pinned = (src.version or "") if is_pinned(template) and src.kind is SourceKind.PLATFORM_IMAGE else ""
     build = requested(
         template,
         reason=BuildReason.ON_DEMAND,
@@ -98,16 +97,7 @@ def _ensure_state(ports: Ports, template: ImageTemplate, now: datetime) -> None:
     if ports.ledger.get_template_state(template.id) is not None:
         return
     mode, _ = mode_of(template.tags)
-    ref = gallery_ref(template)
-    state = TemplateState(
-        template.id,
-        template.name,
-        region(template.location),
-        now,
-        mode.value if mode else "manual",
-        ref.gallery_image_id if ref else "",
-        known_run_started_at=template.last_run.started_at if template.last_run else None,
-    )
+    state = first_sight(template, mode.value if mode else "manual", now=now)
     with contextlib.suppress(StaleWrite):  # somebody recorded it first
         ports.ledger.save_template_state(state, etag=None)
 

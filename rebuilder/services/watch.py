@@ -35,7 +35,7 @@ from rebuilder.domain.model import (
 from rebuilder.domain.planner import Candidate, Managed, mode_of
 from rebuilder.domain.ports import Gallery, ImageBuilder, Ledger, MarketplaceCatalog
 from rebuilder.domain.regions import Region, region
-from rebuilder.domain.standing import SeenVersion, SourceRef
+from rebuilder.domain.standing import SeenVersion, SourceRef, TemplateState
 from rebuilder.domain.versions import version_key
 
 from .history import every
@@ -94,6 +94,27 @@ def gallery_ref(template: ImageTemplate) -> SourceRef | None:
     except ValueError:
         return None
     return SourceRef(SourceKind.SHARED_IMAGE_VERSION, gallery_image_id=image.lower())
+
+
+def first_sight(template: ImageTemplate, mode: str, *, now: datetime, baseline: str = "") -> TemplateState:
+    """A template's first ledger row: the gallery image it builds from (events find it by that), the
+    images it publishes to (its children's), and its last run, which is history, not a build to record."""
+    ref = gallery_ref(template)
+    return TemplateState(
+        template.id,
+        template.name,
+        region(template.location),
+        now,
+        mode,
+        ref.gallery_image_id if ref else "",
+        baseline_version=baseline,
+        known_run_started_at=template.last_run.started_at if template.last_run else None,
+        distributes_to=distribution_targets(template),
+    )
+
+
+def distribution_targets(template: ImageTemplate) -> tuple[str, ...]:
+    return tuple(sorted({d.gallery_image_id.lower() for d in template.distributions if d.gallery_image_id}))
 
 
 class Watcher:
