@@ -134,9 +134,13 @@ FINISHED = {BuildState.PUBLISHED, BuildState.PARTIALLY_PUBLISHED, BuildState.FAI
 
 def cli(driver: Driver, *args: str) -> Any:
     """The CLI on the stack's simulated time, against the same ledger, its JSON output parsed."""
-    env = {**os.environ, **driver.env}
+    return run_cli({**os.environ, **driver.env}, *args, module="rebuilder.devstack.simcli")
+
+
+def run_cli(env: dict[str, str], *args: str, module: str = "rebuilder") -> Any:
+    """`python -m MODULE ARGS` with `env` as the whole environment; exit 0 and JSON on stdout."""
     done = subprocess.run(
-        [sys.executable, "-m", "rebuilder.devstack.simcli", *args],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

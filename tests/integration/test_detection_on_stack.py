@@ -6,8 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ from rebuilder.devstack.azurite import Azurite
 from rebuilder.domain.builds import BuildState
 from rebuilder.domain.model import TemplateId
 from tests.conftest import local_env
+from tests.integration.orchestration import run_cli
 from tests.unit.test_function_app import registered
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,17 +82,8 @@ def template_id(name: str) -> TemplateId:
 
 
 def cli_plan(env: dict[str, str]) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "rebuilder", "plan", "--output", "json"],
-        cwd=ROOT,
-        env={**env, "PATH": os.environ["PATH"]},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    plan: dict[str, Any] = run_cli({**env, "PATH": os.environ["PATH"]}, "plan", "--output", "json")
+    return plan
 
 
 def test_the_cli_plan_after_a_new_marketplace_version(stack: dict[str, str], sim: SimControl) -> None:
