@@ -359,6 +359,8 @@ def template_to_entity(s: TemplateState) -> Entity:
             "Regions": json.dumps(regions, separators=(",", ":")),
             "KnownRunStartedAt": _aware(s.known_run_started_at, "known_run_started_at"),
             "DistributesTo": json.dumps(list(s.distributes_to)),
+            "FollowAfter": _aware(s.follow_after, "follow_after"),
+            "FollowErrors": s.follow_errors,
             "UpdatedAt": s.updated_at,
         }
     )
@@ -395,6 +397,8 @@ def template_from_entity(e: Mapping[str, Any]) -> TemplateState:
         regions=regions,
         known_run_started_at=_utc(e.get("KnownRunStartedAt")),
         distributes_to=tuple(json.loads(e.get("DistributesTo", "[]"))),
+        follow_after=_utc(e.get("FollowAfter")),
+        follow_errors=int(e.get("FollowErrors", 0)),
     )
 
 

@@ -48,6 +48,8 @@ class TemplateState:
     regions: tuple[RegionStanding, ...] = ()
     known_run_started_at: datetime | None = None  # newest AIB run the ledger accounts for (else: external)
     distributes_to: tuple[str, ...] = ()  # gallery images (lower-cased ids) it publishes to: its children's
+    follow_after: datetime | None = None  # Azure answered with a temporary error: look again from then
+    follow_errors: int = 0  # temporary errors in a row while following its builds (the backoff grows)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "disabled_reason", bounded(self.disabled_reason, 2_000))

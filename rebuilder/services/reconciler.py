@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -119,6 +119,12 @@ class Reconciler:
         for state in busy:
             if only is not None and state.template_id.lower() not in only:
                 continue
+            if state.follow_after is not None and state.follow_after > self.now:
+                self.report.waiting.append(
+                    f"{state.name}: Azure answered with temporary errors; looking again at "
+                    f"{state.follow_after:%Y-%m-%d %H:%M:%S} UTC"
+                )
+                continue
             self.report.templates += 1
             self.report.builds += len(loaded[state.template_id])
             try:
@@ -126,9 +132,15 @@ class Reconciler:
             except StaleWrite as error:  # another pass moved first; the next pass looks again
                 log.info("%s: %s", state.template_id, error)
                 continue
+            except TemporaryError as error:
+                self._problem(state.template_id, error)
+                self._note(state, self._backed_off(state, error))
+                continue
             except RebuilderError as error:
                 self._problem(state.template_id, error)
                 continue
+            if state.follow_errors:
+                self._note(state, self._recovered)
             if startable is not None:
                 ready.append(startable)
         for build, template in sorted(ready, key=lambda r: r[0].record.created_at):
@@ -145,6 +157,26 @@ class Reconciler:
             except RebuilderError as error:
                 self._problem(build.record.template_id, error)
         return self.report
+
+    def _backed_off(
+        self, state: TemplateState, error: TemporaryError
+    ) -> Callable[[TemplateState], TemplateState]:
+        """Look at the template again only after the server's Retry-After, or the backoff from settings
+        (growing with each error in a row): a throttled API is not hammered by every pass."""
+        errors = state.follow_errors + 1
+        wait = max(self.policy.backoff(errors), timedelta(seconds=error.delay or 0))
+        return lambda s: dataclasses.replace(
+            s, follow_after=self.now + wait, follow_errors=errors, updated_at=self.now
+        )
+
+    def _recovered(self, state: TemplateState) -> TemplateState:
+        return dataclasses.replace(state, follow_after=None, follow_errors=0, updated_at=self.now)
+
+    def _note(self, state: TemplateState, change: Callable[[TemplateState], TemplateState]) -> None:
+        try:
+            update_state(self.ports.ledger, state.template_id, change)
+        except RebuilderError as error:  # the backoff is a courtesy: the next pass tries again
+            log.info("%s: recording the backoff failed: %s", state.template_id, error)
 
     def _problem(self, subject: str, error: Exception) -> None:
         self.report.problems.append(f"{subject}: {error}")

@@ -211,7 +211,16 @@ def test_template_state_is_created_once_then_updated_conditionally(ledger: Ledge
     standing = RegionStanding(
         Region("eastus"), build().id, "22.04.202501150", "/x/versions/1.0.1", "Completed", LATER
     )
-    newer = state.with_region(standing, at=LATER).with_open(build().id, at=LATER)
+    newer = dataclasses.replace(
+        state.with_region(standing, at=LATER).with_open(build().id, at=LATER),
+        known_run_started_at=T0,
+        distributes_to=(
+            "/subscriptions/s/resourcegroups/rg/providers/microsoft.compute/galleries/g/images/i",
+        ),
+        follow_after=LATER,
+        follow_errors=2,
+        consecutive_failures=1,
+    )
     second = ledger.save_template_state(newer, etag=version)
     with pytest.raises(StaleWrite):
         ledger.save_template_state(state, etag=version)

@@ -49,6 +49,15 @@ class ThrottledImageBuilder(InMemoryImageBuilder):
     """AIB answering 429 to the next `refusals` run requests."""
 
     refusals = 0
+    outages = 0  # the next template reads answer 503
+    reads = 0
+
+    def get_template(self, template_id: TemplateId) -> ImageTemplate:
+        self.reads += 1
+        if self.outages:
+            self.outages -= 1
+            raise TemporaryError("get image template: HTTP 503 ServiceUnavailable")
+        return super().get_template(template_id)
 
     def start_run(self, template_id: TemplateId) -> None:
         if self.refusals:
@@ -266,3 +275,22 @@ def test_a_template_that_fails_to_provision_fails_the_attempt(world: World) -> N
     assert (world.get(wanted).state, world.get(wanted).attempts) == (BuildState.FAILED, 2)
     assert "failed to provision" in world.get(wanted).message
     assert world.imagebuilder.runs_started == {}
+
+
+def test_temporary_errors_back_off_across_passes_then_clear(world: World) -> None:
+    wanted = world.request()
+    world.imagebuilder.outages = 2
+    first = world.reconcile()
+    assert "503" in first.problems[0] and world.state().follow_errors == 1
+    assert world.state().follow_after == world.clock.now() + POLICY.retry_backoff
+    reads = world.imagebuilder.reads
+    world.clock.advance(minutes=5)
+    assert world.reconcile().waiting and world.imagebuilder.reads == reads  # not asked again yet
+    world.clock.advance(minutes=6)
+    world.reconcile()  # the second outage: the wait doubles
+    assert world.state().follow_errors == 2
+    assert world.state().follow_after == world.clock.now() + 2 * POLICY.retry_backoff
+    world.clock.advance(minutes=21)
+    assert world.reconcile().started == [wanted.id]
+    state = world.state()
+    assert (state.follow_errors, state.follow_after) == (0, None)
