@@ -143,35 +143,21 @@ def _act_text(summary: dict[str, Any]) -> str:
 
 
 def _watch(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
-    from rebuilder.services.watch_and_act import watch_and_act
-
-    from .detection import act_summary, pass_summary, plan_rows
+    from .detection import plan_rows
     from .output import table
-    from .triggers import announce
+    from .triggers import watch_once
 
     _progress("watch pass: discover, watch sources, plan, start due builds …")
-    report, acted = watch_and_act(
-        services.detection(),
-        services.settings.scopes,
-        services.policy(),
-        now=services.clock.now(),
-        trigger="cli",
-        concurrency=services.settings.watch_concurrency,
-    )
-    summary = {**pass_summary(report), **act_summary(acted), **announce(services, acted.events)}
+    report, summary = watch_once(services, trigger="cli")
     headers = ["template", "location", "baseline", "candidate", "action", "reason"]
     return summary, table(headers, plan_rows(report)) + "\n\n" + _act_text(summary)
 
 
 def _reconcile(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
-    from rebuilder.services.reconciler import Reconciler
-
-    from .detection import act_summary
-    from .triggers import announce
+    from .triggers import reconcile_once
 
     _progress("reconcile pass: following every open build …")
-    acted = Reconciler(services.detection(), services.policy(), now=services.clock.now(), by="cli").run()
-    summary = {**act_summary(acted), **announce(services, acted.events)}
+    summary = reconcile_once(services, by="cli")
     return summary, _act_text(summary)
 
 
@@ -216,6 +202,7 @@ def _templates(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _builds(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
+    from rebuilder.domain.errors import PermanentError
     from rebuilder.services.history import where_we_stand
     from rebuilder.services.requests import find_state
 
@@ -223,7 +210,7 @@ def _builds(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
     from .views import BUILD_HEADERS, build_document, build_row
 
     if not 1 <= args.limit <= 1000:
-        raise_bad(f"--limit {args.limit} is not between 1 and 1000")
+        raise PermanentError(f"--limit {args.limit} is not between 1 and 1000")
     states = where_we_stand(services.ledger)
     if args.template:
         states = [find_state(states, args.template)]
@@ -270,9 +257,3 @@ def _enable(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
     state, was = enable(services.detection(), args.template, now=services.clock.now())
     text = f"{state.name} re-enabled" if was else f"{state.name} was not disabled"
     return {"template": template_document(state), "was_disabled": was}, text
-
-
-def raise_bad(message: str) -> None:
-    from rebuilder.domain.errors import PermanentError
-
-    raise PermanentError(message)

@@ -14,6 +14,7 @@ from typing import Any
 from rebuilder.bootstrap import Services
 from rebuilder.domain.errors import RebuilderError
 from rebuilder.domain.notices import Notice
+from rebuilder.services.detection import PassReport
 from rebuilder.services.events import ResourceEvent, on_resource_event
 from rebuilder.services.reconciler import Reconciler
 from rebuilder.services.watch_and_act import watch_and_act
@@ -24,34 +25,44 @@ log = logging.getLogger("rebuilder.triggers")
 
 
 def watch_sources(get_services: Callable[[], Services], *, correlation_id: str = "") -> dict[str, Any]:
-    services = get_services()
-    report, acted = watch_and_act(
-        services.detection(),
-        services.settings.scopes,
-        services.policy(),
-        now=services.clock.now(),
-        trigger="timer",
-        correlation_id=correlation_id,
-        concurrency=services.settings.watch_concurrency,
-    )
-    summary = {**pass_summary(report), **act_summary(acted), **announce(services, acted.events)}
+    _, summary = watch_once(get_services(), trigger="timer", correlation_id=correlation_id)
     log.info("watch_sources: %s", summary)
     return summary
 
 
 def reconcile_builds(get_services: Callable[[], Services], *, correlation_id: str = "") -> dict[str, Any]:
     """Advance every open build from what Azure reports; start queued builds as slots free up."""
-    services = get_services()
+    summary = reconcile_once(get_services(), by="reconciler", correlation_id=correlation_id)
+    log.info("reconcile_builds: %s", summary)
+    return summary
+
+
+def watch_once(
+    services: Services, *, trigger: str, correlation_id: str = ""
+) -> tuple[PassReport, dict[str, Any]]:
+    """One watch pass (the timer's, or the CLI's): detect, claim, start; its notices announced."""
+    report, acted = watch_and_act(
+        services.detection(),
+        services.settings.scopes,
+        services.policy(),
+        now=services.clock.now(),
+        trigger=trigger,
+        correlation_id=correlation_id,
+        concurrency=services.settings.watch_concurrency,
+    )
+    return report, {**pass_summary(report), **act_summary(acted), **announce(services, acted.events)}
+
+
+def reconcile_once(services: Services, *, by: str, correlation_id: str = "") -> dict[str, Any]:
+    """One reconcile pass (the timer's, or the CLI's); its notices announced."""
     acted = Reconciler(
         services.detection(),
         services.policy(),
         now=services.clock.now(),
-        by="reconciler",
+        by=by,
         correlation_id=correlation_id,
     ).run()
-    summary = {**act_summary(acted), **announce(services, acted.events)}
-    log.info("reconcile_builds: %s", summary)
-    return summary
+    return {**act_summary(acted), **announce(services, acted.events)}
 
 
 def announce(services: Services, notices: Sequence[Notice]) -> dict[str, Any]:

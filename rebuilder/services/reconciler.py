@@ -211,12 +211,14 @@ class Reconciler:
             and unaccounted(run, state)
         ):
             live.append(self._adopt(template, run))
-        live = [b for b in (self._advance(b, template) for b in live) if not b.record.state.finished]
+        live = [b for b in (self._advance(b, template, state) for b in live) if not b.record.state.finished]
         return self._startable(template, live)
 
-    def _advance(self, build: Versioned[Build], template: ImageTemplate) -> Versioned[Build]:
+    def _advance(
+        self, build: Versioned[Build], template: ImageTemplate, state: TemplateState
+    ) -> Versioned[Build]:
         if build.record.state is BuildState.RUNNING:
-            return self._follow_run(build, template)
+            return self._follow_run(build, template, state)
         if build.record.state is BuildState.REPLICATING:
             return self._follow_replication(build, template, None)
         return build
@@ -282,11 +284,13 @@ class Reconciler:
         self.report.external.append(build.record.id)
         return build
 
-    def _follow_run(self, build: Versioned[Build], template: ImageTemplate) -> Versioned[Build]:
+    def _follow_run(
+        self, build: Versioned[Build], template: ImageTemplate, state: TemplateState
+    ) -> Versioned[Build]:
         b = build.record
         seen = observe(template.last_run, requested_at=b.run_started_at)
         if seen.seen is not Seen.NOT_VISIBLE and seen.started_at is not None:
-            build = self._matched(build, template, seen.started_at)
+            build = self._matched(build, template, state, seen.started_at)
             b = build.record
         step = decide(b, seen, now=self.now, policy=self.policy)
         if step.cancel:
@@ -300,20 +304,21 @@ class Reconciler:
         return self._apply(build, step.to, step.why, dict(step.changes))
 
     def _matched(
-        self, build: Versioned[Build], template: ImageTemplate, started: datetime
+        self, build: Versioned[Build], template: ImageTemplate, state: TemplateState, started: datetime
     ) -> Versioned[Build]:
         """First sight of the build's run in AIB: record its real start and resolved source version,
         and account for the run on the template's row (so it is never taken for somebody else's)."""
         b = build.record
-        update_state(
-            self.ports.ledger,
-            b.template_id,
-            lambda s: (
-                s
-                if s.known_run_started_at is not None and s.known_run_started_at >= started
-                else dataclasses.replace(s, known_run_started_at=started, updated_at=self.now)
-            ),
-        )
+        if state.known_run_started_at is None or state.known_run_started_at < started:
+            update_state(
+                self.ports.ledger,
+                b.template_id,
+                lambda s: (
+                    s
+                    if s.known_run_started_at is not None and s.known_run_started_at >= started
+                    else dataclasses.replace(s, known_run_started_at=started, updated_at=self.now)
+                ),
+            )
         exact = version_name(template.source.exact_version)
         if b.run_started_at == started and (not exact or exact == b.source.resolved_version):
             return build
