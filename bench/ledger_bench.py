@@ -41,9 +41,9 @@ from rebuilder.domain.builds import (
     first_transition,
     new_build_id,
 )
-from rebuilder.domain.model import RunSubState, SourceKind, TemplateId
+from rebuilder.domain.model import RunSubState, SourceKind, SourceRef, TemplateId
 from rebuilder.domain.regions import Region
-from rebuilder.domain.standing import RegionStanding, SeenVersion, SourceRef, TemplateState
+from rebuilder.domain.standing import RegionStanding, SeenVersion, TemplateState
 from rebuilder.services.history import template_history, where_we_stand
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)

@@ -25,6 +25,8 @@ _TABLE_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,39}$")
 # NCRONTAB as the Functions timer trigger reads it: six fields, seconds first.
 _NCRONTAB_FIELD = re.compile(r"^[0-9A-Za-z*/,\-]+$")
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# App role values as Microsoft Entra ID allows them: no spaces; letters, digits and . _ -
+_ROLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
 
 
 class Cloud(StrEnum):
@@ -84,6 +86,9 @@ class Settings:
     repair_limit: int = 2
     disable_after_failures: int = 3
     events_topic: str | None = None  # an Event Grid topic endpoint (…/api/events) for CloudEvents out
+    read_role: str = "Ledger.Read"  # app roles the HTTP API asks of the App Service principal
+    request_role: str = "Rebuild.Request"
+    admin_role: str = "Rebuild.Admin"
 
     @property
     def arm_credential_scope(self) -> str:
@@ -143,6 +148,9 @@ class Settings:
                 "REBUILDER_DISABLE_AFTER_FAILURES", _int_between(1, 100), 3
             ),
             events_topic=reader.optional("REBUILDER_EVENTS_TOPIC", _parse_https_url, None),
+            read_role=reader.optional("REBUILDER_READ_ROLE", _parse_role, cls.read_role),
+            request_role=reader.optional("REBUILDER_REQUEST_ROLE", _parse_role, cls.request_role),
+            admin_role=reader.optional("REBUILDER_ADMIN_ROLE", _parse_role, cls.admin_role),
         )
         if reader.problems:
             raise SettingsError(reader.problems)
@@ -236,6 +244,12 @@ def _parse_https_url(raw: str) -> str:
 def _parse_table_prefix(raw: str) -> str:
     if not _TABLE_PREFIX.match(raw):
         raise ValueError(f"{raw!r} must be 1-40 letters or digits, starting with a letter")
+    return raw
+
+
+def _parse_role(raw: str) -> str:
+    if not _ROLE.match(raw):
+        raise ValueError(f"{raw!r} is not an app role value (1-120 letters, digits, '.', '_' or '-')")
     return raw
 
 

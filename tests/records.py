@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rebuilder.domain.builds import Build, BuildReason, BuildSource, Provenance, new_build_id
-from rebuilder.domain.model import SourceKind, TemplateId
+from rebuilder.domain.model import SourceKind, SourceRef, TemplateId
 from rebuilder.domain.regions import Region
-from rebuilder.domain.standing import SourceRef
 
 T0 = datetime(2026, 11, 10, 6, 0, tzinfo=UTC)
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"

@@ -16,6 +16,8 @@ Key layout (why: each question the service and security teams ask is one partiti
                                                a point read and one range read)
                      t-{inv}-{nonce}-{seq}     that build's transitions, append-only, seq from 000001
                      c-{sha256 of the key}     a claim: insert-only, maps an idempotency key to a build
+                     a-{inv}-{digest}          the template's own audit trail (re-enabled, by whom, why),
+                                               insert-only, newest first
                      Claim, build and first transition share a partition, so they are written in one
                      entity-group transaction: a key is either claimed with its build, or not at all.
                      Every later write of a build carries its ETag and its new transition and region
@@ -41,6 +43,7 @@ from rebuilder.domain.builds import (
     BuildReason,
     BuildSource,
     BuildState,
+    Lineage,
     Provenance,
     RegionStatus,
     Transition,
@@ -48,9 +51,9 @@ from rebuilder.domain.builds import (
     template_key,
 )
 from rebuilder.domain.errors import InvalidRecord
-from rebuilder.domain.model import ImageState, RunSubState, SourceKind, TemplateId
+from rebuilder.domain.model import ImageState, RunSubState, SourceKind, SourceRef, TemplateId
 from rebuilder.domain.regions import Region
-from rebuilder.domain.standing import RegionStanding, SeenVersion, SourceRef, TemplateState
+from rebuilder.domain.standing import RegionStanding, SeenVersion, TemplateAction, TemplateState
 
 Entity = dict[str, Any]
 TEMPLATES_PARTITION = "template"
@@ -75,8 +78,7 @@ def builds_table(prefix: str, partition: str) -> str:
 def build_stem(build_id: str) -> tuple[str, str]:
     """(partition, '{inv}-{nonce}') of a build: derived from its id, so a lookup is a point read."""
     parsed = parse_build_id(build_id)
-    inverted = _INVERT_FROM - int(parsed.at.timestamp())
-    return parsed.template_key, f"{inverted:011d}-{parsed.nonce}"
+    return parsed.template_key, f"{inverted(parsed.at)}-{parsed.nonce}"
 
 
 def build_row(stem: str) -> str:
@@ -98,6 +100,16 @@ def transition_row(stem: str, seq: int) -> str:
 
 def claim_row(idempotency_key: str) -> str:
     return "c-" + hashlib.sha256(idempotency_key.encode()).hexdigest()
+
+
+def inverted(at: datetime) -> str:
+    """Epoch seconds inverted, so a range read returns newest first."""
+    return f"{_INVERT_FROM - int(at.timestamp()):011d}"
+
+
+def action_row(action: TemplateAction) -> str:
+    fact = f"{action.action}\n{action.by}\n{action.correlation_id}\n{action.at.isoformat()}"
+    return f"a-{inverted(action.at)}-{hashlib.sha256(fact.encode()).hexdigest()[:16]}"
 
 
 def prefix_range(prefix: str) -> tuple[str, str]:
@@ -179,6 +191,8 @@ def build_to_entity(build: Build, *, transitions: int) -> Entity:
             "Reason": build.reason.value,
             "Trigger": prov.trigger,
             "Caller": prov.caller,
+            "CallerId": prov.caller_id,
+            "Note": prov.note,
             "CorrelationId": prov.correlation_id,
             "IdempotencyKey": prov.idempotency_key,
             "SourceType": src.kind.value,
@@ -201,6 +215,8 @@ def build_to_entity(build: Build, *, transitions: int) -> Entity:
             "DefinitionHashAfter": build.definition_hash_after,
             "DefinitionAfter": build.definition_after,
             "CancelRequestedAt": build.cancel_requested_at,
+            "Lineage": _lineage_json(build.lineage),
+            "SupersededBy": build.superseded_by,
             "CreatedAt": build.created_at,
             "UpdatedAt": build.updated_at,
             "Transitions": transitions,
@@ -216,7 +232,12 @@ def build_from_entity(e: Mapping[str, Any]) -> Build:
         location=Region(e["Location"]),
         reason=BuildReason(e["Reason"]),
         provenance=Provenance(
-            e["Trigger"], e.get("Caller", ""), e.get("CorrelationId", ""), e.get("IdempotencyKey", "")
+            e["Trigger"],
+            e.get("Caller", ""),
+            e.get("CorrelationId", ""),
+            e.get("IdempotencyKey", ""),
+            e.get("CallerId", ""),
+            e.get("Note", ""),
         ),
         source=BuildSource(
             SourceKind(e["SourceType"]),
@@ -242,6 +263,58 @@ def build_from_entity(e: Mapping[str, Any]) -> Build:
         definition_hash_after=e.get("DefinitionHashAfter", ""),
         definition_after=e.get("DefinitionAfter", ""),
         cancel_requested_at=_utc(e.get("CancelRequestedAt")),
+        lineage=_lineage_from(e.get("Lineage")),
+        superseded_by=e.get("SupersededBy", ""),
+    )
+
+
+def _source_dict(source: SourceRef) -> dict[str, str]:
+    return {
+        "type": source.kind.value,
+        "location": source.location,
+        "publisher": source.publisher,
+        "offer": source.offer,
+        "sku": source.sku,
+        "gallery_image": source.gallery_image_id,
+    }
+
+
+def _source_from(d: Mapping[str, Any]) -> SourceRef:
+    return SourceRef(
+        SourceKind(d["type"]),
+        d.get("location", ""),
+        d.get("publisher", ""),
+        d.get("offer", ""),
+        d.get("sku", ""),
+        d.get("gallery_image", ""),
+    )
+
+
+def _lineage_json(lineage: Lineage | None) -> str | None:
+    if lineage is None:
+        return None
+    return json.dumps(
+        {
+            "parent_build": lineage.parent_build_id,
+            "parent_template": lineage.parent_template,
+            "root_version": lineage.root_version,
+            "root_source": _source_dict(lineage.root_source),
+            "previous_root_version": lineage.previous_root_version,
+        },
+        separators=(",", ":"),
+    )
+
+
+def _lineage_from(text: Any) -> Lineage | None:
+    if not text:
+        return None
+    d = json.loads(text)
+    return Lineage(
+        d["parent_build"],
+        d.get("parent_template", ""),
+        d["root_version"],
+        _source_from(d["root_source"]),
+        d.get("previous_root_version", ""),
     )
 
 
@@ -361,6 +434,7 @@ def template_to_entity(s: TemplateState) -> Entity:
             "DistributesTo": json.dumps(list(s.distributes_to)),
             "FollowAfter": _aware(s.follow_after, "follow_after"),
             "FollowErrors": s.follow_errors,
+            "Source": json.dumps(_source_dict(s.source), separators=(",", ":")) if s.source else None,
             "UpdatedAt": s.updated_at,
         }
     )
@@ -399,6 +473,36 @@ def template_from_entity(e: Mapping[str, Any]) -> TemplateState:
         distributes_to=tuple(json.loads(e.get("DistributesTo", "[]"))),
         follow_after=_utc(e.get("FollowAfter")),
         follow_errors=int(e.get("FollowErrors", 0)),
+        source=_source_from(json.loads(e["Source"])) if e.get("Source") else None,
+    )
+
+
+# -- the template's audit trail ------------------------------------------------------------------------
+def action_to_entity(a: TemplateAction) -> Entity:
+    partition = template_key(a.template_id)
+    return {
+        "PartitionKey": partition,
+        "RowKey": action_row(a),
+        "Kind": "action",
+        "TemplateId": a.template_id,
+        "At": _aware(a.at, "at"),
+        "Action": a.action,
+        "By": a.by,
+        "ById": a.by_id,
+        "Why": a.why,
+        "CorrelationId": a.correlation_id,
+    }
+
+
+def action_from_entity(e: Mapping[str, Any]) -> TemplateAction:
+    return TemplateAction(
+        template_id=TemplateId(e["TemplateId"]),
+        at=_required_utc(e["At"]),
+        action=e["Action"],
+        by=e.get("By", ""),
+        by_id=e.get("ById", ""),
+        why=e.get("Why", ""),
+        correlation_id=e.get("CorrelationId", ""),
     )
 
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rebuilder.domain.builds import (
@@ -25,9 +26,9 @@ from rebuilder.domain.builds import (
 )
 from rebuilder.domain.errors import InvalidContinuation, InvalidRecord, NotFound, PermanentError, StaleWrite
 from rebuilder.domain.limits import check_idempotency_key, check_storable, check_version
-from rebuilder.domain.model import TemplateId
+from rebuilder.domain.model import SourceRef, TemplateId
 from rebuilder.domain.ports import Claim, Page, Versioned
-from rebuilder.domain.standing import SeenVersion, SourceRef, TemplateState
+from rebuilder.domain.standing import SeenVersion, TemplateAction, TemplateState
 
 from . import ledger_entities as entities
 from .errors import translated
@@ -106,6 +107,20 @@ class TableLedger:
             claim = self._table(self._builds(partition)).get_entity(partition, row)
         return self.get_build(claim["BuildId"])
 
+    def find_claim(self, template_id: TemplateId, idempotency_key: str) -> Versioned[Build] | None:
+        check_idempotency_key(idempotency_key)
+        partition = template_key(template_id)
+        try:
+            claim = self._get(
+                self._builds(partition),
+                partition,
+                entities.claim_row(idempotency_key),
+                what=f"the claim of {idempotency_key[:100]!r}",
+            )
+        except NotFound:
+            return None
+        return self.get_build(claim["BuildId"])
+
     def get_build(self, build_id: str) -> Versioned[Build]:
         partition, stem = entities.build_stem(build_id)
         entity = self._get(
@@ -154,9 +169,16 @@ class TableLedger:
         return _version(count, build.state, results[0]["etag"])
 
     def list_builds(
-        self, template_id: TemplateId, *, limit: int = 50, continuation: str | None = None
+        self,
+        template_id: TemplateId,
+        *,
+        limit: int = 50,
+        continuation: str | None = None,
+        until: datetime | None = None,
     ) -> Page[Build]:
         low, high = entities.prefix_range("b-")
+        if until is not None:
+            low = f"b-{entities.inverted(until)}"  # newest first: later rows were created earlier
         partition = template_key(template_id)
         entities_, token = self._range_page(
             self._builds(partition), partition, low, high, limit=limit, continuation=continuation
@@ -229,6 +251,30 @@ class TableLedger:
             continuation=continuation,
         )
         return Page([entities.template_from_entity(e) for e in found], token)
+
+    # -- the template's audit trail --------------------------------------------------------------------
+    def record_action(self, action: TemplateAction) -> TemplateAction:
+        from azure.core.exceptions import ResourceExistsError
+
+        check_storable(action)
+        entity = _checked(entities.action_to_entity(action))
+        table = self._table(self._builds(entity["PartitionKey"]))
+        with translated(f"record {action.action} of {action.template_id}"):
+            try:
+                table.create_entity(entity)
+            except ResourceExistsError:  # the same action recorded again: the first row stands
+                return entities.action_from_entity(table.get_entity(entity["PartitionKey"], entity["RowKey"]))
+        return action
+
+    def list_actions(
+        self, template_id: TemplateId, *, limit: int = 50, continuation: str | None = None
+    ) -> Page[TemplateAction]:
+        low, high = entities.prefix_range("a-")
+        partition = template_key(template_id)
+        found, token = self._range_page(
+            self._builds(partition), partition, low, high, limit=limit, continuation=continuation
+        )
+        return Page([entities.action_from_entity(e) for e in found], token)
 
     # -- source versions -------------------------------------------------------------------------------
     def record_version(self, seen: SeenVersion) -> SeenVersion:

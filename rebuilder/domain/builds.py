@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import NewType
 
 from .errors import PermanentError
-from .model import ImageTemplate, RunSubState, SourceKind, TemplateId
+from .model import ImageTemplate, RunSubState, SourceKind, SourceRef, TemplateId
 from .regions import Region, region
 
 BuildId = NewType("BuildId", str)
@@ -97,12 +97,33 @@ class IllegalTransition(PermanentError):
         self.requested = requested
 
 
+NOTE_LIMIT = 500  # characters of a caller's free-text reason
+
+
 @dataclass(frozen=True)
 class Provenance:
     trigger: str  # timer | eventgrid | http | cli | reconciler
-    caller: str = ""  # identity that asked (principal name or object id), empty for timers
+    caller: str = ""  # identity that asked (principal name, else its object id), empty for timers
     correlation_id: str = ""
     idempotency_key: str = ""
+    caller_id: str = ""  # the caller's object id (Microsoft Entra ID), when the request carried one
+    note: str = ""  # the caller's own words: why they asked
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "note", bounded(self.note, NOTE_LIMIT))
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a child's image came from: the parent build that published the gallery version it builds
+    on, and the root Marketplace version that flowed into it through its parents. The exposure that
+    matters to security starts at the root version's first sighting."""
+
+    parent_build_id: str
+    parent_template: str  # the parent template's name, for people
+    root_version: str  # the Marketplace version at the root of the chain
+    root_source: SourceRef  # where the ledger keeps the root's sightings
+    previous_root_version: str = ""  # the root version of the image this build replaces, if known
 
 
 @dataclass(frozen=True)
@@ -140,6 +161,13 @@ class Build:
     definition_hash_after: str = ""
     definition_after: str = ""  # the recreated definition, written before the old template is deleted
     cancel_requested_at: datetime | None = None  # the service canceled the run (timeout): a failed attempt
+    lineage: Lineage | None = None  # a child's parent build and root source version (None: a baseline)
+    superseded_by: str = ""  # the open build this one joined (Superseded): what a replay answers with
+
+    @property
+    def root_version(self) -> str:
+        """The Marketplace version at the root of this build's image: its own source for a baseline."""
+        return self.lineage.root_version if self.lineage else self.source.resolved_version
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "message", bounded(self.message))

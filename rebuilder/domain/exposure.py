@@ -2,6 +2,10 @@
 version, from the moment the service first saw the version to the moment a build from that version
 (or a newer one) was replicated in that region. Pure; `now` is passed in.
 
+Two bases (labelled on each window): `direct` windows are opened by the versions of the template's own
+source; `root` windows by the root Marketplace versions that flowed into it through its parents (the
+lineage) — for a child, the exposure that matters to security. For a baseline the two are the same.
+
 Versions at or below the oldest baseline the ledger knows are history from before the service
 managed the template, and open no window. Several versions built as one (coalesced) each keep their
 own window: the exposure to the first one began when it was first seen, not when the newest was.
@@ -9,16 +13,22 @@ own window: the exposure to the first one began when it was first seen, not when
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
-from . import resource_ids
 from .builds import Build, BuildId, RegionStatus
-from .model import ReplicationState, SourceKind
+from .model import ReplicationState
 from .regions import Region
-from .standing import SeenVersion, SourceRef
+from .standing import SeenVersion
 from .versions import version_key
+
+
+class Basis(StrEnum):
+    DIRECT = "direct"  # from the first sighting of a version of the template's own source
+    ROOT = "root"  # from the first sighting of the root Marketplace version (through the parents)
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,7 @@ class ExposureWindow:
     replicated_at: datetime | None  # None: still exposed
     closed_by: BuildId | None = None
     closed_by_version: str = ""
+    basis: Basis = Basis.DIRECT
 
     def duration(self, now: datetime) -> timedelta:
         end = self.replicated_at or now
@@ -39,44 +50,61 @@ class ExposureWindow:
         return self.replicated_at is None
 
 
-def source_ref(build: Build) -> SourceRef:
-    """Where the ledger keeps the versions seen for this build's source (a gallery source is keyed by
-    its image definition, whatever version the template names)."""
-    src = build.source
-    if src.kind is SourceKind.PLATFORM_IMAGE:
-        return SourceRef(src.kind, build.location, src.publisher, src.offer, src.sku)
-    try:
-        image = resource_ids.gallery_image_id(src.gallery_image_id).lower()
-    except ValueError:
-        image = src.gallery_image_id
-    return SourceRef(src.kind, gallery_image_id=image)
-
-
 def exposure_windows(
+    builds: Sequence[tuple[Build, Sequence[RegionStatus]]], seen: Iterable[SeenVersion]
+) -> list[ExposureWindow]:
+    """Every direct window of one template, by region then version. When no build says what the
+    template was built from before (its first build), every version seen counts: there was no image."""
+    floor = _oldest(b.previous_baseline for b, _ in builds)
+    return _windows(builds, seen, floor, lambda b: b.source.resolved_version, Basis.DIRECT)
+
+
+def root_windows(
+    builds: Sequence[tuple[Build, Sequence[RegionStatus]]], seen: Iterable[SeenVersion]
+) -> list[ExposureWindow]:
+    """Every root window of one template: `seen` are the sightings of its root source (a baseline's
+    own source; for a child, the Marketplace image at the top of its parents). A build closes a root
+    window once its image, built from that root version or a newer one, is replicated in the region."""
+    if not any(b.lineage for b, _ in builds):  # a baseline: its own source is its root
+        return [dataclasses.replace(w, basis=Basis.ROOT) for w in exposure_windows(builds, seen)]
+    floor = _oldest(b.lineage.previous_root_version for b, _ in builds if b.lineage)
+    if floor:
+        return _windows(builds, seen, floor, lambda b: b.root_version, Basis.ROOT)
+    # What the child was built from before is unknown: versions older than the oldest root it was
+    # built from are history, not exposure.
+    oldest = _oldest(b.root_version for b, _ in builds if b.lineage)
+    return _windows(builds, seen, "", lambda b: b.root_version, Basis.ROOT, since=oldest)
+
+
+def _windows(
     builds: Sequence[tuple[Build, Sequence[RegionStatus]]],
     seen: Iterable[SeenVersion],
+    floor: str,
+    built_from: Callable[[Build], str],
+    basis: Basis,
     *,
-    baseline: str = "",
+    since: str = "",
 ) -> list[ExposureWindow]:
-    """Every window of one template, by region then version. `baseline` is used when no build says
-    what the template was built from before the service managed it."""
-    floor = _oldest_baseline(builds) or baseline
     regions = sorted({r.region for _, rows in builds for r in rows if r.target})
     completions = [
         (row.region, row.completed_at, build)
         for build, rows in builds
         for row in rows
-        if row.state == ReplicationState.COMPLETED and row.completed_at is not None
+        if row.state == ReplicationState.COMPLETED and row.completed_at is not None and built_from(build)
     ]
-    exposing = [s for s in seen if not floor or version_key(s.version) > version_key(floor)]
+    exposing = [
+        s
+        for s in seen
+        if (not floor or version_key(s.version) > version_key(floor))
+        and (not since or version_key(s.version) >= version_key(since))
+    ]
     windows = []
     for region in regions:
         for version in sorted(exposing, key=lambda s: version_key(s.version)):
             closing = [
                 (at, build)
                 for where, at, build in completions
-                if where == region
-                and version_key(build.source.resolved_version) >= version_key(version.version)
+                if where == region and version_key(built_from(build)) >= version_key(version.version)
             ]
             at, closer = min(closing, key=lambda c: c[0]) if closing else (None, None)
             windows.append(
@@ -86,12 +114,12 @@ def exposure_windows(
                     version.first_seen_at,
                     at,
                     closer.id if closer else None,
-                    closer.source.resolved_version if closer else "",
+                    built_from(closer) if closer else "",
+                    basis,
                 )
             )
     return windows
 
 
-def _oldest_baseline(builds: Sequence[tuple[Build, Sequence[RegionStatus]]]) -> str:
-    baselines = [b.previous_baseline for b, _ in builds if b.previous_baseline]
-    return min(baselines, key=version_key, default="")
+def _oldest(versions: Iterable[str]) -> str:
+    return min((v for v in versions if v), key=version_key, default="")

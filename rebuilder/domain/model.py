@@ -168,3 +168,36 @@ class GalleryImageVersion:
     excluded_from_latest: bool = False
     published_at: datetime | None = None
     replication: tuple[RegionReplication, ...] = ()  # empty unless asked for
+
+
+# -- what the ledger keys sources by ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class SourceRef:
+    """What a template builds from, as the ledger keys it: Marketplace images per location (a version
+    becomes available region by region), gallery images globally (replication is checked per build)."""
+
+    kind: SourceKind
+    location: str = ""
+    publisher: str = ""
+    offer: str = ""
+    sku: str = ""
+    gallery_image_id: str = ""
+
+    @property
+    def key(self) -> str:
+        parts: tuple[str, ...] = (self.kind, self.gallery_image_id)
+        if self.kind is SourceKind.PLATFORM_IMAGE:
+            parts = (self.kind, self.location, self.publisher, self.offer, self.sku)
+        return "\n".join(p.strip().lower() for p in parts)
+
+    @property
+    def image(self) -> str:
+        """The image, wherever it is listed: publisher:offer:sku, or the gallery image's path."""
+        if self.kind is SourceKind.PLATFORM_IMAGE:
+            return f"{self.publisher}:{self.offer}:{self.sku}"
+        return "/".join(self.gallery_image_id.split("/")[-3::2]) or self.gallery_image_id
+
+    def __str__(self) -> str:
+        if self.kind is SourceKind.PLATFORM_IMAGE:
+            return f"{self.publisher}:{self.offer}:{self.sku} in {self.location}"
+        return self.gallery_image_id

@@ -23,11 +23,12 @@ from .model import (
     PlatformImage,
     RunOutput,
     Scope,
+    SourceRef,
     TemplateId,
 )
 from .notices import Notice
 from .regions import Region
-from .standing import SeenVersion, SourceRef, TemplateState
+from .standing import SeenVersion, TemplateAction, TemplateState
 
 
 class Clock(Protocol):
@@ -132,6 +133,10 @@ class Ledger(Protocol):
         """Raises NotFound, or InvalidBuildId for a string that cannot be a build id."""
         ...
 
+    def find_claim(self, template_id: TemplateId, idempotency_key: str) -> Versioned[Build] | None:
+        """The build that claimed `idempotency_key` for the template, if any (a read; claims nothing)."""
+        ...
+
     def save_build(
         self,
         build: Build,
@@ -145,9 +150,15 @@ class Ledger(Protocol):
         ...
 
     def list_builds(
-        self, template_id: TemplateId, *, limit: int = 50, continuation: str | None = None
+        self,
+        template_id: TemplateId,
+        *,
+        limit: int = 50,
+        continuation: str | None = None,
+        until: datetime | None = None,
     ) -> Page[Build]:
-        """One template's builds, newest first."""
+        """One template's builds, newest first; with `until`, only those created at or before it (to
+        the second: build ids carry seconds), read from there on rather than from the newest."""
         ...
 
     def list_transitions(self, build_id: str) -> list[Transition]:
@@ -173,6 +184,17 @@ class Ledger(Protocol):
     def list_template_states(
         self, *, limit: int = 1000, continuation: str | None = None
     ) -> Page[TemplateState]: ...
+
+    def record_action(self, action: TemplateAction) -> TemplateAction:
+        """Append a row to the template's audit trail (insert-only; the same action recorded twice,
+        same time and correlation id, is one row). Returns the row as stored."""
+        ...
+
+    def list_actions(
+        self, template_id: TemplateId, *, limit: int = 50, continuation: str | None = None
+    ) -> Page[TemplateAction]:
+        """The template's audit trail, newest first."""
+        ...
 
     def record_version(self, seen: SeenVersion) -> SeenVersion:
         """Insert-only on the first sighting; later sightings keep the first-seen time and only record

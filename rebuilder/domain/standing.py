@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .builds import BuildId, BuildState, bounded
-from .model import ImageState, SourceKind, TemplateId
+from .model import ImageState, SourceRef, TemplateId
 from .regions import Region
 
 
@@ -50,6 +50,7 @@ class TemplateState:
     distributes_to: tuple[str, ...] = ()  # gallery images (lower-cased ids) it publishes to: its children's
     follow_after: datetime | None = None  # Azure answered with a temporary error: look again from then
     follow_errors: int = 0  # temporary errors in a row while following its builds (the backoff grows)
+    source: SourceRef | None = None  # where the ledger keeps its source's sightings (its candidates)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "disabled_reason", bounded(self.disabled_reason, 2_000))
@@ -70,28 +71,20 @@ class TemplateState:
 
 
 @dataclass(frozen=True)
-class SourceRef:
-    """What a template builds from, as the ledger keys it: Marketplace images per location (a version
-    becomes available region by region), gallery images globally (replication is checked per build)."""
+class TemplateAction:
+    """One append-only row of a template's own audit trail: what a person did to it and why (e.g.
+    re-enabled it after it was disabled). Never updated, never deleted."""
 
-    kind: SourceKind
-    location: str = ""
-    publisher: str = ""
-    offer: str = ""
-    sku: str = ""
-    gallery_image_id: str = ""
+    template_id: TemplateId
+    at: datetime
+    action: str  # enabled
+    by: str  # the person (principal name, else object id) or the CLI user
+    by_id: str = ""  # their object id, when known
+    why: str = ""
+    correlation_id: str = ""
 
-    @property
-    def key(self) -> str:
-        parts: tuple[str, ...] = (self.kind, self.gallery_image_id)
-        if self.kind is SourceKind.PLATFORM_IMAGE:
-            parts = (self.kind, self.location, self.publisher, self.offer, self.sku)
-        return "\n".join(p.strip().lower() for p in parts)
-
-    def __str__(self) -> str:
-        if self.kind is SourceKind.PLATFORM_IMAGE:
-            return f"{self.publisher}:{self.offer}:{self.sku} in {self.location}"
-        return self.gallery_image_id
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "why", bounded(self.why, 2_000))
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rebuilder.settings import SettingsError
 
 if TYPE_CHECKING:
     from rebuilder.bootstrap import Services
     from rebuilder.domain.ports import Clock
+    from rebuilder.services.build_history import HistoryQuery
+
+_T = TypeVar("_T")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,14 +41,32 @@ def parser() -> argparse.ArgumentParser:
     )
     rebuild.add_argument("template", help="template name (in the configured scopes) or resource id")
     rebuild.add_argument("--key", default="", help="idempotency key: the same key gives the same build")
+    rebuild.add_argument("--reason", default="", help="why you ask (recorded with the build)")
     commands.add_parser("templates", parents=[output], help="where every template stands")
-    builds = commands.add_parser("builds", parents=[output], help="history of builds, newest first")
-    builds.add_argument("--template", default="", help="one template (name or id); default: every template")
-    builds.add_argument("--limit", type=int, default=20, help="builds per template (default 20)")
+    ranged = argparse.ArgumentParser(add_help=False)
+    ranged.add_argument("--template", default="", help="one template (name or id); default: every template")
+    ranged.add_argument(
+        "--since", default=None, help="created at or after (ISO-8601, e.g. 2026-12-01T00:00Z)"
+    )
+    ranged.add_argument("--until", default=None, help="created before (ISO-8601)")
+    ranged.add_argument("--state", default=None, help="comma-separated build states")
+    ranged.add_argument("--reason", default=None, help="comma-separated build reasons")
+    builds = commands.add_parser(
+        "builds", parents=[output, ranged], help="history of builds, newest first (GET /api/builds)"
+    )
+    builds.add_argument("--limit", type=int, default=50, help="builds to show (1-200, default 50)")
     show = commands.add_parser("show", parents=[output], help="one build with its regions and transitions")
     show.add_argument("build", help="build id")
     enable = commands.add_parser("enable", parents=[output], help="re-enable an auto-disabled template")
     enable.add_argument("template", help="template name or resource id")
+    enable.add_argument("--reason", default="", help="why (recorded in the template's audit trail)")
+    report = commands.add_parser("report", parents=[output], help="write the security report (HTML)")
+    report.add_argument("--html", required=True, metavar="FILE", help="where to write the page")
+    export = commands.add_parser(
+        "export", parents=[ranged], help="every build and transition in a range, for auditors"
+    )
+    export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    export.add_argument("--file", default="-", help="where to write (default: standard output)")
     return root
 
 
@@ -63,6 +84,8 @@ def main(argv: list[str], *, clock: Clock | None = None) -> int:
         "builds": _builds,
         "show": _show,
         "enable": _enable,
+        "report": _report,
+        "export": _export,
     }
     return _run(commands[args.command], args, clock)
 
@@ -102,7 +125,8 @@ def _run(
     finally:
         services.close()
     document, text = result
-    print(to_json(document) if args.output == "json" else text)
+    if text is not None:
+        print(to_json(document) if getattr(args, "output", "table") == "json" else text)
     return 0
 
 
@@ -161,12 +185,19 @@ def _reconcile(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
     return summary, _act_text(summary)
 
 
-def _rebuild(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
+def _caller(services: Services) -> Any:
     import getpass
 
+    from rebuilder.services.requests import Caller
+
+    return Caller("cli", getpass.getuser())
+
+
+def _rebuild(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
     from rebuilder.services.requests import find_template, request_rebuild
 
     from .detection import act_summary
+    from .http.inputs import note
     from .triggers import announce
     from .views import build_document
 
@@ -176,8 +207,8 @@ def _rebuild(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
         template,
         services.policy(),
         now=services.clock.now(),
-        trigger="cli",
-        caller=getpass.getuser(),
+        caller=_caller(services),
+        note=_checked(lambda: note(args.reason)),
         idempotency_key=args.key,
     )
     announce(services, acted.events)
@@ -188,37 +219,101 @@ def _rebuild(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
     return document, text
 
 
+def _checked(check: Callable[[], _T]) -> _T:
+    """Arguments checked as the HTTP API checks them, refused with the same words."""
+    from rebuilder.domain.errors import PermanentError
+
+    from .http.problems import ApiError
+
+    try:
+        return check()
+    except ApiError as error:
+        raise PermanentError(error.detail) from None
+
+
 def _templates(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
-    from rebuilder.services.history import where_we_stand
+    from rebuilder.services.estate import survey
 
+    from .estate_views import summary_document
     from .output import table
-    from .views import TEMPLATE_HEADERS, template_document, template_row
+    from .views import TEMPLATE_HEADERS, template_row
 
-    states = sorted(where_we_stand(services.ledger), key=lambda s: s.name.lower())
+    summaries = survey(services.ledger, now=services.clock.now())
     return (
-        {"templates": [template_document(s) for s in states]},
-        table(TEMPLATE_HEADERS, [template_row(s) for s in states]),
+        {"templates": [summary_document(s) for s in summaries]},
+        table(TEMPLATE_HEADERS, [template_row(s.state) for s in summaries]),
     )
+
+
+def _history(services: Services, args: argparse.Namespace) -> HistoryQuery:
+    from .http.handlers import history_query
+
+    params = {
+        k: v
+        for k, v in {
+            "template": args.template or None,
+            "since": args.since,
+            "until": args.until,
+            "state": args.state,
+            "reason": args.reason,
+        }.items()
+        if v is not None
+    }
+    return _checked(lambda: history_query(services, params))
 
 
 def _builds(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
     from rebuilder.domain.errors import PermanentError
-    from rebuilder.services.history import where_we_stand
-    from rebuilder.services.requests import find_state
+    from rebuilder.services.build_history import MAX_PAGE, list_history
 
     from .output import table
     from .views import BUILD_HEADERS, build_document, build_row
 
-    if not 1 <= args.limit <= 1000:
-        raise PermanentError(f"--limit {args.limit} is not between 1 and 1000")
-    states = where_we_stand(services.ledger)
-    if args.template:
-        states = [find_state(states, args.template)]
-    builds = [b for s in states for b in services.ledger.list_builds(s.template_id, limit=args.limit).items]
-    builds.sort(key=lambda b: b.created_at, reverse=True)
-    return {"builds": [build_document(b) for b in builds]}, table(
-        BUILD_HEADERS, [build_row(b) for b in builds]
-    )
+    if not 1 <= args.limit <= MAX_PAGE:
+        raise PermanentError(f"--limit {args.limit} is not between 1 and {MAX_PAGE}")
+    page = list_history(services.ledger, _history(services, args), limit=args.limit)
+    more = "\n(more: narrow with --since/--until or raise --limit)" if page.next else ""
+    return {"builds": [build_document(b) for b in page.builds]}, table(
+        BUILD_HEADERS, [build_row(b) for b in page.builds]
+    ) + more
+
+
+def _export(services: Services, args: argparse.Namespace) -> tuple[Any, None]:
+    from rebuilder.services.build_history import every_build
+
+    from . import export
+
+    query = _history(services, args)
+    out = sys.stdout if args.file == "-" else open(args.file, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    written = 0
+    try:
+        for chunk in export.render(services.ledger, every_build(services.ledger, query), args.format):
+            out.write(chunk)
+            written += 1
+            if written % 100 == 0:
+                _progress(f"exported {written} builds …")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    _progress(f"exported {written - (args.format == 'csv')} builds")
+    return None, None
+
+
+def _report(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
+    from pathlib import Path
+
+    from .http.handlers import report_page
+
+    _progress("reading the ledger for the security report …")
+    page = report_page(services)
+    target = Path(args.html)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text(page, encoding="utf-8")
+    partial.replace(target)  # a reader never sees half a report
+    return {
+        "report": str(target.resolve()),
+        "bytes": len(page.encode()),
+    }, f"security report: {target.resolve()}"
 
 
 def _show(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
@@ -252,8 +347,12 @@ def _show(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
 def _enable(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
     from rebuilder.services.requests import enable
 
+    from .http.inputs import note
     from .views import template_document
 
-    state, was = enable(services.detection(), args.template, now=services.clock.now())
+    why = _checked(lambda: note(args.reason))
+    state, was = enable(
+        services.detection(), args.template, now=services.clock.now(), caller=_caller(services), note=why
+    )
     text = f"{state.name} re-enabled" if was else f"{state.name} was not disabled"
     return {"template": template_document(state), "was_disabled": was}, text

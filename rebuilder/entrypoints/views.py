@@ -24,7 +24,10 @@ def build_document(
         "state": build.state.value,
         "sub_state": build.sub_state.value if build.sub_state else None,
         "source_version": build.source.resolved_version or None,
+        "root_version": build.root_version or None,
         "previous_baseline": build.previous_baseline or None,
+        "lineage": _lineage(build),
+        "superseded_by": build.superseded_by or None,
         "attempts": build.attempts,
         "next_attempt_at": build.next_attempt_at,
         "created_at": build.created_at,
@@ -38,6 +41,8 @@ def build_document(
         "provenance": {
             "trigger": build.provenance.trigger,
             "caller": build.provenance.caller or None,
+            "caller_object_id": build.provenance.caller_id or None,
+            "note": build.provenance.note or None,
             "correlation_id": build.provenance.correlation_id or None,
             "idempotency_key": build.provenance.idempotency_key,
         },
@@ -67,6 +72,19 @@ def build_document(
             for t in transitions
         ]
     return document
+
+
+def _lineage(build: Build) -> dict[str, Any] | None:
+    lineage = build.lineage
+    if lineage is None:
+        return None
+    return {
+        "parent_build_id": lineage.parent_build_id,
+        "parent_template": lineage.parent_template,
+        "root_version": lineage.root_version,
+        "root_source": str(lineage.root_source),
+        "previous_root_version": lineage.previous_root_version or None,
+    }
 
 
 BUILD_HEADERS = ["build", "template", "reason", "state", "source version", "attempts", "created"]

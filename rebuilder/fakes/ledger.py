@@ -8,6 +8,7 @@ import dataclasses
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import count
 from typing import TypeVar
 
@@ -23,9 +24,9 @@ from rebuilder.domain.builds import (
 )
 from rebuilder.domain.errors import InvalidContinuation, NotFound, PermanentError, StaleWrite
 from rebuilder.domain.limits import check_idempotency_key, check_storable, check_version
-from rebuilder.domain.model import TemplateId
+from rebuilder.domain.model import SourceRef, TemplateId
 from rebuilder.domain.ports import Claim, Page, Versioned
-from rebuilder.domain.standing import SeenVersion, SourceRef, TemplateState
+from rebuilder.domain.standing import SeenVersion, TemplateAction, TemplateState
 from rebuilder.domain.versions import version_key
 
 _T = TypeVar("_T")
@@ -47,6 +48,8 @@ class InMemoryLedger:
         self._builds: dict[BuildId, _StoredBuild] = {}
         self._templates: dict[str, Versioned[TemplateState]] = {}
         self._seen: dict[str, dict[str, SeenVersion]] = {}
+        self._actions: dict[str, dict[tuple[object, ...], TemplateAction]] = {}
+        self.writes = 0  # every write that changed something: tests check refused requests write nothing
 
     def _token(self) -> str:
         return str(next(self._versions))
@@ -63,9 +66,19 @@ class InMemoryLedger:
                 stored = self._builds[self._claims[claim]]
                 return Claim(Versioned(stored.build, stored.version), created=False)
             stored = _StoredBuild(build, self._token(), [first_transition(build, why=why, by=by)])
+            self.writes += 1
             self._claims[claim] = build.id
             self._builds[build.id] = stored
             return Claim(Versioned(build, stored.version), created=True)
+
+    def find_claim(self, template_id: TemplateId, idempotency_key: str) -> Versioned[Build] | None:
+        check_idempotency_key(idempotency_key)
+        with self._lock:
+            build_id = self._claims.get((template_key(template_id), idempotency_key))
+            if build_id is None:
+                return None
+            stored = self._builds[build_id]
+            return Versioned(stored.build, stored.version)
 
     def get_build(self, build_id: str) -> Versioned[Build]:
         parse_build_id(build_id)
@@ -97,15 +110,25 @@ class InMemoryLedger:
                 raise PermanentError(f"build {build.id}: {len(regions)} regions exceed one transaction")
             stored.build = build
             stored.version = self._token()
+            self.writes += 1
             if transition is not None:
                 stored.transitions.append(transition)
             stored.regions.update({r.region: r for r in regions})
             return stored.version
 
     def list_builds(
-        self, template_id: TemplateId, *, limit: int = 50, continuation: str | None = None
+        self,
+        template_id: TemplateId,
+        *,
+        limit: int = 50,
+        continuation: str | None = None,
+        until: datetime | None = None,
     ) -> Page[Build]:
-        return _page(self._history(template_id), limit, continuation)
+        history = self._history(template_id)
+        if until is not None:
+            last = int(until.timestamp())
+            history = [b for b in history if int(parse_build_id(b.id).at.timestamp()) <= last]
+        return _page(history, limit, continuation)
 
     def _history(self, template_id: TemplateId) -> list[Build]:
         key = template_key(template_id)
@@ -147,6 +170,7 @@ class InMemoryLedger:
                 raise StaleWrite(f"the state of {state.template_id} changed since it was read; re-read it")
             version = self._token()
             self._templates[key] = Versioned(state, version)
+            self.writes += 1
             return version
 
     def list_template_states(
@@ -165,13 +189,34 @@ class InMemoryLedger:
             kept = versions.get(seen.version)
             if kept is None:
                 versions[seen.version] = seen
+                self.writes += 1
                 return seen
             if kept.deprecation != seen.deprecation:
                 kept = dataclasses.replace(
                     kept, deprecation=seen.deprecation, deprecation_changed_at=seen.first_seen_at
                 )
                 versions[seen.version] = kept
+                self.writes += 1
             return kept
+
+    # -- the template's audit trail --------------------------------------------------------------------
+    def record_action(self, action: TemplateAction) -> TemplateAction:
+        check_storable(action)
+        fact = (action.action, action.by, action.correlation_id, action.at)
+        with self._lock:
+            trail = self._actions.setdefault(template_key(action.template_id), {})
+            if fact not in trail:
+                trail[fact] = action
+                self.writes += 1
+            return trail[fact]
+
+    def list_actions(
+        self, template_id: TemplateId, *, limit: int = 50, continuation: str | None = None
+    ) -> Page[TemplateAction]:
+        with self._lock:
+            trail = list(self._actions.get(template_key(template_id), {}).values())
+        trail.sort(key=lambda a: -int(a.at.timestamp()))
+        return _page(trail, limit, continuation)
 
     def list_versions(
         self, source: SourceRef, *, limit: int = 1000, continuation: str | None = None

@@ -23,8 +23,9 @@ from rebuilder.domain.ports import Gallery, ImageBuilder, Ledger, MarketplaceCat
 from rebuilder.domain.standing import SeenVersion, TemplateState
 
 from .history import where_we_stand
+from .lineage import trace
 from .records import open_build, update_state
-from .watch import Discovery, Watcher, discover, distribution_targets, first_sight, gallery_ref
+from .watch import Discovery, Watcher, discover, distribution_targets, first_sight, source_of
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ def watch_pass(
             known = report.states.get(TemplateId(item.template.id.lower()))
             _remember(ports.ledger, item, now, known)
             if item.action is Action.REBUILD:
-                report.requested.append(_request(ports.ledger, item, known, now, trigger, correlation_id))
+                requested_build = _request(ports.ledger, item, known, report, now, trigger, correlation_id)
+                report.requested.append(requested_build)
         except RebuilderError as error:  # one template's trouble never stops the pass
             report.problems.append(f"{item.template.id}: {error}")
             log.warning("recording the plan for %s failed: %s", item.template.id, error)
@@ -99,20 +101,30 @@ def _remember(ledger: Ledger, item: PlanItem, now: datetime, known: TemplateStat
     """On first sight, the template's row with the baseline the plan used (adopted or none), and the
     gallery image it builds from (events about that image find the template by it)."""
     t = item.template
-    ref = gallery_ref(t)
-    image = ref.gallery_image_id if ref else ""
+    source = source_of(t)
+    image = source.gallery_image_id if source else ""
     targets = distribution_targets(t)
     if known is None:
         state = first_sight(t, item.mode.value, now=now, baseline=item.baseline_version)
         with contextlib.suppress(StaleWrite):  # another pass recorded it first, from the same template
             ledger.save_template_state(state, etag=None)
-    elif (known.gallery_image_id, known.mode, known.distributes_to) != (image, item.mode.value, targets):
+    elif (known.gallery_image_id, known.mode, known.distributes_to, known.source) != (
+        image,
+        item.mode.value,
+        targets,
+        source,
+    ):
         with contextlib.suppress(StaleWrite):  # the next pass tries again
             update_state(
                 ledger,
                 t.id,
                 lambda s: dataclasses.replace(
-                    s, gallery_image_id=image, mode=item.mode.value, distributes_to=targets, updated_at=now
+                    s,
+                    gallery_image_id=image,
+                    mode=item.mode.value,
+                    distributes_to=targets,
+                    source=source,
+                    updated_at=now,
                 ),
             )
 
@@ -121,6 +133,7 @@ def _request(
     ledger: Ledger,
     item: PlanItem,
     known: TemplateState | None,
+    report: PassReport,
     now: datetime,
     trigger: str,
     correlation_id: str,
@@ -141,5 +154,7 @@ def _request(
         provenance=Provenance(trigger, "", correlation_id),
         previous_baseline=item.baseline_version,
     )
+    if item.parents:  # a child: which parent build made the image, and which root version is in it
+        build = dataclasses.replace(build, lineage=trace(ledger, build, states=list(report.states.values())))
     opened = open_build(ledger, build, why=item.reason, by=trigger, now=now)
     return opened.build.id, opened.created and not opened.joined

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from rebuilder.domain.builds import Build, BuildId, RegionStatus
-from rebuilder.domain.exposure import ExposureWindow, exposure_windows, source_ref
-from rebuilder.domain.model import TemplateId
+from rebuilder.domain.exposure import ExposureWindow, exposure_windows, root_windows
+from rebuilder.domain.lineage import root_ref, source_ref
+from rebuilder.domain.model import SourceRef, TemplateId
 from rebuilder.domain.ports import Ledger, Page
 from rebuilder.domain.standing import SeenVersion, TemplateState
 
@@ -21,7 +22,11 @@ _T = TypeVar("_T")
 class TemplateHistory:
     state: TemplateState | None
     builds: list[tuple[Build, list[RegionStatus]]]  # newest first
-    windows: list[ExposureWindow]
+    windows: list[ExposureWindow]  # direct: from the sightings of its own source's versions
+    root_windows: list[ExposureWindow]  # root: from the sightings of the root Marketplace versions
+    seen: list[SeenVersion]  # its own source's versions, oldest first
+    root_seen: list[SeenVersion]  # the root source's versions (the same as `seen` for a baseline)
+    root_source: SourceRef | None = None
 
 
 def every(read: Callable[[str | None], Page[_T]]) -> Iterator[_T]:
@@ -40,8 +45,15 @@ def where_we_stand(ledger: Ledger) -> list[TemplateState]:
     return list(every(lambda token: ledger.list_template_states(continuation=token)))
 
 
-def template_history(ledger: Ledger, template_id: TemplateId, *, max_builds: int = 1000) -> TemplateHistory:
-    """One template's builds (newest first), their regions, and its exposure windows."""
+def template_history(
+    ledger: Ledger,
+    template_id: TemplateId,
+    *,
+    max_builds: int = 1000,
+    state: TemplateState | None = None,
+) -> TemplateHistory:
+    """One template's builds (newest first), their regions, and its exposure windows, direct and root.
+    `state`: the template's row when the caller has read it already."""
     builds: list[Build] = []
     for build in every(lambda token: ledger.list_builds(template_id, limit=100, continuation=token)):
         builds.append(build)
@@ -51,11 +63,28 @@ def template_history(ledger: Ledger, template_id: TemplateId, *, max_builds: int
     for row in every(lambda token: ledger.list_template_regions(template_id, continuation=token)):
         regions[row.build_id].append(row)
     history = [(b, sorted(regions.get(b.id, []), key=lambda r: r.region)) for b in builds]
-    stored = ledger.get_template_state(template_id)
-    state = stored.record if stored else None
-    seen: list[SeenVersion] = []
-    if builds:
-        ref = source_ref(builds[0])
-        seen = list(every(lambda token: ledger.list_versions(ref, continuation=token)))
-    baseline = state.baseline_version if state else ""
-    return TemplateHistory(state, history, exposure_windows(history, seen, baseline=baseline))
+    if state is None:
+        stored = ledger.get_template_state(template_id)
+        state = stored.record if stored else None
+    source = state.source if state and state.source else (source_ref(builds[0]) if builds else None)
+    seen = versions_seen(ledger, source)
+    rooted = next((b for b in builds if b.lineage), None)
+    root = root_ref(rooted) if rooted else source
+    same = root is not None and source is not None and root.key == source.key
+    root_seen = seen if same else versions_seen(ledger, root)
+    return TemplateHistory(
+        state,
+        history,
+        exposure_windows(history, seen),
+        root_windows(history, root_seen),
+        seen,
+        root_seen,
+        root,
+    )
+
+
+def versions_seen(ledger: Ledger, source: SourceRef | None) -> list[SeenVersion]:
+    """Every version seen of `source`, oldest first (none when the source is unknown)."""
+    if source is None:
+        return []
+    return list(every(lambda token: ledger.list_versions(source, continuation=token)))

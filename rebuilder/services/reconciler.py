@@ -43,6 +43,7 @@ from rebuilder.domain.errors import (
     TemporaryError,
 )
 from rebuilder.domain.limits import MAX_TEXT
+from rebuilder.domain.lineage import is_child
 from rebuilder.domain.model import (
     GalleryVersionId,
     ImageTemplate,
@@ -71,6 +72,7 @@ from rebuilder.domain.standing import TemplateState
 
 from .detection import Ports
 from .history import where_we_stand
+from .lineage import trace
 from .records import adopt_external, update_state, version_name
 
 log = logging.getLogger(__name__)
@@ -324,6 +326,8 @@ class Reconciler:
             return build
         source = dataclasses.replace(b.source, resolved_version=exact or b.source.resolved_version)
         changed = b.changed(at=self.now, run_started_at=started, source=source)
+        if is_child(changed) and source.resolved_version != b.source.resolved_version:
+            changed = changed.changed(at=self.now, lineage=trace(self.ports.ledger, changed))
         return Versioned(changed, self.ports.ledger.save_build(changed, etag=build.etag))
 
     def _start(self, build: Versioned[Build], template: ImageTemplate) -> None:

@@ -9,6 +9,7 @@ build instead, so racing timers, redelivered events and on-demand requests share
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from rebuilder.domain.model import ImageTemplate, LastRun, TemplateId
 from rebuilder.domain.ports import Ledger, Versioned
 from rebuilder.domain.standing import TemplateState
 from rebuilder.domain.versions import version_key
+
+from .lineage import trace
 
 log = logging.getLogger(__name__)
 _ATTEMPTS = 20
@@ -60,12 +63,14 @@ def open_build(ledger: Ledger, build: Build, *, why: str, by: str, now: datetime
     claim = ledger.claim_build(build, why=why, by=by)
     mine = claim.build
     if mine.record.state.finished:
+        if mine.record.superseded_by:  # a replay of a request that joined another build: answer with it
+            return Opened(ledger.get_build(mine.record.superseded_by).record, claim.created, joined=True)
         return Opened(mine.record, claim.created, joined=mine.record.state is BuildState.SUPERSEDED)
     for _ in range(_ATTEMPTS):
         stored = ledger.get_template_state(mine.record.template_id)
         if stored is not None and mine.record.id in stored.record.open_builds:
             return Opened(mine.record, claim.created)
-        twin = _covering(ledger, stored.record if stored else None, mine.record)
+        twin = covering(ledger, stored.record if stored else None, mine.record)
         if twin is not None:
             _supersede(ledger, mine, twin, now=now, by=by)
             return Opened(twin, claim.created, joined=True)
@@ -83,7 +88,9 @@ def open_build(ledger: Ledger, build: Build, *, why: str, by: str, now: datetime
     raise StaleWrite(f"the ledger row of {mine.record.template_id} kept changing under {_ATTEMPTS} attempts")
 
 
-def _covering(ledger: Ledger, state: TemplateState | None, mine: Build) -> Build | None:
+def covering(ledger: Ledger, state: TemplateState | None, mine: Build) -> Build | None:
+    """The open build of the template that `mine` would join: same template, same or newer source
+    version, or either resolving `latest`."""
     if state is None or mine.reason is BuildReason.EXTERNAL:
         return None  # what somebody else ran is a fact to record, never joined
     for build_id in state.open_builds:
@@ -109,6 +116,7 @@ def _supersede(ledger: Ledger, mine: Versioned[Build], twin: Build, *, now: date
             at=now,
             why=f"joined build {twin.id}, already open for this template",
             by=by,
+            superseded_by=twin.id,
         )
         try:
             ledger.save_build(after, etag=current.etag, transition=transition)
@@ -143,6 +151,7 @@ def adopt_external(
         attempts=1,
         run_started_at=run.started_at,
     )
+    build = dataclasses.replace(build, lineage=trace(ledger, build))
     opened = open_build(
         ledger,
         build,

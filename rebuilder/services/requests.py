@@ -1,5 +1,11 @@
 """What on-call engineers ask for: an on-demand rebuild, re-enabling a disabled template, and finding
-a template by name. Every request is idempotent: the caller's key names the build."""
+a template by name. Every request is idempotent: the caller's key names the build.
+
+A request with a key that was claimed before is a replay: it answers with that build and writes
+nothing. A request while the template has an open build joins it when that build covers it; when it
+cannot (the open build builds an older version than the one asked for), it is refused with the open
+build named, before anything is written.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +13,56 @@ import contextlib
 import dataclasses
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from rebuilder.domain import resource_ids
-from rebuilder.domain.builds import BuildReason, Provenance, requested
-from rebuilder.domain.errors import NotFound, PermanentError, StaleWrite
+from rebuilder.domain.builds import Build, BuildReason, Provenance, requested
+from rebuilder.domain.errors import Conflict, NotFound, PermanentError, StaleWrite
 from rebuilder.domain.limits import check_idempotency_key
 from rebuilder.domain.model import ImageTemplate, Scope, SourceKind, TemplateId
 from rebuilder.domain.planner import is_pinned, mode_of
 from rebuilder.domain.runs import Policy
-from rebuilder.domain.standing import TemplateState
+from rebuilder.domain.standing import TemplateAction, TemplateState
 
 from .detection import Ports
 from .history import where_we_stand
 from .reconciler import Reconciler, ReconcileReport
-from .records import Opened, open_build, update_state
+from .records import Opened, covering, open_build, update_state
 from .watch import first_sight
+
+REQUEST_KEY_PREFIX = "request:"  # a caller's key lives in its own namespace, apart from the service's keys
 
 
 class Ambiguous(PermanentError):
     pass
+
+
+class NotManaged(PermanentError):
+    """The template exists but rebuilder does not manage it (no or another golden-image-rebuild tag,
+    or a source it cannot build from)."""
+
+
+class BuildInProgress(Conflict):
+    """An open build of the template cannot take this request; `build` is that build."""
+
+    def __init__(self, message: str, build: Build) -> None:
+        super().__init__(message)
+        self.build = build
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks, as the ledger records it."""
+
+    trigger: str  # http | cli
+    name: str = ""  # principal name (or the CLI user)
+    object_id: str = ""
+    correlation_id: str = ""
+
+    @property
+    def who(self) -> str:
+        return self.name or self.object_id or self.trigger
 
 
 def find_template(ports: Ports, scopes: Iterable[Scope], name_or_id: str) -> ImageTemplate:
@@ -35,9 +71,13 @@ def find_template(ports: Ports, scopes: Iterable[Scope], name_or_id: str) -> Ima
     text = name_or_id.strip()
     if text.startswith("/"):
         try:
-            resource_ids.parse(text)
+            parsed = resource_ids.parse(text)
         except ValueError as error:
             raise PermanentError(str(error)) from error
+        if parsed.types != ("imagetemplates",) or parsed.provider.lower() != "microsoft.virtualmachineimages":
+            raise PermanentError(f"{text[:200]!r} is not an image template id")
+        if not any(_in_scope(parsed, scope) for scope in scopes):
+            raise NotFound(f"no image template {text[:200]!r} in the configured scopes")
         return ports.imagebuilder.get_template(TemplateId(text))
     found = [
         t
@@ -55,30 +95,43 @@ def find_template(ports: Ports, scopes: Iterable[Scope], name_or_id: str) -> Ima
     return next(iter(unique.values()))
 
 
+def _in_scope(parsed: resource_ids.ResourceId, scope: Scope) -> bool:
+    if parsed.subscription_id.lower() != scope.subscription_id.lower():
+        return False
+    return scope.resource_group is None or parsed.resource_group.lower() == scope.resource_group.lower()
+
+
 def request_rebuild(
     ports: Ports,
     template: ImageTemplate,
     policy: Policy,
     *,
     now: datetime,
-    trigger: str,
-    caller: str = "",
+    caller: Caller,
+    note: str = "",
     idempotency_key: str = "",
-    correlation_id: str = "",
 ) -> tuple[Opened, ReconcileReport]:
     """Record an on-demand build of a managed template and start it if it can start now. The same key
-    gives the same build; a request while a build of the template is open joins that build."""
+    gives the same build (a replay writes nothing); a request while a build of the template is open
+    joins that build, or is refused (BuildInProgress) when that build cannot cover it."""
     mode, why = mode_of(template.tags)
     if mode is None:
-        raise PermanentError(f"{template.name} is not managed by rebuilder ({why})")
+        raise NotManaged(f"{template.name} is not managed by rebuilder ({why})")
     src = template.source
     if src.kind not in (SourceKind.PLATFORM_IMAGE, SourceKind.SHARED_IMAGE_VERSION):
-        raise PermanentError(
-            f"{template.name}: source type {src.raw_type or src.kind.value} is not supported"
-        )
-    key = idempotency_key or f"{BuildReason.ON_DEMAND}:{uuid.uuid4()}"
+        raise NotManaged(f"{template.name}: source type {src.raw_type or src.kind.value} is not supported")
+    key = (
+        REQUEST_KEY_PREFIX + idempotency_key if idempotency_key else f"{BuildReason.ON_DEMAND}:{uuid.uuid4()}"
+    )
     check_idempotency_key(key)
-    _ensure_state(ports, template, now)
+    replayed = ports.ledger.find_claim(template.id, key) if idempotency_key else None
+    if replayed is not None:
+        answer = replayed.record
+        if answer.superseded_by:
+            answer = ports.ledger.get_build(answer.superseded_by).record
+        return Opened(answer, created=False, joined=bool(replayed.record.superseded_by)), ReconcileReport()
+    stored = ports.ledger.get_template_state(template.id)
+    state = stored.record if stored else None
     pinned = (src.version or "") if is_pinned(template) and src.kind is SourceKind.PLATFORM_IMAGE else ""
     build = requested(
         template,
@@ -86,16 +139,39 @@ def request_rebuild(
         key=key,
         resolved_version=pinned,
         now=now,
-        provenance=Provenance(trigger, caller, correlation_id),
+        provenance=Provenance(
+            caller.trigger, caller.name, caller.correlation_id, caller_id=caller.object_id, note=note
+        ),
+        previous_baseline=state.baseline_version if state else "",
     )
-    opened = open_build(ports.ledger, build, why=f"requested by {caller or trigger}", by=trigger, now=now)
-    acted = Reconciler(ports, policy, now=now, by=trigger, correlation_id=correlation_id)
+    _refuse_if_busy(ports, state, build)
+    if state is None:
+        _ensure_state(ports, template, now)
+    opened = open_build(ports.ledger, build, why=_why(caller, note), by=caller.trigger, now=now)
+    acted = Reconciler(ports, policy, now=now, by=caller.trigger, correlation_id=caller.correlation_id)
     return opened, acted.run(only={template.id.lower()})
 
 
-def _ensure_state(ports: Ports, template: ImageTemplate, now: datetime) -> None:
-    if ports.ledger.get_template_state(template.id) is not None:
+def _why(caller: Caller, note: str) -> str:
+    return f"requested by {caller.who}" + (f": {note}" if note else "")
+
+
+def _refuse_if_busy(ports: Ports, state: TemplateState | None, build: Build) -> None:
+    if state is None or not state.open_builds or covering(ports.ledger, state, build) is not None:
         return
+    for build_id in state.open_builds:
+        with contextlib.suppress(NotFound):
+            other = ports.ledger.get_build(build_id).record
+            if not other.state.finished:
+                raise BuildInProgress(
+                    f"build {other.id} of {other.template_name} is open ({other.state.value}, building "
+                    f"{other.source.resolved_version or 'latest'}) and cannot take this request; "
+                    "ask again when it has ended",
+                    other,
+                )
+
+
+def _ensure_state(ports: Ports, template: ImageTemplate, now: datetime) -> None:
     mode, _ = mode_of(template.tags)
     state = first_sight(template, mode.value if mode else "manual", now=now)
     with contextlib.suppress(StaleWrite):  # somebody recorded it first
@@ -115,10 +191,27 @@ def find_state(ledger_states: list[TemplateState], name_or_id: str) -> TemplateS
     return found[0]
 
 
-def enable(ports: Ports, name_or_id: str, *, now: datetime) -> tuple[TemplateState, bool]:
-    """Re-enable an auto-disabled template: (its row, whether it was disabled)."""
+def enable(
+    ports: Ports, name_or_id: str, *, now: datetime, caller: Caller, note: str = ""
+) -> tuple[TemplateState, bool]:
+    """Re-enable an auto-disabled template: (its row, whether it was disabled). The template's audit
+    trail records who did it and why, before the row changes (a crash between the two leaves the
+    intent recorded; asking again finishes it)."""
     state = find_state(where_we_stand(ports.ledger), name_or_id)
-    was = state.disabled
+    if not (state.disabled or state.consecutive_failures):
+        return state, False
+    why = f"re-enabled after {state.consecutive_failures} consecutive failed build(s)"
+    ports.ledger.record_action(
+        TemplateAction(
+            state.template_id,
+            now,
+            "enabled",
+            caller.who,
+            caller.object_id,
+            f"{why}: {note}" if note else why,
+            caller.correlation_id,
+        )
+    )
     updated = update_state(
         ports.ledger,
         state.template_id,
@@ -135,4 +228,4 @@ def enable(ports: Ports, name_or_id: str, *, now: datetime) -> tuple[TemplateSta
             else s
         ),
     )
-    return updated or state, was
+    return updated or state, state.disabled

@@ -30,12 +30,13 @@ from rebuilder.domain.model import (
     ReplicationState,
     Scope,
     SourceKind,
+    SourceRef,
     TemplateId,
 )
 from rebuilder.domain.planner import Candidate, Managed, mode_of
 from rebuilder.domain.ports import Gallery, ImageBuilder, Ledger, MarketplaceCatalog
 from rebuilder.domain.regions import Region, region
-from rebuilder.domain.standing import SeenVersion, SourceRef, TemplateState
+from rebuilder.domain.standing import SeenVersion, TemplateState
 from rebuilder.domain.versions import version_key
 
 from .history import every
@@ -96,6 +97,11 @@ def gallery_ref(template: ImageTemplate) -> SourceRef | None:
     return SourceRef(SourceKind.SHARED_IMAGE_VERSION, gallery_image_id=image.lower())
 
 
+def source_of(template: ImageTemplate) -> SourceRef | None:
+    """Where the ledger keeps the sightings of the template's source versions."""
+    return marketplace_ref(template) or gallery_ref(template)
+
+
 def first_sight(template: ImageTemplate, mode: str, *, now: datetime, baseline: str = "") -> TemplateState:
     """A template's first ledger row: the gallery image it builds from (events find it by that), the
     images it publishes to (its children's), and its last run, which is history, not a build to record."""
@@ -110,6 +116,7 @@ def first_sight(template: ImageTemplate, mode: str, *, now: datetime, baseline: 
         baseline_version=baseline,
         known_run_started_at=template.last_run.started_at if template.last_run else None,
         distributes_to=distribution_targets(template),
+        source=source_of(template),
     )
 
 
@@ -135,7 +142,7 @@ class Watcher:
         result = WatchResult({})
         groups: dict[SourceRef, list[ImageTemplate]] = defaultdict(list)
         for m in managed:
-            ref = marketplace_ref(m.template) or gallery_ref(m.template)
+            ref = source_of(m.template)
             if ref is not None:
                 groups[ref].append(m.template)
         with ThreadPoolExecutor(max(1, self._concurrency)) as pool:

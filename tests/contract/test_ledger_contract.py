@@ -16,10 +16,10 @@ from rebuilder.domain.builds import (
     Transition,
 )
 from rebuilder.domain.errors import InvalidContinuation, InvalidRecord, NotFound, PermanentError, StaleWrite
-from rebuilder.domain.model import ImageState, RunSubState, SourceKind
+from rebuilder.domain.model import ImageState, RunSubState, SourceKind, SourceRef
 from rebuilder.domain.ports import Ledger
 from rebuilder.domain.regions import Region
-from rebuilder.domain.standing import RegionStanding, SeenVersion, SourceRef, TemplateState
+from rebuilder.domain.standing import RegionStanding, SeenVersion, TemplateState
 from rebuilder.services.history import template_history
 from tests.records import T0, UBUNTU, build, template_id
 

@@ -28,7 +28,8 @@ def test_requests_join_the_open_build_that_covers_them(ledger: Ledger) -> None:
     assert ledger.get_build(older.id).record.state is BuildState.SUPERSEDED
     assert f"joined build {first.build.id}" in ledger.list_transitions(older.id)[-1].why
     repeat = open_build(ledger, older, why="asked", by="http", now=later)
-    assert repeat.joined and not repeat.created
+    assert (repeat.build.id, repeat.joined, repeat.created) == (first.build.id, True, False)  # the replay
+    assert ledger.get_build(older.id).record.superseded_by == first.build.id
 
     newer = build(key="source-update:22.04.4", version="22.04.4", at=later)
     opened = open_build(ledger, newer, why="newer", by="timer", now=later)

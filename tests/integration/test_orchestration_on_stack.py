@@ -289,7 +289,7 @@ def test_the_cli_rebuilds_on_demand_once_per_key_and_shows_the_ledger(
     assert first["created"] is True and again["created"] is False
     assert first["build"]["id"] == again["build"]["id"]
     assert first["build"]["reason"] == "on-demand" and first["build"]["state"] == "Running"
-    assert first["build"]["provenance"]["idempotency_key"] == "change-4711"
+    assert first["build"]["provenance"]["idempotency_key"] == "request:change-4711"  # the caller's namespace
     other = cli(driver, "rebuild", "rhel8-golden", "--output", "json")  # a new request joins the open build
     assert other["joined"] is True and other["build"]["id"] == first["build"]["id"]
     driver.until(driver.idle)

@@ -17,7 +17,7 @@ from rebuilder.devstack.azurite import Azurite
 from rebuilder.domain.builds import BuildState
 from rebuilder.services.detection import Ports
 from rebuilder.services.events import ResourceEvent, on_resource_event
-from rebuilder.services.requests import request_rebuild
+from rebuilder.services.requests import Caller, request_rebuild
 from tests.integration.orchestration import NEW_WINDOWS, Driver, make_driver, states_by_name, template_id
 
 
@@ -70,7 +70,7 @@ def test_fifty_concurrent_triggers_for_one_template_and_version_start_one_run(
                 template,
                 services.policy(),
                 now=now,
-                trigger="http",
+                caller=Caller("http", "oncall@contoso.com"),
                 idempotency_key="req-1",
             )
 

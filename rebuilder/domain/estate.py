@@ -1,0 +1,157 @@
+"""Where every template stands, as the security team reads it: per template × region the image there,
+the source and root versions it was built from, whether a newer patched source exists, and the
+exposure. Pure: built from ledger records already read; `now` is passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .builds import Build, BuildState, RegionStatus
+from .exposure import Basis, ExposureWindow
+from .model import ImageState, ReplicationState, SourceRef
+from .regions import Region
+from .standing import SeenVersion, TemplateState
+from .versions import version_key
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """The window that matters in a region now: the oldest still open, else the newest closed."""
+
+    basis: Basis
+    version: str  # the source version whose first sighting opened it
+    first_seen_at: datetime
+    duration: timedelta
+    open: bool
+
+
+@dataclass(frozen=True)
+class Cell:
+    region: Region
+    build_id: str  # the build whose image is there ('' when none is yet)
+    image_version_id: str
+    source_version: str  # what the image was built from (the template's own source)
+    root_version: str  # the Marketplace version at its root (the same, for a baseline)
+    replication: str  # the newest build's replication state in the region
+    newer: str  # the newest usable root version seen that the region's image lacks ('' if none)
+    root: Exposure | None
+    direct: Exposure | None
+
+    @property
+    def failed(self) -> bool:
+        return self.replication == ReplicationState.FAILED
+
+    @property
+    def stale(self) -> bool:
+        """Exposed: a newer patched source exists, or a window is still open."""
+        return bool(self.newer) or bool(self.root and self.root.open)
+
+    @property
+    def image_version(self) -> str:
+        return self.image_version_id.rstrip("/").rsplit("/", 1)[-1] if self.image_version_id else ""
+
+
+@dataclass(frozen=True)
+class TemplateSummary:
+    state: TemplateState
+    builds: tuple[Build, ...]  # newest first (as many as were read)
+    root_source: SourceRef | None
+    candidate: str  # the newest usable version seen of its own source
+    newest_root: str  # the newest usable root version seen
+    cells: tuple[Cell, ...]
+    windows: tuple[ExposureWindow, ...]  # direct and root, labelled
+
+    @property
+    def is_child(self) -> bool:
+        return any(b.lineage for b in self.builds) or bool(self.state.gallery_image_id)
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(b.lineage.parent_template for b in self.builds if b.lineage))
+
+    @property
+    def last_build(self) -> Build | None:
+        return self.builds[0] if self.builds else None
+
+    @property
+    def open_builds(self) -> tuple[Build, ...]:
+        return tuple(b for b in self.builds if b.id in self.state.open_builds)
+
+
+def summarise(
+    state: TemplateState,
+    builds: Sequence[tuple[Build, Sequence[RegionStatus]]],
+    windows: Sequence[ExposureWindow],
+    root_windows: Sequence[ExposureWindow],
+    seen: Sequence[SeenVersion],
+    root_seen: Sequence[SeenVersion],
+    root_source: SourceRef | None,
+    *,
+    now: datetime,
+) -> TemplateSummary:
+    by_id = {b.id: b for b, _ in builds}
+    newest_root = _newest(root_seen)
+    regions = sorted(
+        {r.region for r in state.regions} | {row.region for _, rows in builds[:1] for row in rows}
+    )
+    cells = []
+    for where in regions:
+        standing = next((r for r in state.regions if r.region == where), None)
+        built = by_id.get(standing.build_id) if standing else None
+        root_version = built.root_version if built else (standing.source_version if standing else "")
+        latest = next((row for _, rows in builds for row in rows if row.region == where), None)
+        there = root_version or ""
+        newer = (
+            newest_root
+            if newest_root and (not there or version_key(newest_root) > version_key(there))
+            else ""
+        )
+        cells.append(
+            Cell(
+                where,
+                standing.build_id if standing else "",
+                standing.image_version if standing else "",
+                standing.source_version if standing else "",
+                root_version,
+                latest.state if latest else (standing.state if standing else ""),
+                newer,
+                _exposure(root_windows, where, now),
+                _exposure(windows, where, now),
+            )
+        )
+    return TemplateSummary(
+        state,
+        tuple(b for b, _ in builds),
+        root_source,
+        _newest(seen),
+        newest_root,
+        tuple(cells),
+        (*windows, *root_windows),
+    )
+
+
+def _newest(seen: Sequence[SeenVersion]) -> str:
+    usable = [s.version for s in seen if s.deprecation is not ImageState.DEPRECATED]
+    return max(usable, key=version_key, default="")
+
+
+def _exposure(windows: Sequence[ExposureWindow], where: Region, now: datetime) -> Exposure | None:
+    here = [w for w in windows if w.region == where]
+    still = [w for w in here if w.open]
+    pick = min(still, key=lambda w: w.first_seen_at) if still else None
+    if pick is None and here:
+        pick = max(here, key=lambda w: version_key(w.version))
+    if pick is None:
+        return None
+    return Exposure(pick.basis, pick.version, pick.first_seen_at, pick.duration(now), pick.open)
+
+
+def is_failing(summary: TemplateSummary) -> bool:
+    """Disabled, or its last build failed: a person should look."""
+    last = summary.last_build
+    return summary.state.disabled or (
+        last is not None and last.state in (BuildState.FAILED, BuildState.PARTIALLY_PUBLISHED)
+    )

@@ -1,0 +1,214 @@
+"""One handler per route: check the input, call one service, shape the answer. The pipeline in
+`routes` has already authenticated and authorised the caller and refused unknown query parameters;
+anything raised here becomes problem+json there."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlencode
+
+from rebuilder.domain.builds import BuildReason, BuildState, parse_build_id
+from rebuilder.domain.model import TemplateId
+from rebuilder.domain.standing import TemplateState
+from rebuilder.domain.waves import waves
+from rebuilder.services.build_history import HistoryQuery, Position, list_history
+from rebuilder.services.detection import compute_plan
+from rebuilder.services.estate import summary_of, survey
+from rebuilder.services.history import where_we_stand
+from rebuilder.services.requests import Caller, enable, find_state, find_template, request_rebuild
+from rebuilder.settings import SettingsError
+
+from .. import export, report_html
+from ..detection import plan_document
+from ..estate_views import action_document, summary_document, wave_document, window_document
+from ..triggers import announce
+from ..views import build_document, template_document
+from . import inputs
+from .auth import Principal
+from .messages import CSV, HTML, JSONL, REPORT_CSP, ApiRequest, HttpResult, json_result
+from .problems import BadRequest, log, loggable
+
+if TYPE_CHECKING:
+    from rebuilder.bootstrap import Services
+
+RECENT_BUILDS = 20
+
+
+def health(get_services: Callable[[], Services]) -> HttpResult:
+    """Anonymous: says whether the service can work, and nothing else."""
+    try:
+        get_services()
+    except SettingsError as error:
+        log.warning(
+            "health: %d invalid setting(s): %s", len(error.problems), loggable("; ".join(error.problems))
+        )
+        return json_result(503, {"status": "unavailable"})
+    return json_result(200, {"status": "ok"})
+
+
+def _caller(principal: Principal, request: ApiRequest) -> Caller:
+    return Caller("http", principal.name, principal.object_id, request.correlation_id)
+
+
+def post_rebuild(services: Services, request: ApiRequest, principal: Principal) -> HttpResult:
+    body = inputs.json_body(request, {"template": str, "reason": str}, required=("template",))
+    ref = inputs.template_ref(body["template"])
+    note = inputs.note(body.get("reason", ""))
+    key = inputs.idempotency_key(request)
+    ports = services.detection()
+    template = find_template(ports, services.settings.scopes, ref)
+    opened, acted = request_rebuild(
+        ports,
+        template,
+        services.policy(),
+        now=services.clock.now(),
+        caller=_caller(principal, request),
+        note=note,
+        idempotency_key=key,
+    )
+    announce(services, acted.events)
+    build = services.ledger.get_build(opened.build.id).record
+    document = {
+        "build": build_document(build),
+        "created": opened.created,
+        "joined": opened.joined,
+        "replayed": bool(key) and not opened.created,
+    }
+    location = f"{request.base}/api/rebuilds/{quote(build.id)}"
+    return json_result(202, document, headers={"Location": location})
+
+
+def get_rebuild(services: Services, request: ApiRequest, principal: Principal) -> HttpResult:
+    build_id = request.route_params.get("build_id", "")
+    parse_build_id(build_id)  # InvalidBuildId: 400 before any read
+    build = services.ledger.get_build(build_id).record
+    regions = services.ledger.list_regions(build.id)
+    transitions = services.ledger.list_transitions(build.id)
+    return json_result(200, build_document(build, regions, transitions))
+
+
+def list_templates(services: Services, request: ApiRequest, principal: Principal) -> HttpResult:
+    now = services.clock.now()
+    summaries = survey(services.ledger, now=now, concurrency=services.settings.watch_concurrency)
+    document = {
+        "generated_at": now,
+        "templates": [summary_document(s) for s in summaries],
+        "waves": [wave_document(w) for w in waves(summaries, now=now)],
+    }
+    return json_result(200, document)
+
+
+def _state(services: Services, request: ApiRequest) -> TemplateState:
+    """The template a route names (`resource_group` tells apart templates of the same name)."""
+    name = inputs.template_name(request.route_params.get("name", ""))
+    group = request.params.get("resource_group")
+    states = where_we_stand(services.ledger)
+    if group is not None:
+        states = [s for s in states if f"/resourcegroups/{group.lower()}/" in s.template_id.lower()]
+    return find_state(states, name)
+
+
+def get_template(services: Services, request: ApiRequest, principal: Principal) -> HttpResult:
+    state = _state(services, request)
+    now = services.clock.now()
+    summary = summary_of(services.ledger, state, now=now)
+    document = summary_document(summary)
+    document["builds"] = [build_document(b) for b in summary.builds[:RECENT_BUILDS]]
+    document["windows"] = [window_document(w, now) for w in summary.windows]
+    document["actions"] = [
+        action_document(a) for a in services.ledger.list_actions(state.template_id, limit=50).items
+    ]
+    return json_result(200, document)
+
+
+def post_enable(services: Services, request: ApiRequest, principal: Principal) -> HttpResult:
+    body = inputs.json_body(request, {"reason": str})
+    note = inputs.note(body.get("reason", ""))
+    state = _state(services, request)
+    updated, was = enable(
+        services.detection(),
+        state.template_id,
+        now=services.clock.now(),
+        caller=_caller(principal, request),
+        note=note,
+    )
+    return json_result(200, {"template": template_document(updated), "was_disabled": was})
+
+
+_STATES = {s.value: s for s in BuildState}
+_REASONS = {r.value: r for r in BuildReason}
+_FORMATS = ("json", "csv", "jsonl")
+
+
+def history_query(services: Services, params: Mapping[str, str]) -> HistoryQuery:
+    states = where_we_stand(services.ledger)
+    if "template" in params:
+        ref = inputs.template_ref(params["template"])
+        states = [find_state(states, ref)]
+    since, until = inputs.moment(params, "since"), inputs.moment(params, "until")
+    if since and until and since >= until:
+        raise BadRequest("since must be before until")
+    return HistoryQuery(
+        tuple(TemplateId(s.template_id) for s in states),
+        inputs.choices(params, "state", _STATES),
+        inputs.choices(params, "reason", _REASONS),
+        since,
+        until,
+    )
+
+
+def list_builds(services: Services, request: ApiRequest, principal: Principal) -> HttpResult:
+    params = request.params
+    kind = inputs.one_of(params, "format", _FORMATS, default="json")
+    limit = inputs.whole(params, "limit", default=50, low=1, high=200)
+    query = history_query(services, params)
+    token = params.get("continuation")
+    after = Position.parse(token, query) if token is not None else None
+    page = list_history(services.ledger, query, after=after, limit=limit)
+    headers: dict[str, str] = {}
+    next_link = None
+    if page.next is not None:
+        following = {k: v for k, v in params.items() if k != "continuation"}
+        following["continuation"] = page.next.token(query)
+        next_link = f"{request.base}/api/builds?{urlencode(following)}"
+        headers["Link"] = f'<{next_link}>; rel="next"'
+    if kind == "json":
+        document = {
+            "builds": [build_document(b) for b in page.builds],
+            "next": next_link,
+            "count": len(page.builds),
+        }
+        return json_result(200, document, headers=headers)
+    body = "".join(export.render(services.ledger, page.builds, kind)).encode()
+    headers["Content-Disposition"] = f'attachment; filename="rebuilder-builds.{kind}"'
+    return HttpResult(200, body, CSV if kind == "csv" else JSONL, headers)
+
+
+def get_plan(services: Services, request: ApiRequest, principal: Principal) -> HttpResult:
+    report = compute_plan(
+        services.detection(),
+        services.settings.scopes,
+        now=services.clock.now(),
+        concurrency=services.settings.watch_concurrency,
+    )
+    return json_result(200, plan_document(report))
+
+
+def get_report(services: Services, request: ApiRequest, principal: Principal) -> HttpResult:
+    html = report_page(services)
+    return HttpResult(200, html.encode(), HTML, {"Content-Security-Policy": REPORT_CSP})
+
+
+def report_page(services: Services) -> str:
+    now = services.clock.now()
+    summaries = survey(services.ledger, now=now, concurrency=services.settings.watch_concurrency)
+    return report_html.render(
+        summaries, waves(summaries, now=now), now=now, scopes=[s.id for s in services.settings.scopes]
+    )
+
+
+def get_openapi(services: Services, request: ApiRequest, principal: Principal) -> HttpResult:
+    from .openapi import document
+
+    return json_result(200, document())

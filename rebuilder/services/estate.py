@@ -1,0 +1,37 @@
+"""Reading where the estate stands for the templates view and the security report: every template's
+row, recent builds with their regions, and the sightings of its own and its root source. Reads only,
+a few range reads per template, run with bounded concurrency."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from rebuilder.domain.estate import TemplateSummary, summarise
+from rebuilder.domain.ports import Ledger
+from rebuilder.domain.standing import TemplateState
+
+from .history import template_history, where_we_stand
+
+RECENT_BUILDS = 50  # builds per template read for the view (exposure floors come from these)
+
+
+def summary_of(
+    ledger: Ledger, state: TemplateState, *, now: datetime, max_builds: int = RECENT_BUILDS
+) -> TemplateSummary:
+    h = template_history(ledger, state.template_id, max_builds=max_builds, state=state)
+    return summarise(state, h.builds, h.windows, h.root_windows, h.seen, h.root_seen, h.root_source, now=now)
+
+
+def survey(
+    ledger: Ledger,
+    *,
+    now: datetime,
+    states: Sequence[TemplateState] | None = None,
+    concurrency: int = 8,
+) -> list[TemplateSummary]:
+    """Every template's summary, by name."""
+    rows = sorted(where_we_stand(ledger) if states is None else states, key=lambda s: s.name.lower())
+    with ThreadPoolExecutor(max(1, min(concurrency, len(rows) or 1))) as pool:
+        return list(pool.map(lambda s: summary_of(ledger, s, now=now), rows))

@@ -1,0 +1,97 @@
+"""The Ledger contract, continued: what the HTTP API and the security report read — provenance with the
+caller's identity and words, a child's lineage, claims looked up without claiming, history read from a
+point in time, and a template's own append-only audit trail. In memory and on Azurite alike."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+from rebuilder.domain.builds import BuildState, Lineage, Provenance
+from rebuilder.domain.model import SourceKind, SourceRef
+from rebuilder.domain.ports import Ledger
+from rebuilder.domain.regions import Region
+from rebuilder.domain.standing import TemplateAction, TemplateState
+from rebuilder.services.history import every
+from tests.records import T0, UBUNTU, build, template_id
+
+GALLERY_IMAGE = SourceRef(
+    SourceKind.SHARED_IMAGE_VERSION,
+    gallery_image_id="/subscriptions/s/resourcegroups/rg/providers/microsoft.compute/galleries/g/images/u",
+)
+
+
+def test_provenance_and_lineage_round_trip(ledger: Ledger) -> None:
+    child = build(
+        "app",
+        provenance=Provenance(
+            "http", "Ana Ops", "corr-9", "request:k1", "0000-oid", "CVE-2026-1234 <b>urgent</b>"
+        ),
+        lineage=Lineage(
+            "20261110T060000Z-0123456789abcdef-0123456789", "ubuntu", "22.04.2", UBUNTU, "22.04.1"
+        ),
+    )
+    ledger.claim_build(child, why="asked", by="http")
+    stored = ledger.get_build(child.id).record
+    assert stored == child
+    assert stored.root_version == "22.04.2"
+    assert build().root_version == build().source.resolved_version  # a baseline is its own root
+
+
+def test_a_claim_is_found_by_its_key_without_claiming_anything(ledger: Ledger) -> None:
+    made = build(key="request:k1")
+    assert ledger.find_claim(made.template_id, "request:k1") is None
+    ledger.claim_build(made, why="", by="")
+    found = ledger.find_claim(made.template_id.upper(), "request:k1")  # type: ignore[arg-type]
+    assert found is not None and found.record.id == made.id
+    assert ledger.find_claim(made.template_id, "request:k2") is None
+    assert ledger.find_claim(template_id("other"), "request:k1") is None
+
+
+def test_a_superseded_build_names_the_build_it_joined(ledger: Ledger) -> None:
+    made = build(key="k")
+    claim = ledger.claim_build(made, why="", by="")
+    after, transition = made.moved(
+        BuildState.SUPERSEDED, at=T0, why="joined", by="http", superseded_by="other-build"
+    )
+    ledger.save_build(after, etag=claim.build.etag, transition=transition)
+    assert ledger.get_build(made.id).record.superseded_by == "other-build"
+
+
+def test_history_is_read_from_a_point_in_time(ledger: Ledger) -> None:
+    made = [
+        ledger.claim_build(build(key=f"k{i}", at=T0 + timedelta(hours=i)), why="", by="").build.record
+        for i in range(6)
+    ]
+    until = T0 + timedelta(hours=3, minutes=30)
+    page = ledger.list_builds(made[0].template_id, limit=2, until=until)
+    rest = list(
+        every(lambda token: ledger.list_builds(made[0].template_id, limit=2, continuation=token, until=until))
+    )
+    assert [b.id for b in page.items] == [made[3].id, made[2].id]
+    assert [b.id for b in rest] == [b.id for b in reversed(made[:4])]
+    exact = ledger.list_builds(made[0].template_id, until=made[4].created_at).items
+    assert exact[0].id == made[4].id  # inclusive, to the second
+
+
+def test_the_template_audit_trail_is_append_only_and_newest_first(ledger: Ledger) -> None:
+    tid = template_id("ubuntu2204")
+    first = TemplateAction(tid, T0, "enabled", "Ana Ops", "oid-1", "fixed the customizer", "corr-1")
+    second = dataclasses.replace(first, at=T0 + timedelta(hours=1), why="again", correlation_id="corr-2")
+    assert ledger.record_action(first) == first
+    ledger.record_action(second)
+    assert ledger.record_action(dataclasses.replace(first, why="rewritten?")) == first  # same fact
+    trail = ledger.list_actions(tid).items
+    assert trail == [second, first]
+    assert ledger.list_actions(template_id("other")).items == []
+    paged = ledger.list_actions(tid, limit=1)
+    assert paged.items == [second] and paged.continuation is not None
+
+
+def test_a_template_row_keeps_its_source(ledger: Ledger) -> None:
+    for source in (UBUNTU, GALLERY_IMAGE, None):
+        tid = template_id(f"t-{source.kind if source else 'none'}")
+        state = TemplateState(tid, "t", Region("westeurope"), T0, source=source)
+        ledger.save_template_state(state, etag=None)
+        stored = ledger.get_template_state(tid)
+        assert stored is not None and stored.record == state
