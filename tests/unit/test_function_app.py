@@ -105,7 +105,14 @@ def test_health_is_anonymous_and_tells_only_the_status(monkeypatch: pytest.Monke
     monkeypatch.delenv("REBUILDER_ARM_ENDPOINT", raising=False)
     response = _invoke_health()
     assert response.status_code == 503
-    assert json.loads(response.get_body()) == {"status": "unavailable"}  # no setting names, no values
+    assert response.mimetype == "application/problem+json"
+    body = json.loads(response.get_body())
+    assert (body["status"], body["title"], body["detail"]) == (
+        503,
+        "Service unavailable",
+        "the service cannot work yet",
+    )
+    assert "REBUILDER" not in response.get_body().decode()  # no setting names, no values
 
 
 def test_health_is_ok_once_settings_are_valid(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,4 +124,70 @@ def test_health_is_ok_once_settings_are_valid(monkeypatch: pytest.MonkeyPatch) -
     assert response.status_code == 200
     assert json.loads(response.get_body()) == {"status": "ok"}
     assert response.headers["Cache-Control"] == "no-store"
+    monkeypatch.setattr(bootstrap, "_services", None)
+
+
+def _invoke(name: str, request: func.HttpRequest, invocation_id: str = "inv-1") -> func.HttpResponse:
+    class Context:  # what the host passes: the invocation id becomes the correlation id
+        def __init__(self) -> None:
+            self.invocation_id = invocation_id
+
+    response = registered()[name].get_user_function()(request, Context())
+    assert isinstance(response, func.HttpResponse)
+    return response
+
+
+def test_http_functions_answer_as_the_host_calls_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.http_world import READ, REQUEST, HttpWorld, principal
+
+    world = HttpWorld()
+    world.watch()
+    monkeypatch.setattr(bootstrap, "_services", world.services)
+    accepted = _invoke(
+        "request_rebuild",
+        func.HttpRequest(
+            method="POST",
+            url="https://app.azurewebsites.net/api/rebuilds",
+            body=json.dumps({"template": "ubuntu-golden", "reason": "hotfix"}).encode(),
+            headers={
+                "Content-Type": "application/json",
+                "Idempotency-Key": "chg-1",
+                "X-MS-CLIENT-PRINCIPAL": principal(REQUEST),
+            },
+            params={},
+            route_params={},
+        ),
+    )
+    assert accepted.status_code == 202
+    build = json.loads(accepted.get_body())["build"]
+    assert accepted.headers["Location"] == f"https://app.azurewebsites.net/api/rebuilds/{build['id']}"
+    assert build["provenance"]["correlation_id"] == "inv-1"
+    listed = _invoke(
+        "list_builds",
+        func.HttpRequest(
+            method="GET",
+            url="https://app.azurewebsites.net/api/builds?format=csv",
+            body=b"",
+            headers={"X-MS-CLIENT-PRINCIPAL": principal(READ)},
+            params={"format": "csv"},
+            route_params={},
+        ),
+    )
+    assert listed.status_code == 200 and listed.mimetype == "text/csv"
+    assert build["id"] in listed.get_body().decode()
+    refused = _invoke(
+        "get_rebuild",
+        func.HttpRequest(
+            method="GET",
+            url="https://app.azurewebsites.net/api/rebuilds/x",
+            body=b"",
+            headers={},
+            params={},
+            route_params={"build_id": "x"},
+        ),
+        invocation_id="inv-2",
+    )
+    assert refused.status_code == 401 and refused.mimetype == "application/problem+json"
+    assert json.loads(refused.get_body())["correlation_id"] == "inv-2"
+    assert refused.headers["X-Correlation-Id"] == "inv-2"
     monkeypatch.setattr(bootstrap, "_services", None)

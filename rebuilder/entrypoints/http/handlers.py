@@ -27,7 +27,7 @@ from ..views import build_document, template_document
 from . import inputs
 from .auth import Principal
 from .messages import CSV, HTML, JSONL, REPORT_CSP, ApiRequest, HttpResult, json_result
-from .problems import BadRequest, log, loggable
+from .problems import BadRequest, log, loggable, problem
 
 if TYPE_CHECKING:
     from rebuilder.bootstrap import Services
@@ -43,7 +43,7 @@ def health(get_services: Callable[[], Services]) -> HttpResult:
         log.warning(
             "health: %d invalid setting(s): %s", len(error.problems), loggable("; ".join(error.problems))
         )
-        return json_result(503, {"status": "unavailable"})
+        return problem(503, "Service unavailable", "the service cannot work yet", "")
     return json_result(200, {"status": "ok"})
 
 

@@ -223,7 +223,7 @@ SCHEMAS: dict[str, S] = {
         {"type": STR, "title": STR, "status": INT, "detail": STR, "correlation_id": STR},
         extra=True,  # a 409 carries the open build; a 400 may list the allowed fields or parameters
     ),
-    "Health": obj({"status": {"enum": ["ok", "unavailable"]}}),
+    "Health": obj({"status": {"const": "ok"}}),
     "RebuildRequest": {
         **obj({"template": {**STR, "minLength": 1, "maxLength": 400}, "reason": {**STR, "maxLength": 500}}),
         "required": ["template"],
@@ -368,7 +368,7 @@ def document() -> S:
             "security": [],
             "responses": {
                 "200": {"description": "ok", "content": {JSON: {"schema": ref("Health")}}},
-                "503": {"description": "unavailable", "content": {JSON: {"schema": ref("Health")}}},
+                "503": {"description": "unavailable", "content": {PROBLEM_JSON: {"schema": ref("Problem")}}},
             },
         }
     }

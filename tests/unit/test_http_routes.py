@@ -1,0 +1,445 @@
+"""Every HTTP route over the in-memory ports, through the same pipeline the Functions host calls:
+success, each error status, and authorisation (no principal, wrong role, right role)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from rebuilder.domain.builds import BuildReason, BuildState
+from rebuilder.domain.model import Source, SourceKind
+from rebuilder.entrypoints.http.messages import HttpResult
+from rebuilder.entrypoints.http.routes import ROUTES
+from rebuilder.services.records import open_build
+from tests.http_world import (
+    ADMIN,
+    NEW,
+    OBJECT_ID,
+    READ,
+    REQUEST,
+    UBUNTU,
+    WEU,
+    HttpWorld,
+    principal,
+    template_id,
+)
+from tests.records import build
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def world() -> HttpWorld:
+    return HttpWorld()
+
+
+def problem(result: HttpResult, status: int) -> dict[str, object]:
+    assert result.status == status, result.body
+    assert result.content_type == PROBLEM
+    body = result.json()
+    assert body["status"] == status and body["correlation_id"] == "corr-test-1"
+    assert "Traceback" not in result.body.decode()
+    return body  # type: ignore[no-any-return]
+
+
+def route_args(name: str) -> dict[str, object]:
+    """A valid call of each route."""
+    return {
+        "request_rebuild": {"method": "POST", "body": {"template": "ubuntu-golden"}},
+        "get_rebuild": {"route": {"build_id": "20261110T060000Z-0123456789abcdef-0123456789"}},
+        "get_template": {"route": {"name": "ubuntu-golden"}},
+        "enable_template": {"method": "POST", "route": {"name": "ubuntu-golden"}},
+    }.get(name, {})
+
+
+ROLE_OF = {"read": READ, "request": REQUEST, "admin": ADMIN}
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.name)
+def test_every_route_needs_a_principal_and_its_role(world: HttpWorld, route: object) -> None:
+    name = route.name  # type: ignore[attr-defined]
+    needed = ROLE_OF[route.role]  # type: ignore[attr-defined]
+    world.watch()
+    writes = world.ledger.writes
+    anonymous = world.call(name, auth=False, **route_args(name))  # type: ignore[arg-type]
+    assert problem(anonymous, 401)["title"] == "Unauthorized"
+    assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+    others = tuple(r for r in (READ, REQUEST, ADMIN) if r != needed)
+    refused = world.call(name, roles=others, **route_args(name))  # type: ignore[arg-type]
+    assert needed in str(problem(refused, 403)["detail"])
+    assert world.ledger.writes == writes  # nothing written for a refused request
+    allowed = world.call(name, roles=(needed,), **route_args(name))  # type: ignore[arg-type]
+    assert allowed.status not in (401, 403), allowed.body
+
+
+def test_role_names_come_from_settings(world: HttpWorld) -> None:
+    custom = HttpWorld(REBUILDER_READ_ROLE="Auditors")
+    assert custom.call("list_templates", roles=(READ,)).status == 403
+    assert custom.call("list_templates", roles=("Auditors",)).status == 200
+
+
+def test_roles_may_arrive_as_the_role_typ_claim_type(world: HttpWorld) -> None:
+    role_typ = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
+    header = {"X-MS-CLIENT-PRINCIPAL": principal(READ, role_typ=role_typ)}
+    assert world.call("list_templates", headers=header).status == 200
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "not base64 at all!",
+        base64.b64encode(b"not json").decode(),
+        base64.b64encode(b"[]").decode(),
+        base64.b64encode(json.dumps({"claims": "roles"}).encode()).decode(),
+        base64.b64encode(json.dumps({"claims": [{"typ": 1, "val": "x"}]}).encode()).decode(),
+        base64.b64encode(json.dumps({"claims": []}).encode()).decode(),
+        "A" * 20_000,
+    ],
+)
+def test_an_unreadable_principal_is_unauthorized(world: HttpWorld, header: str) -> None:
+    problem(world.call("list_templates", headers={"X-MS-CLIENT-PRINCIPAL": header}), 401)
+
+
+# -- POST /api/rebuilds ----------------------------------------------------------------------------------
+def test_a_rebuild_request_is_accepted_with_the_build_and_its_location(world: HttpWorld) -> None:
+    world.watch()
+    answer = world.call(
+        "request_rebuild",
+        method="POST",
+        body={"template": "ubuntu-golden", "reason": "CVE-2026-0001 hotfix"},
+        headers={"Idempotency-Key": "chg-42"},
+        roles=(REQUEST,),
+    )
+    assert answer.status == 202
+    document = answer.json()
+    build_id = document["build"]["id"]
+    assert answer.headers["Location"] == f"https://rebuilder.example.net/api/rebuilds/{build_id}"
+    assert (document["created"], document["joined"], document["replayed"]) == (True, False, False)
+    stored = world.ledger.get_build(build_id).record
+    assert stored.reason is BuildReason.ON_DEMAND and stored.state is BuildState.RUNNING
+    assert (stored.provenance.caller, stored.provenance.caller_id) == ("ana@contoso.com", OBJECT_ID)
+    assert stored.provenance.note == "CVE-2026-0001 hotfix"
+    assert (stored.provenance.trigger, stored.provenance.correlation_id) == ("http", "corr-test-1")
+    assert (
+        "requested by ana@contoso.com: CVE-2026-0001 hotfix" in world.ledger.list_transitions(build_id)[0].why
+    )
+
+
+def test_the_same_idempotency_key_replays_the_same_build_and_writes_nothing(world: HttpWorld) -> None:
+    world.watch()
+    call = {"method": "POST", "body": {"template": "ubuntu-golden"}, "headers": {"Idempotency-Key": "k-1"}}
+    first = world.call("request_rebuild", roles=(REQUEST,), **call).json()  # type: ignore[arg-type]
+    writes = world.ledger.writes
+    again = world.call("request_rebuild", roles=(REQUEST,), **call)  # type: ignore[arg-type]
+    assert again.status == 202
+    assert again.json()["build"]["id"] == first["build"]["id"]
+    assert again.json()["replayed"] is True and again.json()["created"] is False
+    assert world.ledger.writes == writes
+    assert world.imagebuilder.runs_started == {world.imagebuilder._key(template_id("ubuntu-golden")): 1}
+
+
+def test_a_request_while_a_build_is_open_joins_it_and_a_replay_answers_with_that_build(
+    world: HttpWorld,
+) -> None:
+    world.watch()
+    first = world.call("request_rebuild", method="POST", body={"template": "ubuntu-golden"}, roles=(REQUEST,))
+    joined = world.call(
+        "request_rebuild",
+        method="POST",
+        body={"template": "ubuntu-golden"},
+        headers={"Idempotency-Key": "late"},
+        roles=(REQUEST,),
+    )
+    assert joined.status == 202 and joined.json()["joined"] is True
+    assert joined.json()["build"]["id"] == first.json()["build"]["id"]
+    replay = world.call(
+        "request_rebuild",
+        method="POST",
+        body={"template": "ubuntu-golden"},
+        headers={"Idempotency-Key": "late"},
+        roles=(REQUEST,),
+    )
+    assert replay.json()["build"]["id"] == first.json()["build"]["id"] and replay.json()["replayed"]
+
+
+def test_a_request_an_open_build_cannot_take_is_refused_with_that_build(world: HttpWorld) -> None:
+    world.watch()
+    pinned = dataclasses.replace(
+        world.imagebuilder.get_template(template_id("ubuntu-golden")),
+        source=Source(SourceKind.PLATFORM_IMAGE, UBUNTU, NEW),
+    )
+    world.imagebuilder.add_template(pinned)  # the template now pins a newer version than the open build
+    older = build("ubuntu-golden", key="source-update:old", version="22.04.202411190", template_id=pinned.id)
+    open_build(
+        world.ledger,
+        dataclasses.replace(older, created_at=world.clock.now()),
+        why="x",
+        by="t",
+        now=world.clock.now(),
+    )
+    writes = world.ledger.writes
+    refused = world.call(
+        "request_rebuild", method="POST", body={"template": "ubuntu-golden"}, roles=(REQUEST,)
+    )
+    body = problem(refused, 409)
+    assert body["build"]["id"] == older.id  # type: ignore[index]
+    assert world.ledger.writes == writes
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "says"),
+    [
+        ({"template": "no-such-template"}, {}, 404, "no image template named"),
+        ({"template": "sandbox"}, {}, 422, "not managed"),
+        ({"template": "ubuntu golden"}, {}, 400, "image template name"),
+        ({"template": "x", "extra": 1}, {}, 400, "unknown field"),
+        ({}, {}, 400, "missing field"),
+        ({"template": 7}, {}, 400, "must be a str"),
+        ({"template": "ubuntu-golden", "reason": "line\nbreak"}, {}, 400, "printable"),
+        ({"template": "ubuntu-golden", "reason": "x" * 501}, {}, 400, "at most 500"),
+        ({"template": "ubuntu-golden"}, {"Idempotency-Key": "has space"}, 400, "Idempotency-Key"),
+        (b"[1, 2]", {"Content-Type": "application/json"}, 400, "JSON object"),
+        (b'{"template": "a", "template": "b"}', {"Content-Type": "application/json"}, 400, "appears twice"),
+        (b'{"template": NaN}', {"Content-Type": "application/json"}, 400, "not valid JSON"),
+        (b"\xff\xfe", {"Content-Type": "application/json"}, 400, "not valid JSON"),
+        (b'{"template": "ubuntu-golden"}', {"Content-Type": "text/plain"}, 415, "application/json"),
+        (b"{" + b" " * 17_000 + b"}", {"Content-Type": "application/json"}, 413, "larger than"),
+        (
+            {"template": "/subscriptions/99999999-2222-3333-4444-555555555555/resourceGroups/rg/providers/"
+             "Microsoft.VirtualMachineImages/imageTemplates/elsewhere"},
+            {},
+            404,
+            "configured scopes",
+        ),
+    ],
+)  # fmt: skip
+def test_a_bad_rebuild_request_is_refused_and_writes_nothing(
+    world: HttpWorld, body: object, headers: dict[str, str], status: int, says: str
+) -> None:
+    world.watch()
+    writes = world.ledger.writes
+    refused = world.call("request_rebuild", method="POST", body=body, headers=headers, roles=(REQUEST,))  # type: ignore[arg-type]
+    assert says in str(problem(refused, status)["detail"])
+    assert world.ledger.writes == writes
+
+
+def test_a_rebuild_by_resource_id_and_of_a_manual_template(world: HttpWorld) -> None:
+    world.watch()
+    by_id = world.call(
+        "request_rebuild", method="POST", body={"template": template_id("manual-golden")}, roles=(REQUEST,)
+    )
+    assert (
+        by_id.status == 202 and by_id.json()["build"]["template"] == "manual-golden"
+    )  # on demand is what manual is for
+
+
+# -- GET /api/rebuilds/{build_id} -------------------------------------------------------------------------
+def test_one_build_with_its_regions_and_transitions(world: HttpWorld) -> None:
+    world.patch_day()
+    [golden] = world.ledger.list_builds(template_id("ubuntu-golden")).items
+    shown = world.call("get_rebuild", route={"build_id": golden.id})
+    assert shown.status == 200
+    document = shown.json()
+    assert document["state"] == "Published" and document["root_version"] == NEW
+    assert [r["region"] for r in document["regions"]] == ["northeurope", "westeurope"]
+    assert document["transitions"][0]["to"] == "Queued"
+    assert problem(world.call("get_rebuild", route={"build_id": "nope"}), 400)["title"] == "Not a build id"
+    missing = "20991231T000000Z-0123456789abcdef-0123456789"
+    problem(world.call("get_rebuild", route={"build_id": missing}), 404)
+
+
+# -- GET /api/templates, /api/templates/{name} ----------------------------------------------------------
+def test_templates_show_each_region_with_versions_lineage_and_exposure(world: HttpWorld) -> None:
+    world.patch_day()
+    listed = world.call("list_templates")
+    assert listed.status == 200
+    templates = {t["name"]: t for t in listed.json()["templates"]}
+    child = templates["app-ubuntu"]
+    assert child["child"] is True and child["parents"] == ["ubuntu-golden"]
+    assert child["last_build"]["lineage"]["root_version"] == NEW
+    cells = {c["region"]: c for c in child["regions"]}
+    assert set(cells) == {"westeurope", "northeurope"}
+    weu = cells["westeurope"]
+    assert (weu["image_version"], weu["root_version"], weu["stale"]) == ("1.0.2", NEW, False)
+    assert weu["exposure"]["basis"] == "root" and weu["direct_exposure"]["basis"] == "direct"
+    # measured from the root Ubuntu version's first sighting, so longer than the direct window
+    assert weu["exposure"]["hours"] > weu["direct_exposure"]["hours"]
+    [wave] = listed.json()["waves"]
+    assert wave["summary"].startswith(f"{NEW}: 2/2 templates (1 child), 4/4 regions")
+
+
+def test_one_template_with_builds_windows_and_audit_trail(world: HttpWorld) -> None:
+    world.patch_day()
+    shown = world.call("get_template", route={"name": "app-ubuntu"})
+    assert shown.status == 200
+    document = shown.json()
+    assert [b["template"] for b in document["builds"]] == ["app-ubuntu"]
+    assert {w["basis"] for w in document["windows"]} == {"direct", "root"}
+    assert document["actions"] == []
+    problem(world.call("get_template", route={"name": "nothing-here"}), 404)
+    problem(world.call("get_template", route={"name": "bad name!"}), 400)
+    problem(world.call("get_template", route={"name": "app-ubuntu"}, params={"x": "1"}), 400)
+
+
+# -- POST /api/templates/{name}/enable --------------------------------------------------------------------
+def test_enabling_a_disabled_template_is_recorded_with_who(world: HttpWorld) -> None:
+    world.watch()
+    stored = world.ledger.get_template_state(template_id("ubuntu-golden"))
+    assert stored is not None
+    disabled = dataclasses.replace(
+        stored.record, disabled=True, disabled_reason="3 failures", consecutive_failures=3
+    )
+    world.ledger.save_template_state(disabled, etag=stored.etag)
+    answer = world.call(
+        "enable_template",
+        method="POST",
+        route={"name": "ubuntu-golden"},
+        body={"reason": "fixed"},
+        roles=(ADMIN,),
+    )
+    assert answer.status == 200 and answer.json()["was_disabled"] is True
+    assert answer.json()["template"]["disabled"] is False
+    [action] = world.ledger.list_actions(template_id("ubuntu-golden")).items
+    assert (action.action, action.by, action.by_id) == ("enabled", "ana@contoso.com", OBJECT_ID)
+    assert action.why.endswith(": fixed")
+    again = world.call("enable_template", method="POST", route={"name": "ubuntu-golden"}, roles=(ADMIN,))
+    assert again.json()["was_disabled"] is False
+    assert len(world.ledger.list_actions(template_id("ubuntu-golden")).items) == 1
+    shown = world.call("get_template", route={"name": "ubuntu-golden"}).json()
+    assert shown["actions"][0]["by"] == "ana@contoso.com"
+    problem(world.call("enable_template", method="POST", route={"name": "ghost"}, roles=(ADMIN,)), 404)
+    bad = world.call(
+        "enable_template", method="POST", route={"name": "ubuntu-golden"}, body={"why": "x"}, roles=(ADMIN,)
+    )
+    problem(bad, 400)
+
+
+# -- GET /api/builds ----------------------------------------------------------------------------------
+def seed_history(world: HttpWorld, count: int) -> list[str]:
+    """`count` builds over two templates, an hour apart, newest last (history is read per template
+    the ledger has a row for: the watch pass records them)."""
+    world.watch()
+    made = []
+    for i in range(count):
+        name = ("ubuntu-golden", "app-ubuntu")[i % 2]
+        at = world.clock.now() + timedelta(hours=i)
+        reason = BuildReason.ON_DEMAND if i % 3 == 0 else BuildReason.SOURCE_UPDATE
+        b = build(name, key=f"k{i}", at=at, template_id=template_id(name), reason=reason)
+        made.append(world.ledger.claim_build(b, why="seeded", by="test").build.record.id)
+    return made
+
+
+def follow(world: HttpWorld, params: dict[str, str]) -> tuple[list[str], int]:
+    seen, pages = [], 0
+    while True:
+        page = world.call("list_builds", params=params)
+        assert page.status == 200, page.body
+        pages += 1
+        seen += [b["id"] for b in page.json()["builds"]]
+        link = page.json()["next"]
+        if link is None:
+            assert "Link" not in page.headers
+            return seen, pages
+        assert page.headers["Link"] == f'<{link}>; rel="next"'
+        params = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+
+
+def test_history_pages_through_every_build_newest_first(world: HttpWorld) -> None:
+    made = seed_history(world, 11)
+    seen, pages = follow(world, {"limit": "4"})
+    assert seen == list(reversed(made)) and pages == 3
+
+
+def test_history_filters_by_template_reason_state_and_time(world: HttpWorld) -> None:
+    made = seed_history(world, 12)
+    start = world.clock.now()
+    seen, _ = follow(world, {"template": "app-ubuntu", "limit": "2"})
+    assert seen == [b for i, b in reversed(list(enumerate(made))) if i % 2 == 1]
+    on_demand, _ = follow(world, {"reason": "on-demand", "limit": "3"})
+    assert on_demand == [b for i, b in reversed(list(enumerate(made))) if i % 3 == 0]
+    ranged, _ = follow(
+        world,
+        {
+            "since": (start + timedelta(hours=3)).isoformat(),
+            "until": (start + timedelta(hours=6)).isoformat(),
+        },
+    )
+    assert ranged == [made[5], made[4], made[3]]
+    assert follow(world, {"state": "Published"})[0] == []
+    assert len(follow(world, {"state": "queued,Running"})[0]) == 12
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "201"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"state": "Exploded"}, "state"),
+        ({"reason": "whim"}, "reason"),
+        ({"since": "yesterday"}, "since"),
+        ({"since": "2026-11-10T06:00:00"}, "offset"),
+        ({"since": "2026-11-11T00:00:00Z", "until": "2026-11-10T00:00:00Z"}, "before"),
+        ({"format": "xml"}, "format"),
+        ({"template": "x'; DROP TABLE--"}, "template"),
+        ({"continuation": "forged"}, "continuation"),
+        ({"page": "2"}, "unknown query parameter"),
+    ],
+)
+def test_bad_history_queries_are_refused(world: HttpWorld, params: dict[str, str], says: str) -> None:
+    seed_history(world, 2)
+    assert says in str(problem(world.call("list_builds", params=params), 400)["detail"])
+
+
+def test_a_continuation_token_is_bound_to_its_query(world: HttpWorld) -> None:
+    seed_history(world, 6)
+    first = world.call("list_builds", params={"limit": "2"}).json()
+    token = parse_qs(urlsplit(first["next"]).query)["continuation"][0]
+    other = world.call("list_builds", params={"limit": "2", "reason": "on-demand", "continuation": token})
+    assert "another query" in str(problem(other, 400)["detail"])
+
+
+def test_history_as_csv_and_jsonl(world: HttpWorld) -> None:
+    world.patch_day()
+    csv = world.call("list_builds", params={"format": "csv"})
+    assert csv.status == 200 and csv.content_type == "text/csv"
+    lines = csv.body.decode().splitlines()
+    assert lines[0].startswith("build_id,template,template_id,reason,trigger,caller")
+    assert any("app-ubuntu" in line and NEW in line for line in lines[1:])
+    jsonl = world.call("list_builds", params={"format": "jsonl"})
+    documents = [json.loads(line) for line in jsonl.body.decode().splitlines()]
+    assert {d["template"] for d in documents} == {"ubuntu-golden", "app-ubuntu"}
+    assert all(d["transitions"] and d["regions"] for d in documents)
+
+
+# -- GET /api/plan, /api/report, /api/openapi.json ------------------------------------------------------
+def test_the_plan_is_the_cli_plan(world: HttpWorld) -> None:
+    world.watch()
+    world.marketplace.publish(WEU, UBUNTU, NEW)
+    plan = world.call("get_plan").json()
+    actions = {t["name"]: t["action"] for t in plan["templates"]}
+    assert actions["ubuntu-golden"] == "rebuild" and actions["manual-golden"] == "none"
+    assert plan["ignored"][0]["id"].endswith("/sandbox")
+
+
+def test_the_report_is_html_under_a_strict_content_security_policy(world: HttpWorld) -> None:
+    world.patch_day()
+    report = world.call("get_report")
+    assert report.status == 200 and report.content_type == "text/html"
+    assert report.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    page = report.body.decode()
+    assert "22.04.202501150: 2/2 templates (1 child)" in page
+    assert "<script" not in page and "http://" not in page and "https://" not in page and "<link" not in page
+
+
+def test_the_health_route_tells_only_the_status(world: HttpWorld) -> None:
+    from rebuilder.entrypoints.http.messages import ApiRequest
+    from rebuilder.entrypoints.http.routes import serve_health
+
+    ok = serve_health(ApiRequest("GET", "https://x/api/health"), lambda: world.services)
+    assert (ok.status, ok.json()) == (200, {"status": "ok"})
