@@ -4,7 +4,6 @@ give — successes and problems — validates against the documented schema (JSO
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import pytest
@@ -15,18 +14,16 @@ from referencing.jsonschema import DRAFT202012
 from rebuilder.entrypoints.http.messages import HttpResult
 from rebuilder.entrypoints.http.openapi import ANSWERS, document
 from tests.http_world import ADMIN, REQUEST, HttpWorld, template_id
+from tests.unit.test_function_app import registered
 
 
-@functools.cache
-def registered() -> dict[str, tuple[str, tuple[str, ...]]]:
-    import function_app
-
+def http_functions() -> dict[str, tuple[str, tuple[str, ...]]]:
     found = {}
-    for function in function_app.app.get_functions():
+    for name, function in registered().items():
         trigger = function.get_trigger().get_dict_repr()
         if trigger["type"] == "httpTrigger":
             methods = tuple(str(getattr(m, "value", m)) for m in trigger["methods"])
-            found[function.get_function_name()] = (f"/api/{trigger['route']}", methods)
+            found[name] = (f"/api/{trigger['route']}", methods)
     return found
 
 
@@ -35,7 +32,9 @@ def test_every_registered_route_is_documented_and_every_documented_route_exists(
     documented = {
         (path, method.upper(), op["operationId"]) for path, ops in paths.items() for method, op in ops.items()
     }
-    served = {(path, method, name) for name, (path, methods) in registered().items() for method in methods}
+    served = {
+        (path, method, name) for name, (path, methods) in http_functions().items() for method in methods
+    }
     assert documented == served
 
 
