@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY_STAMP   := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: all test lint typecheck layers unit demo bench clean
+.PHONY: all test lint typecheck layers unit demo bench clean browser
 
 all: test
 
@@ -18,6 +18,12 @@ $(PY_STAMP): requirements.txt requirements-dev.txt
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# The report's browser test needs Debian's Chromium; installed here where it is missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .
@@ -32,7 +38,7 @@ layers: $(PY_STAMP)
 unit: $(PY_STAMP)
 	$(BIN)/pytest tests/unit -q
 
-test: $(PY_STAMP) $(NODE_STAMP) lint typecheck layers
+test: $(PY_STAMP) $(NODE_STAMP) browser lint typecheck layers
 	$(BIN)/pytest
 
 demo: $(PY_STAMP) $(NODE_STAMP)

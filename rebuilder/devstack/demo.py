@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from rebuilder.bootstrap import Services, bootstrap
 from rebuilder.devstack import estate
@@ -121,6 +122,7 @@ WATCH_EVERY = 3  # reconcile every 5 simulated minutes, watch every 15, as the d
 TICK_SECONDS = 300
 MANAGED = ("ubuntu2204-golden", "winserver2022-golden", "rhel8-golden", "app-ubuntu2204")
 FAILING_REGION = "northeurope"
+DEFAULT_REPORT = Path(".devstack") / "demo" / "security-report.html"
 
 
 def patch_day(services: Services, control: SimControl, progress: Progress) -> int:
@@ -186,6 +188,7 @@ def _all_published(services: Services) -> bool:
 
 
 def show_ledger(services: Services) -> None:
+    from rebuilder.domain.waves import waves
     from rebuilder.entrypoints.views import (
         BUILD_HEADERS,
         REGION_HEADERS,
@@ -194,10 +197,11 @@ def show_ledger(services: Services) -> None:
         region_row,
         window_row,
     )
+    from rebuilder.services.estate import survey
     from rebuilder.services.history import template_history, where_we_stand
 
     histories = [
-        template_history(services.ledger, s.template_id)
+        template_history(services.ledger, s.template_id, state=s)
         for s in sorted(where_we_stand(services.ledger), key=lambda s: s.name)
     ]
     builds = [b for h in histories for b, _ in h.builds]
@@ -206,13 +210,54 @@ def show_ledger(services: Services) -> None:
     print("\nThe ledger: replication per region")
     rows = [[b.template_name, *region_row(r)] for h in histories for b, regions in h.builds for r in regions]
     print(table(["template", *REGION_HEADERS], rows))
-    print("\nExposure windows (first seen → replicated in the region)")
+    print("\nExposure windows (first seen → replicated in the region), direct: of each template's own source")
     print(
         table(
             WINDOW_HEADERS,
             [window_row(h.state.name if h.state else "?", w) for h in histories for w in h.windows],
         )
     )
+    rooted = [h for h in histories if any(b.lineage for b, _ in h.builds)]
+    print("\nRoot exposure of children (from the first sighting of the root Marketplace version)")
+    for h in rooted:
+        lineage = next(b.lineage for b, _ in h.builds if b.lineage)
+        print(f"  {h.state.name if h.state else '?'} ← {lineage.parent_template} ← {lineage.root_source}")
+    print(
+        table(
+            WINDOW_HEADERS,
+            [window_row(h.state.name if h.state else "?", w) for h in rooted for w in h.root_windows],
+        )
+    )
+    now = services.clock.now()
+    print("\nPatch waves (per root source version)")
+    for wave in waves(survey(services.ledger, now=now), now=now):
+        print(f"  {wave.image} {wave.describe()}")
+
+
+def late_day(services: Services, control: SimControl) -> None:
+    """A newer source version arrives late: the report is written while its build is under way, so the
+    templates built from it show as stale, with their exposure window still open."""
+    from rebuilder.services.reconciler import Reconciler
+    from rebuilder.services.watch_and_act import watch_and_act
+
+    image, version = estate.LATE
+    control.advance(3 * TICK_SECONDS)
+    control.publish(*image, version, list(estate.REGIONS))
+    print(f"\nLater: {':'.join(image)} {version} is published in {len(estate.REGIONS)} regions")
+    ports, policy, scopes = services.detection(), services.policy(), services.settings.scopes
+    acted = watch_and_act(ports, scopes, policy, now=services.clock.now(), trigger="timer")
+    _narrate(services, services.clock.now(), acted[1])
+    control.advance(4 * TICK_SECONDS)
+    _narrate(services, services.clock.now(), Reconciler(ports, policy, now=services.clock.now()).run())
+
+
+def write_report(services: Services, path: Path) -> Path:
+    """The security report from the demo's ledger, as `python -m rebuilder report --html` writes it."""
+    from rebuilder.entrypoints.http.handlers import report_page
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report_page(services), encoding="utf-8")
+    return path.resolve()
 
 
 def _short(version: str | None) -> str:
@@ -247,7 +292,11 @@ def main(argv: list[str]) -> int:
     from rebuilder.devstack.simclock import SimulatorClock
     from rebuilder.services.watch_and_act import watch_and_act
 
-    argparse.ArgumentParser(prog="python -m rebuilder demo", description=__doc__).parse_args(argv)
+    arguments = argparse.ArgumentParser(prog="python -m rebuilder demo", description=__doc__)
+    arguments.add_argument(
+        "--report", default=str(DEFAULT_REPORT), help=f"where to write the security report ({DEFAULT_REPORT})"
+    )
+    args = arguments.parse_args(argv)
     progress = Progress()
     print("rebuilder demo: a patch day on the local Azure stack, through the real Azure SDK clients\n")
     with local_stack(progress) as (sim, azurite):
@@ -290,6 +339,9 @@ def main(argv: list[str]) -> int:
             show_ledger(services)
             calls = control.counters()
             print(f"\nARM calls served by the simulator: {sum(calls.values())} over {len(calls)} routes")
+            late_day(services, control)
+            report = write_report(services, Path(args.report))
+            print(f"\nSecurity report: {report}")
         finally:
             services.close()
     progress.step("local stack stopped")

@@ -66,7 +66,9 @@ def template_history(
     if state is None:
         stored = ledger.get_template_state(template_id)
         state = stored.record if stored else None
-    source = state.source if state and state.source else (source_ref(builds[0]) if builds else None)
+    source = state.source if state else None
+    if builds and (source is None or source_ref(builds[0]).key == source.key):
+        source = source_ref(builds[0])  # the same source, spelt as the template spells it
     seen = versions_seen(ledger, source)
     rooted = next((b for b in builds if b.lineage), None)
     root = root_ref(rooted) if rooted else source
