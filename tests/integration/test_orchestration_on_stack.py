@@ -3,11 +3,15 @@ simulator, the ledger on Azurite, simulated time."""
 
 from __future__ import annotations
 
+import csv
 import itertools
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -332,3 +336,68 @@ def test_a_run_that_overruns_the_timeout_is_canceled_and_counted_as_failed(
         assert states_by_name(driver.services)["ubuntu2204-golden"].consecutive_failures == 1
     finally:
         driver.services.close()
+
+
+def test_the_cli_writes_the_report_and_exports_the_audit_trail(
+    driver: Driver, sim: SimControl, tmp_path: Path
+) -> None:
+    driver.watch()
+    sim.publish(*estate.UBUNTU, NEW_UBUNTU, list(estate.REGIONS))
+    driver.until(lambda: bool(driver.builds("app-ubuntu2204")) and driver.idle())
+    asked = cli(
+        driver, "rebuild", "rhel8-golden", "--reason", '=HYPERLINK("x") CVE drill', "--output", "json"
+    )
+    report = tmp_path / "report.html"
+    written = cli(driver, "report", "--html", str(report), "--output", "json")
+    assert written["report"] == str(report.resolve())
+    page = report.read_text()
+    assert "22.04.202501150: 2/2 templates (1 child)" in page
+    assert "<script" not in page
+    exported = tmp_path / "audit.csv"
+    since = (driver.services.clock.now() - timedelta(days=1)).isoformat()
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rebuilder.devstack.simcli",
+            "export",
+            "--since",
+            since,
+            "--file",
+            str(exported),
+        ],
+        env={**os.environ, **driver.env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "exported" in run.stderr  # progress goes to stderr
+    rows = list(csv.DictReader(exported.open(encoding="utf-8")))
+    by_build = {r["build_id"] for r in rows}
+    assert asked["build"]["id"] in by_build
+    child = [r for r in rows if r["template"] == "app-ubuntu2204"]
+    assert child and {r["root_version"] for r in child} == {NEW_UBUNTU} and child[0]["parent_build_id"]
+    drill = [r for r in rows if r["build_id"] == asked["build"]["id"]]
+    assert drill[0]["note"].startswith("'=HYPERLINK")  # a spreadsheet never runs what a caller wrote
+    assert {r["transition_to"] for r in drill} >= {"Queued", "Running"}
+    jsonl = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rebuilder.devstack.simcli",
+            "export",
+            "--format",
+            "jsonl",
+            "--template",
+            "rhel8-golden",
+        ],
+        env={**os.environ, **driver.env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    documents = [json.loads(line) for line in jsonl.stdout.splitlines()]
+    assert {d["template"] for d in documents} == {"rhel8-golden"} and documents[0]["transitions"]

@@ -443,3 +443,31 @@ def test_the_health_route_tells_only_the_status(world: HttpWorld) -> None:
 
     ok = serve_health(ApiRequest("GET", "https://x/api/health"), lambda: world.services)
     assert (ok.status, ok.json()) == (200, {"status": "ok"})
+
+
+def test_what_people_wrote_reaches_the_report_escaped(world: HttpWorld) -> None:
+    world.watch()
+    hostile = '<img src=x onerror="alert(1)"> & <script>alert(2)</script>'
+    asked = world.call(
+        "request_rebuild",
+        method="POST",
+        body={"template": "ubuntu-golden", "reason": hostile},
+        roles=(REQUEST,),
+    )
+    assert asked.status == 202
+    page = world.call("get_report").body.decode()
+    assert (
+        "&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; &lt;script&gt;alert(2)&lt;/script&gt;" in page
+    )
+    assert "<img" not in page and "<script" not in page
+
+
+def test_hostile_values_reach_the_log_escaped(world: HttpWorld, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="rebuilder.http")
+    forged = "ghost\r\n2026-11-10 INFO rebuilder.http enable_template answered 200"
+    refused = world.call("request_rebuild", method="POST", body={"template": forged}, roles=(REQUEST,))
+    problem(refused, 400)
+    world.call("get_template", route={"name": "x"}, params={forged: "1"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "rebuilder.http"]
+    assert lines and all("\n" not in line and "\r" not in line for line in lines)
+    assert any("\\x0d\\x0a" in line or "\\r\\n" in line for line in lines)
