@@ -93,3 +93,50 @@ def test_numeric_order_decides_newer_not_text_order() -> None:
         [(b, [completed(b, WEU, 5 * H)])], [seen("20348.2849.241106", H), seen("20348.9.1", H)]
     )
     assert {w.version for w in windows} == {"20348.2849.241106"}  # 20348.9.1 is older than the baseline
+
+
+# -- root windows: a child's exposure from the root Marketplace version's first sighting ---------------
+def child_build(version: str, root: str, previous_root: str, at_hours: float) -> Build:
+    from rebuilder.domain.builds import Lineage
+
+    return build(
+        "app",
+        key=f"parent-published:{version}",
+        at=T0 + at_hours * H,
+        version=version,
+        previous_baseline="",
+        lineage=Lineage("parent-build", "ubuntu", root, UBUNTU, previous_root),
+    )
+
+
+def test_a_childs_root_window_starts_at_the_root_versions_first_sighting() -> None:
+    from rebuilder.domain.exposure import Basis, root_windows
+
+    child = child_build("1.0.2", "22.04.202501150", "22.04.202411190", 2)
+    rows = [completed(child, WEU, 3 * H)]
+    windows = root_windows([(child, rows)], [seen("22.04.202411190", -900 * H), seen("22.04.202501150", H)])
+    assert spans(windows) == {(WEU, "22.04.202501150", 2 * H)}  # 01:00 seen → 03:00 replicated
+    assert {w.basis for w in windows} == {Basis.ROOT}
+
+
+def test_without_a_known_previous_root_only_versions_from_the_oldest_built_root_count() -> None:
+    from rebuilder.domain.exposure import root_windows
+
+    child = child_build("1.0.2", "22.04.202501150", "", 2)
+    sightings = [
+        seen("22.04.202409100", -2000 * H),
+        seen("22.04.202501150", H),
+        seen("22.04.202502010", 5 * H),
+    ]
+    windows = root_windows([(child, [completed(child, WEU, 3 * H)])], sightings)
+    assert spans(windows) == {(WEU, "22.04.202501150", 2 * H), (WEU, "22.04.202502010", None)}
+
+
+def test_a_baselines_root_windows_are_its_direct_windows() -> None:
+    from rebuilder.domain.exposure import Basis, root_windows
+
+    b = build(version="22.04.202501150")
+    rows = [completed(b, WEU, 3 * H)]
+    sightings = [seen("22.04.202501150", H)]
+    root = root_windows([(b, rows)], sightings)
+    assert spans(root) == spans(exposure_windows([(b, rows)], sightings)) and root[0].basis is Basis.ROOT

@@ -471,3 +471,10 @@ def test_hostile_values_reach_the_log_escaped(world: HttpWorld, caplog: pytest.L
     lines = [r.getMessage() for r in caplog.records if r.name == "rebuilder.http"]
     assert lines and all("\n" not in line and "\r" not in line for line in lines)
     assert any("\\x0d\\x0a" in line or "\\r\\n" in line for line in lines)
+
+
+def test_a_function_key_sent_as_code_is_the_hosts_and_stays_out_of_links(world: HttpWorld) -> None:
+    seed_history(world, 3)
+    page = world.call("list_builds", params={"code": "secret-key", "limit": "1"})
+    assert page.status == 200
+    assert "secret-key" not in page.json()["next"] and "secret-key" not in page.headers["Link"]

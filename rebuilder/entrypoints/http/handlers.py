@@ -168,8 +168,8 @@ def list_builds(services: Services, request: ApiRequest, principal: Principal) -
     page = list_history(services.ledger, query, after=after, limit=limit)
     headers: dict[str, str] = {}
     next_link = None
-    if page.next is not None:
-        following = {k: v for k, v in params.items() if k != "continuation"}
+    if page.next is not None:  # the function key stays out of links: callers add their own
+        following = {k: v for k, v in params.items() if k not in ("continuation", "code")}
         following["continuation"] = page.next.token(query)
         next_link = f"{request.base}/api/builds?{urlencode(following)}"
         headers["Link"] = f'<{next_link}>; rel="next"'

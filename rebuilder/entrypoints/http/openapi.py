@@ -344,7 +344,10 @@ def _operation(route: Route) -> S:
     operation: S = {
         "operationId": route.name,
         "summary": route.summary,
-        "security": [{"functionKey": [], "appServicePrincipal": []}],
+        "security": [
+            {"functionKey": [], "appServicePrincipal": []},
+            {"functionKeyQuery": [], "appServicePrincipal": []},
+        ],
         "x-required-role": route.role,
         "parameters": [_PARAMETERS[n] for n in names],
         "responses": responses,
@@ -387,6 +390,7 @@ def document() -> S:
             "schemas": SCHEMAS,
             "securitySchemes": {
                 "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+                "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
                 "appServicePrincipal": {"type": "apiKey", "in": "header", "name": "X-MS-CLIENT-PRINCIPAL"},
             },
         },

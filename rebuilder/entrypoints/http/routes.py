@@ -38,6 +38,7 @@ class Route:
     query: tuple[str, ...] = ()
 
 
+HOST_QUERY = ("code",)  # the function key, when a caller sends it as ?code= (the host checks it)
 TEMPLATE_QUERY = ("resource_group",)
 BUILDS_QUERY = ("template", "state", "reason", "since", "until", "limit", "continuation", "format")
 
@@ -109,7 +110,7 @@ def serve(name: str, request: ApiRequest, get_services: Callable[[], Services]) 
         services = get_services()
         caller = principal(request.headers)
         require(caller, role_name(services.settings, route.role))
-        inputs.only(request.params, route.query)
+        inputs.only(request.params, (*route.query, *HOST_QUERY))
         result = route.handler(services, request, caller)
     except Exception as error:  # the outermost boundary: every failure is answered, and logged there
         result = from_error(error, request.correlation_id)
