@@ -22,6 +22,12 @@ Key layout (why: each question the service and security teams ask is one partiti
                      entity-group transaction: a key is either claimed with its build, or not at all.
                      Every later write of a build carries its ETag and its new transition and region
                      rows in one transaction, so the trail can never disagree with the build.
+  {prefix}history    PartitionKey = 'history', RowKey = {inv}-{template key}-{nonce}: every build across
+                     templates in history order (newest first), so a page of the whole history is
+                     one range read. Written just before the build's claim (another table: not in its
+                     transaction), so an entry may name a build that was never claimed; readers skip
+                     those. One partition holds every build: builds are created tens a day, far
+                     below a partition's throughput.
   {prefix}templates  PartitionKey = 'template', RowKey = template key: "where do we stand" for every
                      template × region is one partition read (the regions are a JSON column).
   {prefix}sources    PartitionKey = sha256 of the source key (location/publisher/offer/sku or gallery
@@ -52,6 +58,7 @@ from rebuilder.domain.builds import (
 )
 from rebuilder.domain.errors import InvalidRecord
 from rebuilder.domain.model import ImageState, RunSubState, SourceKind, SourceRef, TemplateId
+from rebuilder.domain.ports import IndexedBuild
 from rebuilder.domain.regions import Region
 from rebuilder.domain.standing import RegionStanding, SeenVersion, TemplateAction, TemplateState
 
@@ -96,6 +103,35 @@ def region_row(stem: str, region: str) -> str:
 
 def transition_row(stem: str, seq: int) -> str:
     return f"t-{stem}-{seq:06d}"
+
+
+HISTORY_PARTITION = "history"
+
+
+def index_row(build_id: str) -> str:
+    """The history index key of a build: history order is key order."""
+    parsed = parse_build_id(build_id)
+    return f"{inverted(parsed.at)}-{parsed.template_key}-{parsed.nonce}"
+
+
+def index_to_entity(build: Build) -> Entity:
+    return {
+        "PartitionKey": HISTORY_PARTITION,
+        "RowKey": index_row(build.id),
+        "BuildId": build.id,
+        "TemplateId": build.template_id,
+        "Reason": build.reason.value,
+        "CreatedAt": _aware(build.created_at, "created_at"),
+    }
+
+
+def index_from_entity(e: Mapping[str, Any]) -> IndexedBuild:
+    return IndexedBuild(
+        BuildId(e["BuildId"]),
+        TemplateId(e["TemplateId"]),
+        BuildReason(e["Reason"]),
+        _required_utc(e["CreatedAt"]),
+    )
 
 
 def claim_row(idempotency_key: str) -> str:

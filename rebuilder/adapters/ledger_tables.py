@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from rebuilder.domain.builds import (
     Build,
+    BuildId,
     BuildState,
     RegionStatus,
     Transition,
@@ -24,10 +25,17 @@ from rebuilder.domain.builds import (
     first_transition,
     template_key,
 )
-from rebuilder.domain.errors import InvalidContinuation, InvalidRecord, NotFound, PermanentError, StaleWrite
+from rebuilder.domain.errors import (
+    InvalidContinuation,
+    InvalidRecord,
+    NotFound,
+    PermanentError,
+    RebuilderError,
+    StaleWrite,
+)
 from rebuilder.domain.limits import check_idempotency_key, check_storable, check_version
 from rebuilder.domain.model import SourceRef, TemplateId
-from rebuilder.domain.ports import Claim, Page, Versioned
+from rebuilder.domain.ports import Claim, IndexedBuild, Page, Versioned
 from rebuilder.domain.standing import SeenVersion, TemplateAction, TemplateState
 
 from . import ledger_entities as entities
@@ -45,7 +53,7 @@ class TableLedger:
     def __init__(self, service: TableServiceClient, *, prefix: str) -> None:
         self._service = service
         self._prefix = prefix
-        self._names = {kind: f"{prefix}{kind}" for kind in ("templates", "sources")}
+        self._names = {kind: f"{prefix}{kind}" for kind in ("templates", "sources", "history")}
         self._tables: dict[str, TableClient] = {}
         self._lock = threading.Lock()
 
@@ -89,6 +97,8 @@ class TableLedger:
         check_idempotency_key(build.provenance.idempotency_key)
         check_storable(build)
         first = first_transition(build, why=why, by=by)
+        index = _checked(entities.index_to_entity(build))
+        self._index(index)  # before the claim: a claimed build is always in the index
         operations = [
             ("create", _checked(entities.claim_to_entity(build))),
             ("create", _checked(entities.build_to_entity(build, transitions=1))),
@@ -97,7 +107,10 @@ class TableLedger:
         try:
             results = self._transact(f"claim build {build.id}", operations)
         except _AlreadyExists:
-            return Claim(self._claimed(build), created=False)
+            claimed = self._claimed(build)
+            if claimed.record.id != build.id:  # this build will never be: tidy its entry (readers skip it)
+                self._unindex(index)
+            return Claim(claimed, created=False)
         return Claim(Versioned(build, _version(1, build.state, results[1]["etag"])), created=True)
 
     def _claimed(self, build: Build) -> Versioned[Build]:
@@ -106,6 +119,37 @@ class TableLedger:
         with translated(f"read the claim of {build.provenance.idempotency_key[:100]!r}"):
             claim = self._table(self._builds(partition)).get_entity(partition, row)
         return self.get_build(claim["BuildId"])
+
+    def _index(self, entity: dict[str, Any]) -> None:
+        from azure.data.tables import UpdateMode
+
+        with translated(f"index build {entity['BuildId']}"):
+            self._table("history").upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    def _unindex(self, entity: dict[str, Any]) -> None:
+        with contextlib.suppress(RebuilderError), translated(f"unindex build {entity['BuildId']}"):
+            self._table("history").delete_entity(entity["PartitionKey"], entity["RowKey"])
+
+    def list_build_index(
+        self,
+        *,
+        until: datetime | None = None,
+        after: BuildId | None = None,
+        limit: int = 100,
+        continuation: str | None = None,
+    ) -> Page[IndexedBuild]:
+        low = entities.inverted(until) if until is not None else ""
+        if after is not None:
+            # Keys share one length and alphabet: every key after K sorts at or after K + "0".
+            low = max(low, entities.index_row(after) + "0")
+        found, token = self._query_page(
+            "history",
+            "PartitionKey eq @pk and RowKey ge @low",
+            {"pk": entities.HISTORY_PARTITION, "low": low},
+            limit=limit,
+            continuation=continuation,
+        )
+        return Page([entities.index_from_entity(e) for e in found], token)
 
     def find_claim(self, template_id: TemplateId, idempotency_key: str) -> Versioned[Build] | None:
         check_idempotency_key(idempotency_key)

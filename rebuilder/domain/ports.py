@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
-from .builds import Build, RegionStatus, Transition
+from .builds import Build, BuildId, BuildReason, RegionStatus, Transition
 from .definition import TemplateDefinition
 from .model import (
     GalleryImageId,
@@ -121,6 +121,18 @@ class Claim:
     created: bool  # False: the key was claimed before, and `build` is the build that claimed it
 
 
+@dataclass(frozen=True)
+class IndexedBuild:
+    """One entry of the history index: every build across templates, newest first. Written just before
+    its build is claimed, so an entry may name a build that never came to be (its claim lost a race,
+    or the process died in between): readers skip entries whose build is not found."""
+
+    build_id: BuildId
+    template_id: TemplateId
+    reason: BuildReason
+    created_at: datetime
+
+
 class Ledger(Protocol):
     """The append-only build ledger. Writes are insert-only or ETag-conditional: a lost race raises
     StaleWrite (re-read and decide again); nothing is overwritten blindly, no transition is rewritten."""
@@ -131,6 +143,18 @@ class Ledger(Protocol):
 
     def get_build(self, build_id: str) -> Versioned[Build]:
         """Raises NotFound, or InvalidBuildId for a string that cannot be a build id."""
+        ...
+
+    def list_build_index(
+        self,
+        *,
+        until: datetime | None = None,
+        after: BuildId | None = None,
+        limit: int = 100,
+        continuation: str | None = None,
+    ) -> Page[IndexedBuild]:
+        """The history index, newest first (then by template key and nonce, as build ids order): entries
+        created at or before `until` (to the second), strictly after build `after` in that order."""
         ...
 
     def find_claim(self, template_id: TemplateId, idempotency_key: str) -> Versioned[Build] | None:

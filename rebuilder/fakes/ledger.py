@@ -25,7 +25,7 @@ from rebuilder.domain.builds import (
 from rebuilder.domain.errors import InvalidContinuation, NotFound, PermanentError, StaleWrite
 from rebuilder.domain.limits import check_idempotency_key, check_storable, check_version
 from rebuilder.domain.model import SourceRef, TemplateId
-from rebuilder.domain.ports import Claim, Page, Versioned
+from rebuilder.domain.ports import Claim, IndexedBuild, Page, Versioned
 from rebuilder.domain.standing import SeenVersion, TemplateAction, TemplateState
 from rebuilder.domain.versions import version_key
 
@@ -79,6 +79,26 @@ class InMemoryLedger:
                 return None
             stored = self._builds[build_id]
             return Versioned(stored.build, stored.version)
+
+    def list_build_index(
+        self,
+        *,
+        until: datetime | None = None,
+        after: BuildId | None = None,
+        limit: int = 100,
+        continuation: str | None = None,
+    ) -> Page[IndexedBuild]:
+        with self._lock:
+            builds = [s.build for s in self._builds.values()]
+        entries = sorted(builds, key=lambda b: _order(b.id))
+        if until is not None:
+            entries = [
+                b for b in entries if int(parse_build_id(b.id).at.timestamp()) <= int(until.timestamp())
+            ]
+        if after is not None:
+            entries = [b for b in entries if _order(b.id) > _order(after)]
+        index = [IndexedBuild(b.id, b.template_id, b.reason, b.created_at) for b in entries]
+        return _page(index, limit, continuation)
 
     def get_build(self, build_id: str) -> Versioned[Build]:
         parse_build_id(build_id)
@@ -224,6 +244,11 @@ class InMemoryLedger:
         with self._lock:
             versions = sorted(self._seen.get(source.key, {}).values(), key=lambda s: version_key(s.version))
         return _page(versions, limit, continuation)
+
+
+def _order(build_id: str) -> tuple[int, str, str]:
+    parsed = parse_build_id(build_id)
+    return -int(parsed.at.timestamp()), parsed.template_key, parsed.nonce
 
 
 def _page(items: list[_T], limit: int, continuation: str | None) -> Page[_T]:

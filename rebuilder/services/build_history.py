@@ -13,25 +13,27 @@ import base64
 import hashlib
 import heapq
 import json
+import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from rebuilder.domain.builds import Build, BuildReason, BuildState, parse_build_id
-from rebuilder.domain.errors import InvalidContinuation
+from rebuilder.domain.builds import Build, BuildId, BuildReason, BuildState, parse_build_id
+from rebuilder.domain.errors import InvalidContinuation, NotFound, PermanentError
 from rebuilder.domain.model import TemplateId
-from rebuilder.domain.ports import Ledger
-
-from .history import every
+from rebuilder.domain.ports import Ledger, Page
 
 MAX_PAGE = 200
 SCAN_LIMIT = 5_000
 _READ = 100  # builds per ledger read
+_LAST_SECOND = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp())
+_KEY = re.compile(r"^[0-9a-f]{16}-[0-9a-f]{10}$")
 
 
 @dataclass(frozen=True)
 class HistoryQuery:
-    template_ids: tuple[TemplateId, ...]  # the templates to read (every template the ledger knows)
+    template_ids: tuple[TemplateId, ...] | None = None  # None: every template (read the history index)
     states: frozenset[BuildState] = frozenset()  # empty: any
     reasons: frozenset[BuildReason] = frozenset()
     since: datetime | None = None  # created at or after
@@ -46,7 +48,7 @@ class HistoryQuery:
         """What a continuation token is bound to: the same query, or the token is refused."""
         text = json.dumps(
             [
-                sorted(t.lower() for t in self.template_ids),
+                sorted(t.lower() for t in self.template_ids) if self.template_ids is not None else None,
                 sorted(self.states),
                 sorted(self.reasons),
                 self.since.isoformat() if self.since else None,
@@ -66,8 +68,7 @@ class Position:
 
     @classmethod
     def of(cls, build: Build) -> Position:
-        parsed = parse_build_id(build.id)
-        return cls(-int(parsed.at.timestamp()), parsed.template_key, parsed.nonce)
+        return _position(build.id)
 
     def token(self, query: HistoryQuery) -> str:
         body = json.dumps([1, self.inverted_at, self.template_key, self.nonce, query.fingerprint()])
@@ -92,7 +93,19 @@ class Position:
             raise refused
         if body[4] != query.fingerprint():
             raise InvalidContinuation("the continuation token belongs to another query (other filters)")
-        return cls(body[1], body[2], body[3])
+        position = cls(body[1], body[2], body[3])
+        if not -_LAST_SECOND <= position.inverted_at <= 0 or not _KEY.match(f"{body[2]}-{body[3]}"):
+            raise refused
+        return position
+
+    @property
+    def at(self) -> datetime:
+        return datetime.fromtimestamp(-self.inverted_at, UTC)
+
+    @property
+    def build_id(self) -> BuildId:
+        """The id of the build at this position (ids are built from the same parts)."""
+        return BuildId(f"{self.at:%Y%m%dT%H%M%SZ}-{self.template_key}-{self.nonce}")
 
 
 @dataclass(frozen=True)
@@ -109,23 +122,79 @@ def list_history(
     after: Position | None = None,
     limit: int = 50,
     scan_limit: int = SCAN_LIMIT,
+    concurrency: int = 8,
 ) -> HistoryPage:
     """One page of the query's builds, newest first, after `after`."""
     if not 1 <= limit <= MAX_PAGE:
-        raise ValueError(f"a page holds 1 to {MAX_PAGE} builds, not {limit}")
-    merged = heapq.merge(*(_one(ledger, t, query, after) for t in query.template_ids), key=Position.of)
+        raise PermanentError(f"a page holds 1 to {MAX_PAGE} builds, not {limit}")
+    size = min(limit + 1, _READ)  # a page needs at most this many builds from any one read
+    if query.template_ids is None:
+        found = _indexed(ledger, query, after, size, concurrency)
+    else:
+        readers = [_TemplateReader(ledger, t, query, after, size) for t in query.template_ids]
+        with ThreadPoolExecutor(max(1, min(concurrency, len(readers)))) as pool:
+            primed = list(pool.map(_TemplateReader.prime, readers))
+        found = ((Position.of(b), b) for b in heapq.merge(*primed, key=Position.of))
     page: list[Build] = []
     scanned, last = 0, after
-    for build in merged:
-        if len(page) == limit and query.matches(build):
+    for position, build in found:
+        wanted = build is not None and query.matches(build)
+        if len(page) == limit and wanted:
             return HistoryPage(page, Position.of(page[-1]), scanned)
         if scanned == scan_limit:
             return HistoryPage(page, last, scanned)
         scanned += 1
-        last = Position.of(build)
-        if query.matches(build) and len(page) < limit:
+        last = position
+        if build is not None and wanted and len(page) < limit:
             page.append(build)
     return HistoryPage(page, None, scanned)
+
+
+def _indexed(
+    ledger: Ledger, query: HistoryQuery, after: Position | None, size: int, concurrency: int
+) -> Iterator[tuple[Position, Build | None]]:
+    """Every template's builds from the history index, newest first: one range read per chunk, the
+    builds of a chunk read at once. An entry whose build is missing (a lost claim) is None."""
+    until = _start(query, after)
+    token: str | None = None
+    with ThreadPoolExecutor(max(1, concurrency)) as pool:
+        while True:
+            chunk = ledger.list_build_index(
+                until=until, after=after.build_id if after else None, limit=size, continuation=token
+            )
+            entries = [e for e in chunk.items if query.since is None or e.created_at >= query.since]
+            wanted = [
+                e
+                for e in entries
+                if (query.until is None or e.created_at < query.until)
+                and (not query.reasons or e.reason in query.reasons)  # known from the index: no read
+            ]
+            builds = pool.map(lambda e: _read(ledger, e.build_id), wanted)
+            read = dict(zip([e.build_id for e in wanted], builds, strict=True))
+            for entry in entries:
+                yield _position(entry.build_id), read.get(entry.build_id)
+            if chunk.continuation is None or len(entries) < len(chunk.items):  # past `since`: done
+                return
+            token = chunk.continuation
+
+
+def _start(query: HistoryQuery, after: Position | None) -> datetime | None:
+    """Where a read starts, newest first: the query's end, or the page's position if earlier."""
+    if after is None:
+        return query.until
+    return after.at if query.until is None else min(query.until, after.at)
+
+
+def _read(ledger: Ledger, build_id: BuildId) -> Build | None:
+    try:
+        return ledger.get_build(build_id).record
+    except NotFound:
+        return None
+
+
+def _position(build_id: str) -> Position:
+    parsed = parse_build_id(build_id)
+    return Position(-int(parsed.at.timestamp()), parsed.template_key, parsed.nonce)
 
 
 def every_build(ledger: Ledger, query: HistoryQuery) -> Iterator[Build]:
@@ -139,21 +208,43 @@ def every_build(ledger: Ledger, query: HistoryQuery) -> Iterator[Build]:
         after = page.next
 
 
-def _one(
-    ledger: Ledger, template_id: TemplateId, query: HistoryQuery, after: Position | None
-) -> Iterator[Build]:
-    """One template's builds in the query's range, after `after`, newest first."""
-    start = query.until
-    if after is not None:
-        resume = datetime.fromtimestamp(-after.inverted_at, UTC)
-        start = resume if start is None else min(start, resume)
-    for build in every(
-        lambda token: ledger.list_builds(template_id, limit=_READ, continuation=token, until=start)
-    ):
-        if query.since is not None and build.created_at < query.since:
-            return
-        if query.until is not None and build.created_at >= query.until:
-            continue
-        if after is not None and Position.of(build) <= after:
-            continue
-        yield build
+class _TemplateReader:
+    """One template's builds in the query's range, after `after`, newest first: the first ledger
+    read is made up front (`prime`, run for every template at once), the rest as the merge asks."""
+
+    def __init__(
+        self, ledger: Ledger, template_id: TemplateId, query: HistoryQuery, after: Position | None, size: int
+    ) -> None:
+        self._ledger, self._template, self._query, self._after, self._size = (
+            ledger,
+            template_id,
+            query,
+            after,
+            size,
+        )
+        self._start = _start(query, after)
+        self._first: Page[Build] | None = None
+
+    def prime(self) -> _TemplateReader:
+        self._first = self._read(None)
+        return self
+
+    def _read(self, token: str | None) -> Page[Build]:
+        return self._ledger.list_builds(
+            self._template, limit=self._size, continuation=token, until=self._start
+        )
+
+    def __iter__(self) -> Iterator[Build]:
+        page = self._first or self._read(None)
+        while True:
+            for build in page.items:
+                if self._query.since is not None and build.created_at < self._query.since:
+                    return
+                if self._query.until is not None and build.created_at >= self._query.until:
+                    continue
+                if self._after is not None and Position.of(build) <= self._after:
+                    continue
+                yield build
+            if page.continuation is None:
+                return
+            page = self._read(page.continuation)

@@ -4,23 +4,30 @@ a few range reads per template, run with bounded concurrency."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from rebuilder.domain.estate import TemplateSummary, summarise
+from rebuilder.domain.model import SourceRef
 from rebuilder.domain.ports import Ledger
-from rebuilder.domain.standing import TemplateState
+from rebuilder.domain.standing import SeenVersion, TemplateState
 
-from .history import template_history, where_we_stand
+from .history import template_history, versions_seen, where_we_stand
 
 RECENT_BUILDS = 50  # builds per template read for the view (exposure floors come from these)
 
 
 def summary_of(
-    ledger: Ledger, state: TemplateState, *, now: datetime, max_builds: int = RECENT_BUILDS
+    ledger: Ledger,
+    state: TemplateState,
+    *,
+    now: datetime,
+    max_builds: int = RECENT_BUILDS,
+    versions: Callable[[SourceRef | None], list[SeenVersion]] | None = None,
 ) -> TemplateSummary:
-    h = template_history(ledger, state.template_id, max_builds=max_builds, state=state)
+    h = template_history(ledger, state.template_id, max_builds=max_builds, state=state, versions=versions)
     return summarise(state, h.builds, h.windows, h.root_windows, h.seen, h.root_seen, h.root_source, now=now)
 
 
@@ -33,5 +40,23 @@ def survey(
 ) -> list[TemplateSummary]:
     """Every template's summary, by name."""
     rows = sorted(where_we_stand(ledger) if states is None else states, key=lambda s: s.name.lower())
+    shared = _SharedSightings(ledger)
     with ThreadPoolExecutor(max(1, min(concurrency, len(rows) or 1))) as pool:
-        return list(pool.map(lambda s: summary_of(ledger, s, now=now), rows))
+        return list(pool.map(lambda s: summary_of(ledger, s, now=now, versions=shared.of), rows))
+
+
+class _SharedSightings:
+    """Each source's sightings read once per survey: many templates build from one source."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._lock = threading.Lock()
+        self._known: dict[str, list[SeenVersion]] = {}
+
+    def of(self, source: SourceRef | None) -> list[SeenVersion]:
+        if source is None:
+            return []
+        with self._lock:
+            if source.key not in self._known:
+                self._known[source.key] = versions_seen(self._ledger, source)
+            return self._known[source.key]

@@ -51,9 +51,12 @@ def template_history(
     *,
     max_builds: int = 1000,
     state: TemplateState | None = None,
+    versions: Callable[[SourceRef | None], list[SeenVersion]] | None = None,
 ) -> TemplateHistory:
     """One template's builds (newest first), their regions, and its exposure windows, direct and root.
-    `state`: the template's row when the caller has read it already."""
+    `state`: the template's row when the caller has read it already; `versions`: how to read a
+    source's sightings (a survey shares them between the templates of one source)."""
+    seen_of = versions or (lambda source: versions_seen(ledger, source))
     builds: list[Build] = []
     for build in every(lambda token: ledger.list_builds(template_id, limit=100, continuation=token)):
         builds.append(build)
@@ -69,11 +72,11 @@ def template_history(
     source = state.source if state else None
     if builds and (source is None or source_ref(builds[0]).key == source.key):
         source = source_ref(builds[0])  # the same source, spelt as the template spells it
-    seen = versions_seen(ledger, source)
+    seen = seen_of(source)
     rooted = next((b for b in builds if b.lineage), None)
     root = root_ref(rooted) if rooted else source
     same = root is not None and source is not None and root.key == source.key
-    root_seen = seen if same else versions_seen(ledger, root)
+    root_seen = seen if same else seen_of(root)
     return TemplateHistory(
         state,
         history,

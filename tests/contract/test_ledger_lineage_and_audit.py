@@ -95,3 +95,32 @@ def test_a_template_row_keeps_its_source(ledger: Ledger) -> None:
         ledger.save_template_state(state, etag=None)
         stored = ledger.get_template_state(tid)
         assert stored is not None and stored.record == state
+
+
+def test_the_history_index_lists_every_build_across_templates_newest_first(ledger: Ledger) -> None:
+    made = [
+        ledger.claim_build(
+            build(name, key=f"k{i}", at=T0 + timedelta(hours=i), template_id=template_id(name)), why="", by=""
+        ).build.record
+        for i, name in enumerate(["a", "b", "c", "a", "b", "c", "a"])
+    ]
+    lost = ledger.claim_build(
+        build("a", key="k0", at=T0 + timedelta(days=3), template_id=template_id("a")), why="", by=""
+    )
+    assert not lost.created  # the key was claimed: this build never came to be
+    listed = list(every(lambda token: ledger.list_build_index(limit=3, continuation=token)))
+    assert [e.build_id for e in listed] == [b.id for b in reversed(made)]
+    assert {e.template_id for e in listed} == {template_id(n) for n in "abc"}
+    assert listed[0].created_at == made[-1].created_at and listed[0].reason is made[-1].reason
+    until = T0 + timedelta(hours=4, minutes=30)
+    bounded = ledger.list_build_index(until=until, after=made[3].id).items
+    assert [e.build_id for e in bounded] == [b.id for b in reversed(made[:3])]
+    assert ledger.list_build_index(until=made[2].created_at).items[0].build_id == made[2].id  # inclusive
+
+
+def test_a_repeated_claim_of_the_same_build_keeps_its_index_entry(ledger: Ledger) -> None:
+    made = build(key="k")
+    ledger.claim_build(made, why="", by="")
+    again = ledger.claim_build(made, why="redelivered", by="eventgrid")
+    assert not again.created
+    assert [e.build_id for e in ledger.list_build_index().items] == [made.id]

@@ -321,8 +321,8 @@ def test_enabling_a_disabled_template_is_recorded_with_who(world: HttpWorld) -> 
 
 # -- GET /api/builds ----------------------------------------------------------------------------------
 def seed_history(world: HttpWorld, count: int) -> list[str]:
-    """`count` builds over two templates, an hour apart, newest last (history is read per template
-    the ledger has a row for: the watch pass records them)."""
+    """`count` builds over two templates, an hour apart, newest last (after the first watch pass,
+    so the templates have their rows, as the `template` filter needs)."""
     world.watch()
     made = []
     for i in range(count):
