@@ -18,7 +18,9 @@ def test_the_ledger_lives_in_tables_named_with_the_prefix(services: Services, az
     with TableServiceClient.from_connection_string(azurite.connection_string) as account:
         ours = sorted(t.name for t in account.list_tables() if t.name.startswith(prefix))
         shard = f"{prefix}builds{template_key(made.template_id)[0]}"
-        assert ours == [shard]  # the other tables are created when first used
+        assert ours == sorted([shard, f"{prefix}history"])  # the other tables are created when first used
         rows = list(account.get_table_client(shard).list_entities())
+        [entry] = account.get_table_client(f"{prefix}history").list_entities()
     assert sorted(r["Kind"] for r in rows) == ["build", "claim", "transition"]
+    assert entry["BuildId"] == made.id
     assert services.ledger.get_build(made.id).record == made

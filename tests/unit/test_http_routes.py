@@ -478,3 +478,18 @@ def test_a_function_key_sent_as_code_is_the_hosts_and_stays_out_of_links(world: 
     page = world.call("list_builds", params={"code": "secret-key", "limit": "1"})
     assert page.status == 200
     assert "secret-key" not in page.json()["next"] and "secret-key" not in page.headers["Link"]
+
+
+def test_a_resource_group_tells_apart_templates_of_the_same_name(world: HttpWorld) -> None:
+    world.watch()
+    shown = world.call(
+        "get_template", route={"name": "ubuntu-golden"}, params={"resource_group": "RG-IMAGES"}
+    )
+    assert shown.status == 200 and shown.json()["id"] == template_id("ubuntu-golden")
+    elsewhere = world.call(
+        "get_template", route={"name": "ubuntu-golden"}, params={"resource_group": "rg-other"}
+    )
+    problem(elsewhere, 404)
+    problem(
+        world.call("get_template", route={"name": "ubuntu-golden"}, params={"resource_group": "a/b"}), 400
+    )

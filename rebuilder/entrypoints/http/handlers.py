@@ -103,6 +103,8 @@ def _state(services: Services, request: ApiRequest) -> TemplateState:
     """The template a route names (`resource_group` tells apart templates of the same name)."""
     name = inputs.template_name(request.route_params.get("name", ""))
     group = request.params.get("resource_group")
+    if group is not None:
+        inputs.resource_group(group)
     states = where_we_stand(services.ledger)
     if group is not None:
         states = [s for s in states if f"/resourcegroups/{group.lower()}/" in s.template_id.lower()]

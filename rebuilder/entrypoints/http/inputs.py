@@ -93,6 +93,17 @@ def template_ref(value: str, *, field: str = "template") -> str:
     )
 
 
+RESOURCE_GROUP = re.compile(rf"^{_GROUP}$")
+
+
+def resource_group(value: str) -> str:
+    if not RESOURCE_GROUP.match(value):
+        raise BadRequest(
+            "resource_group must be 1-90 letters, digits, '_', '-', '.', '(' or ')', not ending in '.'"
+        )
+    return value
+
+
 def template_name(value: str) -> str:
     if not TEMPLATE_NAME.match(value):
         raise BadRequest("the template name must be 1-64 letters, digits, '_', '-' or '.'")
