@@ -89,6 +89,9 @@ class Settings:
     read_role: str = "Ledger.Read"  # app roles the HTTP API asks of the App Service principal
     request_role: str = "Rebuild.Request"
     admin_role: str = "Rebuild.Admin"
+    # App Service sets WEBSITE_AUTH_ENABLED when App Service Authentication fronts the app: only then
+    # is X-MS-CLIENT-PRINCIPAL the platform's word (it strips what clients send), not the caller's.
+    app_service_auth: bool = False
 
     @property
     def arm_credential_scope(self) -> str:
@@ -151,6 +154,7 @@ class Settings:
             read_role=reader.optional("REBUILDER_READ_ROLE", _parse_role, cls.read_role),
             request_role=reader.optional("REBUILDER_REQUEST_ROLE", _parse_role, cls.request_role),
             admin_role=reader.optional("REBUILDER_ADMIN_ROLE", _parse_role, cls.admin_role),
+            app_service_auth=env.get("WEBSITE_AUTH_ENABLED", "").strip().lower() in ("true", "1"),
         )
         if reader.problems:
             raise SettingsError(reader.problems)

@@ -45,6 +45,7 @@ OLD, NEW = "22.04.202411190", "22.04.202501150"
 ENV = {
     "REBUILDER_SCOPES": f"/subscriptions/{SUB}/resourceGroups/{RG}",
     "REBUILDER_LEDGER": "UseDevelopmentStorage=true",
+    "WEBSITE_AUTH_ENABLED": "True",  # App Service Authentication fronts the app, as infra/ deploys it
 }
 READ, REQUEST, ADMIN = "Ledger.Read", "Rebuild.Request", "Rebuild.Admin"
 DAY = timedelta(days=1)

@@ -144,8 +144,10 @@ def inverted(at: datetime) -> str:
 
 
 def action_row(action: TemplateAction) -> str:
+    """Newest first to the microsecond (two actions in one second keep their order)."""
     fact = f"{action.action}\n{action.by}\n{action.correlation_id}\n{action.at.isoformat()}"
-    return f"a-{inverted(action.at)}-{hashlib.sha256(fact.encode()).hexdigest()[:16]}"
+    micros = _INVERT_FROM * 1_000_000 - int(action.at.timestamp() * 1_000_000)
+    return f"a-{micros:017d}-{hashlib.sha256(fact.encode()).hexdigest()[:16]}"
 
 
 def prefix_range(prefix: str) -> tuple[str, str]:

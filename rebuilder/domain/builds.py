@@ -301,7 +301,7 @@ def bounded(text: str, limit: int = MESSAGE_LIMIT) -> str:
 
 
 # -- identifiers ---------------------------------------------------------------------------------------
-_BUILD_ID = re.compile(r"^(?P<at>\d{8}T\d{6}Z)-(?P<template>[0-9a-f]{16})-(?P<nonce>[0-9a-f]{10})$")
+_BUILD_ID = re.compile(r"(?P<at>[0-9]{8}T[0-9]{6}Z)-(?P<template>[0-9a-f]{16})-(?P<nonce>[0-9a-f]{10})")
 
 
 def template_key(template_id: str) -> str:
@@ -327,10 +327,16 @@ class InvalidBuildId(PermanentError):
 
 
 def parse_build_id(build_id: str) -> ParsedBuildId:
-    found = _BUILD_ID.match(build_id)
+    found = _BUILD_ID.fullmatch(build_id)
+    refused = InvalidBuildId(
+        f"{build_id[:100]!r} is not a build id (expected e.g. 20261110T060000Z-<16 hex>-<10 hex>)"
+    )
     if not found:
-        raise InvalidBuildId(
-            f"{build_id[:100]!r} is not a build id (expected e.g. 20261110T060000Z-<16 hex>-<10 hex>)"
-        )
-    at = datetime.strptime(found["at"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        raise refused
+    try:
+        at = datetime.strptime(found["at"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:  # the shape of a time, but no such time (month 13)
+        raise refused from None
+    if at.year < 1970:
+        raise refused
     return ParsedBuildId(at, found["template"], found["nonce"])

@@ -91,8 +91,10 @@ def summarise(
     root_source: SourceRef | None,
     *,
     now: datetime,
+    older: Sequence[Build] = (),
 ) -> TemplateSummary:
-    by_id = {b.id: b for b, _ in builds}
+    """`older`: builds whose images are still in some region although not among `builds`."""
+    by_id = {b.id: b for b in (*older, *(b for b, _ in builds))}
     newest_root = _newest(root_seen)
     regions = sorted(
         {r.region for r in state.regions} | {row.region for _, rows in builds[:1] for row in rows}

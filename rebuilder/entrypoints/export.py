@@ -44,7 +44,7 @@ COLUMNS = (
     "transition_why",
     "transition_by",
 )
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")  # and full-width twins
 
 
 def _at(value: Any) -> str:
@@ -88,7 +88,7 @@ def csv_rows(build: Build, regions: list[RegionStatus], transitions: list[Transi
 
 
 def _cell(value: str) -> str:
-    return "'" + value if value.startswith(_FORMULA) else value
+    return "'" + value if value.lstrip(" ").startswith(_FORMULA) else value
 
 
 def render(ledger: Ledger, builds: Iterable[Build], kind: str) -> Iterator[str]:

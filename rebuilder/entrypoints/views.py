@@ -74,6 +74,20 @@ def build_document(
     return document
 
 
+def build_summary(build: Build) -> dict[str, Any]:
+    """What a caller who may request builds but not read the ledger learns of a build: enough to
+    follow it, nothing of who else asked or why."""
+    return {
+        "id": build.id,
+        "template": build.template_name,
+        "template_id": build.template_id,
+        "reason": build.reason.value,
+        "state": build.state.value,
+        "source_version": build.source.resolved_version or None,
+        "created_at": build.created_at,
+    }
+
+
 def _lineage(build: Build) -> dict[str, Any] | None:
     lineage = build.lineage
     if lineage is None:

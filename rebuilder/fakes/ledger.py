@@ -235,7 +235,7 @@ class InMemoryLedger:
     ) -> Page[TemplateAction]:
         with self._lock:
             trail = list(self._actions.get(template_key(template_id), {}).values())
-        trail.sort(key=lambda a: -int(a.at.timestamp()))
+        trail.sort(key=lambda a: -int(a.at.timestamp() * 1_000_000))
         return _page(trail, limit, continuation)
 
     def list_versions(

@@ -28,7 +28,7 @@ MAX_PAGE = 200
 SCAN_LIMIT = 5_000
 _READ = 100  # builds per ledger read
 _LAST_SECOND = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp())
-_KEY = re.compile(r"^[0-9a-f]{16}-[0-9a-f]{10}$")
+_KEY = re.compile(r"[0-9a-f]{16}-[0-9a-f]{10}")
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class Position:
         if body[4] != query.fingerprint():
             raise InvalidContinuation("the continuation token belongs to another query (other filters)")
         position = cls(body[1], body[2], body[3])
-        if not -_LAST_SECOND <= position.inverted_at <= 0 or not _KEY.match(f"{body[2]}-{body[3]}"):
+        if not -_LAST_SECOND <= position.inverted_at <= 0 or not _KEY.fullmatch(f"{body[2]}-{body[3]}"):
             raise refused
         return position
 

@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
+from rebuilder.domain.builds import Build
+from rebuilder.domain.errors import NotFound
 from rebuilder.domain.estate import TemplateSummary, summarise
 from rebuilder.domain.model import SourceRef
 from rebuilder.domain.ports import Ledger
@@ -28,7 +30,27 @@ def summary_of(
     versions: Callable[[SourceRef | None], list[SeenVersion]] | None = None,
 ) -> TemplateSummary:
     h = template_history(ledger, state.template_id, max_builds=max_builds, state=state, versions=versions)
-    return summarise(state, h.builds, h.windows, h.root_windows, h.seen, h.root_seen, h.root_source, now=now)
+    read = {b.id for b, _ in h.builds}
+    older = [_build(ledger, r.build_id) for r in state.regions if r.build_id and r.build_id not in read]
+    return summarise(
+        state,
+        h.builds,
+        h.windows,
+        h.root_windows,
+        h.seen,
+        h.root_seen,
+        h.root_source,
+        now=now,
+        older=[b for b in older if b is not None],
+    )
+
+
+def _build(ledger: Ledger, build_id: str) -> Build | None:
+    """A build whose image is still in a region although it is older than the builds read."""
+    try:
+        return ledger.get_build(build_id).record
+    except NotFound:
+        return None
 
 
 def survey(

@@ -147,6 +147,7 @@ def adopt_external(
         resolved_version=version_name(template.source.exact_version),
         now=now,
         provenance=Provenance(by, "", correlation_id),
+        previous_baseline=_baseline(ledger, template.id),  # what the run replaced: exposure's floor
         state=BuildState.RUNNING,
         attempts=1,
         run_started_at=run.started_at,
@@ -160,6 +161,11 @@ def adopt_external(
         now=now,
     )
     return ledger.get_build(opened.build.id)
+
+
+def _baseline(ledger: Ledger, template_id: TemplateId) -> str:
+    stored = ledger.get_template_state(template_id)
+    return stored.record.baseline_version if stored else ""
 
 
 def version_name(exact: str | None) -> str:

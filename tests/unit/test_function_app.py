@@ -152,7 +152,7 @@ def test_http_functions_answer_as_the_host_calls_them(monkeypatch: pytest.Monkey
             headers={
                 "Content-Type": "application/json",
                 "Idempotency-Key": "chg-1",
-                "X-MS-CLIENT-PRINCIPAL": principal(REQUEST),
+                "X-MS-CLIENT-PRINCIPAL": principal(REQUEST, READ),
             },
             params={},
             route_params={},

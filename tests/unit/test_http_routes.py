@@ -31,6 +31,7 @@ from tests.http_world import (
 from tests.records import build
 
 PROBLEM = "application/problem+json"
+ARABIC_DIGITS = "\u0662\u0660\u0662\u0666\u0661\u0661\u0661\u0660"  # 20261110, in Arabic-Indic digits
 
 
 @pytest.fixture
@@ -113,7 +114,7 @@ def test_a_rebuild_request_is_accepted_with_the_build_and_its_location(world: Ht
         method="POST",
         body={"template": "ubuntu-golden", "reason": "CVE-2026-0001 hotfix"},
         headers={"Idempotency-Key": "chg-42"},
-        roles=(REQUEST,),
+        roles=(REQUEST, READ),
     )
     assert answer.status == 202
     document = answer.json()
@@ -157,6 +158,8 @@ def test_a_request_while_a_build_is_open_joins_it_and_a_replay_answers_with_that
     )
     assert joined.status == 202 and joined.json()["joined"] is True
     assert joined.json()["build"]["id"] == first.json()["build"]["id"]
+    # the build joined may be somebody else's: without the read role, who asked and why stay hidden
+    assert "provenance" not in joined.json()["build"] and joined.json()["build"]["state"] == "Running"
     replay = world.call(
         "request_rebuild",
         method="POST",
@@ -188,6 +191,7 @@ def test_a_request_an_open_build_cannot_take_is_refused_with_that_build(world: H
     )
     body = problem(refused, 409)
     assert body["build"]["id"] == older.id  # type: ignore[index]
+    assert "provenance" not in body["build"]  # type: ignore[operator]
     assert world.ledger.writes == writes
 
 
@@ -493,3 +497,51 @@ def test_a_resource_group_tells_apart_templates_of_the_same_name(world: HttpWorl
     problem(
         world.call("get_template", route={"name": "ubuntu-golden"}, params={"resource_group": "a/b"}), 400
     )
+
+
+@pytest.mark.parametrize(
+    ("route", "args", "status"),
+    [
+        ("get_rebuild", {"route": {"build_id": "20261340T070000Z-0123456789abcdef-0123456789"}}, 400),
+        ("get_rebuild", {"route": {"build_id": "00001110T070000Z-0123456789abcdef-0123456789"}}, 400),
+        (
+            "get_rebuild",
+            {"route": {"build_id": ARABIC_DIGITS + "T070000Z-0123456789abcdef-0123456789"}},
+            400,
+        ),
+        ("get_rebuild", {"route": {"build_id": "20261110T070000Z-0123456789abcdef-0123456789\n"}}, 400),
+        ("get_template", {"route": {"name": "ubuntu-golden\n"}}, 400),
+        ("list_builds", {"params": {"since": "0001-01-01T00:00:00+01:00"}}, 400),
+        ("list_builds", {"params": {"until": "9999-12-31T23:59:59-01:00"}}, 400),
+        ("list_builds", {"params": {"until": "1960-01-01T00:00:00Z"}}, 400),
+        ("list_builds", {"params": {"limit": "9" * 5000}}, 400),
+        ("list_templates", {"headers": {"X-MS-CLIENT-PRINCIPAL": ""}}, 401),
+    ],
+)
+def test_edge_values_are_refused_not_failed(
+    world: HttpWorld, route: str, args: dict[str, object], status: int
+) -> None:
+    world.watch()
+    problem(world.call(route, **args), status)  # type: ignore[arg-type]
+
+
+def test_a_deeply_nested_principal_is_unauthorized(world: HttpWorld) -> None:
+    nested = base64.b64encode(("[" * 100_000 + "]" * 100_000).encode()).decode()[:16_000]
+    deep = base64.b64encode(b'{"claims": ' + b"[" * 5000 + b"]" * 5000 + b"}").decode()
+    for header in (nested, deep):
+        problem(world.call("list_templates", headers={"X-MS-CLIENT-PRINCIPAL": header}), 401)
+
+
+def test_without_app_service_authentication_no_principal_is_trusted() -> None:
+    unprotected = HttpWorld(WEBSITE_AUTH_ENABLED="False")
+    refused = unprotected.call("list_templates", roles=(READ, REQUEST, ADMIN))
+    assert "App Service Authentication" in str(problem(refused, 503)["detail"])
+
+
+def test_an_unreadable_retry_hint_from_azure_still_answers_503() -> None:
+    from rebuilder.domain.errors import TemporaryError
+    from rebuilder.entrypoints.http.problems import from_error
+
+    for delay in (float("nan"), float("inf"), -5.0, 1e12):
+        answer = from_error(TemporaryError("throttled", delay=delay), "corr")
+        assert answer.status == 503 and 1 <= int(answer.headers["Retry-After"]) <= 3600

@@ -43,7 +43,7 @@ def principal(headers: Mapping[str, str]) -> Principal:
         raise Unauthorized("the client principal is too large to be one")
     try:
         document = json.loads(base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise Unauthorized("the client principal is not base64-encoded JSON") from None
     claims = _claims(document)
     role_type = _text(document.get("role_typ")) if isinstance(document, dict) else ""

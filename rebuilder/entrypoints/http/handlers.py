@@ -23,7 +23,7 @@ from .. import export, report_html
 from ..detection import plan_document
 from ..estate_views import action_document, summary_document, wave_document, window_document
 from ..triggers import announce
-from ..views import build_document, template_document
+from ..views import build_document, build_summary, template_document
 from . import inputs
 from .auth import Principal
 from .messages import CSV, HTML, JSONL, REPORT_CSP, ApiRequest, HttpResult, json_result
@@ -69,8 +69,9 @@ def post_rebuild(services: Services, request: ApiRequest, principal: Principal) 
     )
     announce(services, acted.events)
     build = services.ledger.get_build(opened.build.id).record
+    readable = services.settings.read_role in principal.roles  # a joined build may be someone else's
     document = {
-        "build": build_document(build),
+        "build": build_document(build) if readable else build_summary(build),
         "created": opened.created,
         "joined": opened.joined,
         "replayed": bool(key) and not opened.created,

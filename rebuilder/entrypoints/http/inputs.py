@@ -18,16 +18,18 @@ from .problems import BadRequest, TooLarge, UnsupportedMediaType
 MAX_BODY = 16 * 1024
 MAX_KEY = 200
 _GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+# Every pattern here is matched whole (fullmatch): `$` would let a trailing newline through.
 # Image template names: 1-64 of letters, digits, '_', '-' and '.', starting with a letter or digit.
-TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # Resource groups: 1-90 of letters (any script), digits, '_', '-', '.', '(' and ')'; not ending in '.'.
 _GROUP = r"[\w\-.()]{0,89}[\w\-()]"
 TEMPLATE_ID = re.compile(
-    rf"^/subscriptions/{_GUID}/resourceGroups/{_GROUP}/providers/Microsoft\.VirtualMachineImages/"
-    r"imageTemplates/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+    rf"/subscriptions/{_GUID}/resourceGroups/{_GROUP}/providers/Microsoft\.VirtualMachineImages/"
+    r"imageTemplates/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
     re.IGNORECASE,
 )
-_KEY = re.compile(rf"^[\x21-\x7e]{{1,{MAX_KEY}}}$")  # visible ASCII, as HTTP header values go
+_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY}}}")  # visible ASCII, as HTTP header values go
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # nothing in the ledger is older
 _T = TypeVar("_T")
 
 
@@ -38,7 +40,7 @@ def json_body(
     body is an empty object when nothing is required."""
     body = request.body
     declared = request.header("content-length")
-    if len(body) > MAX_BODY or (declared and declared.isdigit() and int(declared) > MAX_BODY):
+    if len(body) > MAX_BODY or _declared_size(declared) > MAX_BODY:
         raise TooLarge(f"the body is larger than {MAX_BODY} bytes")
     if not body.strip():
         document: Any = {}
@@ -68,6 +70,13 @@ def json_body(
     return document
 
 
+def _declared_size(header: str | None) -> int:
+    """Content-Length as sent (0 when absent or not a number: the body's own length decides)."""
+    if not header or not (header.isascii() and header.isdigit()):
+        return 0
+    return MAX_BODY + 1 if len(header) > 9 else int(header)
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for name, value in pairs:
@@ -84,7 +93,7 @@ def _refuse(constant: str) -> Any:
 def template_ref(value: str, *, field: str = "template") -> str:
     """A template's name, or its resource id."""
     text = value.strip()
-    if TEMPLATE_NAME.match(text) or TEMPLATE_ID.match(text):
+    if TEMPLATE_NAME.fullmatch(text) or TEMPLATE_ID.fullmatch(text):
         return text
     raise BadRequest(
         f"{field} must be an image template name (1-64 letters, digits, '_', '-', '.') or an image "
@@ -93,11 +102,11 @@ def template_ref(value: str, *, field: str = "template") -> str:
     )
 
 
-RESOURCE_GROUP = re.compile(rf"^{_GROUP}$")
+RESOURCE_GROUP = re.compile(_GROUP)
 
 
 def resource_group(value: str) -> str:
-    if not RESOURCE_GROUP.match(value):
+    if not RESOURCE_GROUP.fullmatch(value):
         raise BadRequest(
             "resource_group must be 1-90 letters, digits, '_', '-', '.', '(' or ')', not ending in '.'"
         )
@@ -105,7 +114,7 @@ def resource_group(value: str) -> str:
 
 
 def template_name(value: str) -> str:
-    if not TEMPLATE_NAME.match(value):
+    if not TEMPLATE_NAME.fullmatch(value):
         raise BadRequest("the template name must be 1-64 letters, digits, '_', '-' or '.'")
     return value
 
@@ -123,7 +132,7 @@ def idempotency_key(request: ApiRequest) -> str:
     raw = request.header("idempotency-key")
     if raw is None:
         return ""
-    if not _KEY.match(raw):
+    if not _KEY.fullmatch(raw):
         raise BadRequest(f"Idempotency-Key must be 1-{MAX_KEY} visible ASCII characters")
     return raw
 
@@ -146,20 +155,23 @@ def moment(params: Mapping[str, str], name: str) -> datetime | None:
         if len(raw) > 40:
             raise ValueError
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        if parsed.utcoffset() is None:
+            raise BadRequest(f"{name} must say its offset (Z for UTC)")
+        moment_utc = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise BadRequest(
             f"{name} must be an ISO-8601 time with an offset, e.g. 2026-12-01T00:00:00Z"
         ) from None
-    if parsed.utcoffset() is None:
-        raise BadRequest(f"{name} must say its offset (Z for UTC)")
-    return parsed.astimezone(UTC)
+    if moment_utc < EARLIEST:
+        raise BadRequest(f"{name} must be 1970 or later")
+    return moment_utc
 
 
 def whole(params: Mapping[str, str], name: str, *, default: int, low: int, high: int) -> int:
     raw = params.get(name)
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not low <= int(raw) <= high:
         raise BadRequest(f"{name} must be a whole number from {low} to {high}")
     return int(raw)
 

@@ -231,7 +231,27 @@ SCHEMAS: dict[str, S] = {
     "EnableRequest": {**obj({"reason": {**STR, "maxLength": 500}}), "required": []},
     "Build": obj(_BUILD_PROPS),
     "BuildDetail": obj({**_BUILD_PROPS, "regions": array(_REGION_ROW), "transitions": array(_TRANSITION)}),
-    "RebuildAccepted": obj({"build": ref("Build"), "created": BOOL, "joined": BOOL, "replayed": BOOL}),
+    "BuildSummary": obj(
+        {
+            "id": STR,
+            "template": STR,
+            "template_id": STR,
+            "reason": {"enum": [r.value for r in BuildReason]},
+            "state": {"enum": [s.value for s in BuildState]},
+            "source_version": maybe(STR),
+            "created_at": TIME,
+        }
+    ),
+    # The whole build for a caller who may read the ledger; its summary otherwise (a joined build may
+    # be somebody else's request).
+    "RebuildAccepted": obj(
+        {
+            "build": {"oneOf": [ref("Build"), ref("BuildSummary")]},
+            "created": BOOL,
+            "joined": BOOL,
+            "replayed": BOOL,
+        }
+    ),
     "TemplateState": obj(_STATE_PROPS),
     "TemplateSummary": obj(_SUMMARY_PROPS),
     "TemplateDetail": obj(
@@ -283,18 +303,27 @@ _ERRORS = {
 _SPECIFIC = {
     "request_rebuild": {
         "404": "No such image template in the configured scopes",
-        "409": "A build is open for the template and cannot take this request (the open build is in `build`)",
+        "409": "A build is open for the template and cannot take this request (its summary is in `build`)",
         "413": f"The body is larger than {MAX_BODY} bytes",
         "415": "The body is not application/json",
         "422": "The template is not managed by rebuilder",
     },
     "get_rebuild": {"404": "No such build"},
     "get_template": {"404": "The ledger knows no such template"},
+    "list_builds": {"404": "The ledger knows no such template (the `template` filter)"},
     "enable_template": {
         "404": "The ledger knows no such template",
+        "409": "The template's row kept changing; ask again",
         "413": f"The body is larger than {MAX_BODY} bytes",
         "415": "The body is not application/json",
     },
+}
+
+
+_HEADERS: dict[str, S] = {
+    "request_rebuild": {"Location": {"description": "the build: /api/rebuilds/{build_id}", "schema": STR}},
+    "list_builds": {"Link": {"description": 'the next page, rel="next", when there is one', "schema": STR}},
+    "get_report": {"Content-Security-Policy": {"description": "nothing loads, nothing runs", "schema": STR}},
 }
 
 
@@ -335,9 +364,13 @@ def _operation(route: Route) -> S:
     else:
         content = {JSON: {"schema": ref(answer)}}
     responses: S = {str(status): {"description": route.summary, "content": content}}
+    if route.name in _HEADERS:
+        responses[str(status)]["headers"] = _HEADERS[route.name]
     problem = {PROBLEM_JSON: {"schema": ref("Problem")}}
     for code, why in sorted({**_ERRORS, **_SPECIFIC.get(route.name, {})}.items()):
         responses[code] = {"description": why, "content": problem}
+        if code == "503":
+            responses[code]["headers"] = {"Retry-After": {"description": "seconds", "schema": INT}}
     names = [p.strip("{}") for p in route.path.split("/") if p.startswith("{")] + list(route.query)
     if route.name == "request_rebuild":
         names.append("Idempotency-Key")

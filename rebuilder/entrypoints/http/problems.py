@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from rebuilder.domain.builds import InvalidBuildId
@@ -22,7 +23,7 @@ from rebuilder.domain.errors import (
 from rebuilder.services.requests import Ambiguous, BuildInProgress, NotManaged
 from rebuilder.settings import SettingsError
 
-from ..views import build_document
+from ..views import build_summary
 from .messages import PROBLEM_JSON, HttpResult
 
 log = logging.getLogger("rebuilder.http")
@@ -50,6 +51,10 @@ class Unauthorized(ApiError):
 
 class Forbidden(ApiError):
     status, title = 403, "Forbidden"
+
+
+class Unprotected(ApiError):
+    status, title = 503, "App Service Authentication is not enabled"
 
 
 class TooLarge(ApiError):
@@ -104,10 +109,11 @@ def from_error(error: BaseException, correlation_id: str) -> HttpResult:
             detail = _bounded(str(error)) if shown else f"see the service's logs for {correlation_id}"
             extra: dict[str, Any] = {}
             if isinstance(error, BuildInProgress):
-                extra["build"] = build_document(error.build)
+                extra["build"] = build_summary(error.build)  # the caller may lack the read role
             result = problem(status, title, detail, correlation_id, **extra)
             if isinstance(error, TemporaryError):
-                delay = max(1, int(error.delay or 30))
+                hint = error.delay if error.delay is not None and math.isfinite(error.delay) else 30
+                delay = min(max(1, int(hint)), 3600)
                 result = HttpResult(
                     result.status,
                     result.body,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 from . import handlers, inputs
 from .auth import Principal, principal, require
 from .messages import ApiRequest, HttpResult
-from .problems import from_error, loggable
+from .problems import Unprotected, from_error, loggable
 
 if TYPE_CHECKING:
     from rebuilder.bootstrap import Services
@@ -108,6 +108,11 @@ def serve(name: str, request: ApiRequest, get_services: Callable[[], Services]) 
     route = BY_NAME[name]
     try:
         services = get_services()
+        if not services.settings.app_service_auth:
+            raise Unprotected(
+                "the API trusts the caller's identity only from App Service Authentication, which is "
+                "not enabled for this app (WEBSITE_AUTH_ENABLED)"
+            )
         caller = principal(request.headers)
         require(caller, role_name(services.settings, route.role))
         inputs.only(request.params, (*route.query, *HOST_QUERY))
