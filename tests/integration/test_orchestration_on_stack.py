@@ -183,6 +183,7 @@ def test_a_run_started_elsewhere_is_recorded_as_an_external_build(driver: Driver
     [external, *_] = driver.builds("rhel8-golden")
     assert (external.reason, external.state) == (BuildReason.EXTERNAL, BuildState.PUBLISHED)
     assert external.source.resolved_version == estate.MARKETPLACE[estate.RHEL][-1]
+    assert external.previous_baseline == estate.MARKETPLACE[estate.RHEL][-1]  # the baseline it replaced
     assert driver.runs()["rhel8-golden"] == 2  # the baseline and the external run: none by rebuilder
     assert len(driver.builds("rhel8-golden")) == 1
 
@@ -198,6 +199,9 @@ def test_a_parent_publishes_then_its_child_builds_on_it(driver: Driver, sim: Sim
     assert home.completed_at is not None and child.created_at >= home.completed_at
     parent_version = parent.outputs[0].rsplit("/", 1)[-1]
     assert child.source.resolved_version == parent_version
+    assert child.lineage is not None  # the lineage: the parent build, and the root Ubuntu version in it
+    assert (child.lineage.parent_build_id, child.lineage.root_version) == (parent.id, NEW_UBUNTU)
+    assert child.lineage.previous_root_version == parent.previous_baseline
     assert driver.runs()["app-ubuntu2204"] == 2
 
 

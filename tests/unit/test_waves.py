@@ -62,3 +62,22 @@ def test_the_matrix_marks_failed_and_stale_cells() -> None:
     assert cells[NEU].failed and cells[NEU].stale and cells[NEU].image_version == ""
     assert not cells[WEU].failed and not cells[WEU].stale
     assert cells[WEU].root_version == NEW and cells[WEU].root is not None and not cells[WEU].root.open
+
+
+def test_a_region_still_holding_an_older_build_shows_that_builds_root() -> None:
+    old_child = build(
+        "app",
+        key="old",
+        template_id=template_id("app"),
+        version="1.0.1",
+        lineage=Lineage("p", "golden", OLD, UBUNTU),
+    )
+    state = TemplateState(
+        old_child.template_id,
+        "app",
+        WEU,
+        T0,
+        regions=(RegionStanding(WEU, old_child.id, "1.0.1", "/g/images/i/versions/1.0.1", "Completed", T0),),
+    )
+    [cell] = summarise(state, [], [], [], SEEN, SEEN, UBUNTU, now=T0, older=[old_child]).cells
+    assert (cell.source_version, cell.root_version, cell.newer) == ("1.0.1", OLD, NEW)  # stale: NEW is out
