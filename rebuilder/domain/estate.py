@@ -5,11 +5,11 @@ exposure. Pure: built from ledger records already read; `now` is passed in.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .builds import Build, BuildState, RegionStatus
+from .builds import Build, BuildId, BuildState, RegionStatus
 from .exposure import Basis, ExposureWindow
 from .model import ImageState, ReplicationState, SourceRef
 from .regions import Region
@@ -101,25 +101,18 @@ def summarise(
     )
     cells = []
     for where in regions:
-        standing = next((r for r in state.regions if r.region == where), None)
-        built = by_id.get(standing.build_id) if standing else None
-        root_version = built.root_version if built else (standing.source_version if standing else "")
+        build_id, image, source_version, root_version = _image_in(where, state, builds, by_id)
         latest = next((row for _, rows in builds for row in rows if row.region == where), None)
-        there = root_version or ""
-        newer = (
-            newest_root
-            if newest_root and (not there or version_key(newest_root) > version_key(there))
-            else ""
-        )
+        lacking = newest_root and (not root_version or version_key(newest_root) > version_key(root_version))
         cells.append(
             Cell(
                 where,
-                standing.build_id if standing else "",
-                standing.image_version if standing else "",
-                standing.source_version if standing else "",
+                build_id,
+                image,
+                source_version,
                 root_version,
-                latest.state if latest else (standing.state if standing else ""),
-                newer,
+                latest.state if latest else "",
+                newest_root if lacking else "",
                 _exposure(root_windows, where, now),
                 _exposure(windows, where, now),
             )
@@ -133,6 +126,28 @@ def summarise(
         tuple(cells),
         (*windows, *root_windows),
     )
+
+
+def _image_in(
+    where: Region,
+    state: TemplateState,
+    builds: Sequence[tuple[Build, Sequence[RegionStatus]]],
+    by_id: Mapping[BuildId, Build],
+) -> tuple[str, str, str, str]:
+    """(build id, image version id, source version, root version) of the image in a region: the newest
+    build replicated there — one still replicating elsewhere counts here already — else the row's."""
+    standing = next((r for r in state.regions if r.region == where), None)
+    for build, rows in builds:  # newest first
+        if standing is not None and build.id == standing.build_id:
+            break
+        done = any(r.region == where and r.state == ReplicationState.COMPLETED for r in rows)
+        if done and build.outputs:
+            return build.id, build.outputs[0], build.source.resolved_version, build.root_version
+    if standing is None:
+        return "", "", "", ""
+    built = by_id.get(standing.build_id)
+    root = built.root_version if built else standing.source_version
+    return standing.build_id, standing.image_version, standing.source_version, root
 
 
 def _newest(seen: Sequence[SeenVersion]) -> str:
