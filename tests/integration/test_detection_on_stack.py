@@ -27,7 +27,7 @@ from tests.integration.orchestration import run_cli
 from tests.unit.test_function_app import registered
 
 ROOT = Path(__file__).resolve().parents[2]
-REFERENCE = ROOT.parent / "shared" / "reference" / "eventgrid"
+REFERENCE = ROOT / "tests" / "reference" / "eventgrid"  # official examples, copied in (see its README)
 NEW_UBUNTU = "22.04.202501150"
 
 

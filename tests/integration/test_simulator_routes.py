@@ -1,5 +1,5 @@
 """The ARM simulator, driven through the real azure-mgmt-* clients over HTTPS, checked against the
-official examples in ../shared/reference (same keys and value types wherever the example has them).
+official examples in tests/reference (same keys and value types wherever the example has them).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from rebuilder.adapters.azure_clients import AzureClients
 from rebuilder.devstack.armsim import ArmSimulator, SimControl
 from rebuilder.devstack.armsim.routes import ROUTES
 from rebuilder.settings import Settings
+from tests.azure_examples import example, shape_differences
 from tests.conftest import SUBSCRIPTION, local_env
-from tests.reference import example, shape_differences
 
 RG = "rg-images"
 GALLERY = "gallery1"

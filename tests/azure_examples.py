@@ -1,4 +1,6 @@
-"""The official Azure REST examples in ../shared/reference, and a shape comparison against them."""
+"""The official Azure REST examples kept in tests/reference/ (copied from Azure/azure-rest-api-specs and
+the Microsoft Learn Event Grid pages; see tests/reference/README.md), and a shape comparison against
+them."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parent / "reference"
 
 
 def example(name: str) -> dict[str, Any]:
