@@ -1,0 +1,120 @@
+// Storage, identity-based only: shared keys are off on both accounts, so nothing holds a key.
+// - the host account: the Functions host (AzureWebJobsStorage__*: timers' leases), the Flex
+//   Consumption deployment package, and the container Event Grid dead-letters undeliverable events to;
+// - the ledger account: rebuilder's append-only ledger tables, writable by the app's identity alone.
+
+param location string
+param prefix string
+param tags object = {}
+
+@description('Principal id of the Function App identity.')
+param appPrincipalId string
+
+var hostName = take(toLower(replace('${prefix}host${uniqueString(resourceGroup().id)}', '-', '')), 24)
+var ledgerName = take(toLower(replace('${prefix}ledger${uniqueString(resourceGroup().id)}', '-', '')), 24)
+var deploymentContainer = 'app-package'
+var deadLetterContainer = 'eventgrid-deadletter'
+
+resource host 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35: Flex Consumption without network integration reaches storage over its public endpoint; every request is Entra ID-authenticated (shared keys off)
+  // checkov:skip=CKV_AZURE_59: reached over the public endpoint, but never anonymously: allowBlobPublicAccess false and shared keys off
+  // checkov:skip=CKV_AZURE_43: the name is computed (take(toLower(...), 24)): 3-24 lowercase letters and digits
+  // checkov:skip=CKV_AZURE_206: holds only the host's leases, the deployment package and dead letters, all rewritten by the next deploy: locally redundant is enough
+  name: hostName
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_LRS'
+  }
+  properties: {
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource blobs 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: host
+  name: 'default'
+}
+
+resource package 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobs
+  name: deploymentContainer
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource deadLetters 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobs
+  name: deadLetterContainer
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource ledger 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35: Flex Consumption without network integration reaches storage over its public endpoint; every request is Entra ID-authenticated (shared keys off)
+  // checkov:skip=CKV_AZURE_59: reached over the public endpoint, but never anonymously: allowBlobPublicAccess false and shared keys off
+  // checkov:skip=CKV_AZURE_43: the name is computed (take(toLower(...), 24)): 3-24 lowercase letters and digits
+  name: ledgerName
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_GZRS' // the audit trail survives the loss of a zone, and of a region
+  }
+  properties: {
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+// Storage Blob Data Owner on the host account: the Functions host's leases and the deployment package.
+resource hostBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(host.id, appPrincipalId, 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b')
+  scope: host
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b')
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Storage Table Data Contributor on the ledger account, for the app alone (readers use the API).
+resource ledgerTables 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(ledger.id, appPrincipalId, '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3')
+  scope: ledger
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3')
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+output hostAccountName string = host.name
+output hostAccountId string = host.id
+output hostBlobEndpoint string = host.properties.primaryEndpoints.blob
+output deploymentContainer string = deploymentContainer
+output deadLetterContainer string = deadLetterContainer
+output ledgerEndpoint string = ledger.properties.primaryEndpoints.table
+output ledgerAccountName string = ledger.name
