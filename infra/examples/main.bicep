@@ -1,11 +1,12 @@
-// An example estate for rebuilder to manage (deployed on its own, into the gallery's resource group):
-// a Compute Gallery with three image definitions; an Ubuntu 22.04 Gen2 baseline following `latest`,
+// An example estate for rebuilder to manage, deployed on its own into the templates' resource group
+// (where rebuilder may run templates) with the gallery in the gallery's resource group (where AIB
+// may publish): a Compute Gallery with three image definitions; an Ubuntu 22.04 Gen2 baseline following `latest`,
 // a Windows Server 2022 baseline pinned to one version (rebuilder recreates it with the next), both
 // distributing to the gallery in three regions and tagged for rebuilder; and a child template built on
 // the Ubuntu baseline's gallery image. Image Builder runs as the AIB identity from infra/main.bicep.
 //
-//   az deployment group create -g <gallery resource group> -f infra/examples/main.bicep \
-//     -p aibIdentityId=<AIB_IDENTITY_ID output of azd> -p regions='["westeurope","northeurope","swedencentral"]'
+//   az deployment group create -g <template resource group> -f infra/examples/main.bicep \
+//     -p galleryResourceGroup=<gallery resource group> -p aibIdentityId=<AIB_IDENTITY_ID output of azd>
 
 @description('Region of the gallery and the templates (a template builds in its own location).')
 param location string = resourceGroup().location
@@ -26,6 +27,9 @@ param windowsVersion string = '20348.2849.241106'
 
 param galleryName string = 'acg_golden'
 
+@description('Resource group of the gallery (REBUILDER_GALLERY_RESOURCE_GROUP of the rebuilder deployment).')
+param galleryResourceGroup string
+
 var tagged = {
   'golden-image-rebuild': 'auto'
 }
@@ -41,59 +45,12 @@ var identity = {
   }
 }
 
-resource gallery 'Microsoft.Compute/galleries@2024-03-03' = {
-  name: galleryName
-  location: location
-  properties: {
-    description: 'Golden images, rebuilt by rebuilder'
-  }
-}
-
-resource ubuntuImage 'Microsoft.Compute/galleries/images@2024-03-03' = {
-  parent: gallery
-  name: 'ubuntu-22.04-gen2'
-  location: location
-  properties: {
-    osType: 'Linux'
-    osState: 'Generalized'
-    hyperVGeneration: 'V2'
-    identifier: {
-      publisher: 'contoso'
-      offer: 'golden-ubuntu'
-      sku: '22.04-gen2'
-    }
-  }
-}
-
-resource windowsImage 'Microsoft.Compute/galleries/images@2024-03-03' = {
-  parent: gallery
-  name: 'winserver-2022'
-  location: location
-  properties: {
-    osType: 'Windows'
-    osState: 'Generalized'
-    hyperVGeneration: 'V2'
-    identifier: {
-      publisher: 'contoso'
-      offer: 'golden-windows'
-      sku: '2022-azure-edition'
-    }
-  }
-}
-
-resource appImage 'Microsoft.Compute/galleries/images@2024-03-03' = {
-  parent: gallery
-  name: 'app-ubuntu-22.04'
-  location: location
-  properties: {
-    osType: 'Linux'
-    osState: 'Generalized'
-    hyperVGeneration: 'V2'
-    identifier: {
-      publisher: 'contoso'
-      offer: 'app-ubuntu'
-      sku: '22.04-gen2'
-    }
+module images 'gallery.bicep' = {
+  name: 'example-gallery'
+  scope: resourceGroup(galleryResourceGroup)
+  params: {
+    location: location
+    galleryName: galleryName
   }
 }
 
@@ -128,7 +85,7 @@ resource ubuntu 'Microsoft.VirtualMachineImages/imageTemplates@2024-02-01' = {
     distribute: [
       {
         type: 'SharedImage'
-        galleryImageId: ubuntuImage.id
+        galleryImageId: images.outputs.ubuntuImageId
         runOutputName: 'ubuntu2204-golden'
         targetRegions: targets
       }
@@ -168,7 +125,7 @@ resource windows 'Microsoft.VirtualMachineImages/imageTemplates@2024-02-01' = {
     distribute: [
       {
         type: 'SharedImage'
-        galleryImageId: windowsImage.id
+        galleryImageId: images.outputs.windowsImageId
         runOutputName: 'winserver2022-golden'
         targetRegions: targets
       }
@@ -188,7 +145,7 @@ resource child 'Microsoft.VirtualMachineImages/imageTemplates@2024-02-01' = {
     }
     source: {
       type: 'SharedImageVersion'
-      imageVersionId: '${ubuntuImage.id}/versions/latest' // built on the Ubuntu baseline's newest image
+      imageVersionId: '${images.outputs.ubuntuImageId}/versions/latest' // built on the Ubuntu baseline's newest image
     }
     customize: [
       {
@@ -203,7 +160,7 @@ resource child 'Microsoft.VirtualMachineImages/imageTemplates@2024-02-01' = {
     distribute: [
       {
         type: 'SharedImage'
-        galleryImageId: appImage.id
+        galleryImageId: images.outputs.appImageId
         runOutputName: 'app-ubuntu2204'
         targetRegions: targets
       }

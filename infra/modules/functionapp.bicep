@@ -75,7 +75,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17: callers authenticate with Microsoft Entra ID tokens (App Service Authentication), not client certificates
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero per event; timers and events are retried, so no standing instance is needed
   // checkov:skip=CKV_AZURE_213: Flex Consumption has no App Service health check; monitors call the anonymous /api/health
-  name: '${prefix}-app'
+  name: '${prefix}-${uniqueString(resourceGroup().id)}' // global name: unique per deployment
   location: location
   tags: union(tags, {
     'azd-service-name': 'api'
@@ -122,7 +122,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
 }
 
 // App Service Authentication: Microsoft Entra ID tokens for the app registration; every route but
-// health needs one (the function key is checked too). WEBSITE_AUTH_ENABLED then tells the app so.
+// health needs one (the function key is checked too), and Event Grid's delivery endpoint is left to
+// its system key. WEBSITE_AUTH_ENABLED then tells the app that the principal header is the platform's.
 resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
   // checkov:skip=CKV_AZURE_13: this is authsettingsV2 (platform.enabled: true, requireAuthentication: true); the check reads v1 authsettings' properties.enabled
   // checkov:skip=CKV_AZURE_63: HTTP logging is site configuration, not authentication settings; the app logs to Application Insights
@@ -141,7 +142,8 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
       requireAuthentication: true
       unauthenticatedClientAction: 'Return401'
       excludedPaths: [
-        '/api/health'
+        '/api/health' // anonymous liveness: tells the status and nothing else
+        '/runtime/webhooks/eventgrid' // Event Grid delivers without an Entra token; the system key guards it
       ]
     }
     httpSettings: {

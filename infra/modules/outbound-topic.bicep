@@ -11,7 +11,7 @@ param deadLetterContainer string
 
 resource topic 'Microsoft.EventGrid/topics@2025-02-15' = {
   // checkov:skip=CKV_AZURE_193: the app publishes over the public endpoint with its identity (local auth off); subscribers are Event Grid's own deliveries
-  name: '${prefix}-notices'
+  name: '${prefix}-notices-${uniqueString(resourceGroup().id)}'
   location: location
   tags: tags
   identity: {

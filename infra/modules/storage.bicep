@@ -10,15 +10,17 @@ param tags object = {}
 @description('Principal id of the Function App identity.')
 param appPrincipalId string
 
-var hostName = take(toLower(replace('${prefix}host${uniqueString(resourceGroup().id)}', '-', '')), 24)
-var ledgerName = take(toLower(replace('${prefix}ledger${uniqueString(resourceGroup().id)}', '-', '')), 24)
+// Storage names are global, 3-24 lowercase letters and digits: a short prefix, then the unique part whole.
+var short = take(toLower(replace(prefix, '-', '')), 5)
+var hostName = '${short}host${uniqueString(resourceGroup().id)}'
+var ledgerName = '${short}ledger${uniqueString(resourceGroup().id)}'
 var deploymentContainer = 'app-package'
 var deadLetterContainer = 'eventgrid-deadletter'
 
 resource host 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: Flex Consumption without network integration reaches storage over its public endpoint; every request is Entra ID-authenticated (shared keys off)
   // checkov:skip=CKV_AZURE_59: reached over the public endpoint, but never anonymously: allowBlobPublicAccess false and shared keys off
-  // checkov:skip=CKV_AZURE_43: the name is computed (take(toLower(...), 24)): 3-24 lowercase letters and digits
+  // checkov:skip=CKV_AZURE_43: the name is computed: up to 5 prefix letters, a kind, then uniqueString(): at most 24 lowercase letters and digits
   // checkov:skip=CKV_AZURE_206: holds only the host's leases, the deployment package and dead letters, all rewritten by the next deploy: locally redundant is enough
   name: hostName
   location: location
@@ -66,7 +68,7 @@ resource deadLetters 'Microsoft.Storage/storageAccounts/blobServices/containers@
 resource ledger 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: Flex Consumption without network integration reaches storage over its public endpoint; every request is Entra ID-authenticated (shared keys off)
   // checkov:skip=CKV_AZURE_59: reached over the public endpoint, but never anonymously: allowBlobPublicAccess false and shared keys off
-  // checkov:skip=CKV_AZURE_43: the name is computed (take(toLower(...), 24)): 3-24 lowercase letters and digits
+  // checkov:skip=CKV_AZURE_43: the name is computed: up to 5 prefix letters, a kind, then uniqueString(): at most 24 lowercase letters and digits
   name: ledgerName
   location: location
   tags: tags
