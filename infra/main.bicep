@@ -97,6 +97,7 @@ module storage 'modules/storage.bicep' = {
     prefix: prefix
     tags: tags
     appPrincipalId: identities.outputs.appPrincipalId
+    tablePrefix: tablePrefix
   }
 }
 

@@ -10,6 +10,9 @@ param tags object = {}
 @description('Principal id of the Function App identity.')
 param appPrincipalId string
 
+@description('Prefix of the ledger tables (REBUILDER_TABLE_PREFIX).')
+param tablePrefix string = 'rebuilder'
+
 // Storage names are global, 3-24 lowercase letters and digits: a short prefix, then the unique part whole.
 var short = take(toLower(replace(prefix, '-', '')), 5)
 var hostName = '${short}host${uniqueString(resourceGroup().id)}'
@@ -90,6 +93,47 @@ resource ledger 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     }
   }
 }
+
+// The ledger's tables (rebuilder/adapters/ledger_entities.py has the key layout): builds spread over
+// 16 tables by template key, the template rows, every source version seen, the history index.
+var shards = [
+  '0'
+  '1'
+  '2'
+  '3'
+  '4'
+  '5'
+  '6'
+  '7'
+  '8'
+  '9'
+  'a'
+  'b'
+  'c'
+  'd'
+  'e'
+  'f'
+]
+var kinds = [
+  'templates'
+  'sources'
+  'history'
+]
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: ledger
+  name: 'default'
+}
+
+resource buildTables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = [for shard in shards: {
+  parent: tableService
+  name: '${tablePrefix}builds${shard}'
+}]
+
+resource ledgerTablesByKind 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = [for kind in kinds: {
+  parent: tableService
+  name: '${tablePrefix}${kind}'
+}]
 
 // Storage Blob Data Owner on the host account: the Functions host's leases and the deployment package.
 resource hostBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {

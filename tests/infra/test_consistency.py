@@ -150,3 +150,16 @@ def test_no_setting_or_parameter_carries_a_secret() -> None:
     for needle in ("accountkey=", "sharedaccesskey", "password", "clientsecret", "listkeys("):
         assert needle not in text, needle
     assert Path(INFRA / "main.parameters.json").exists()
+
+
+def test_the_ledger_tables_are_the_ones_the_ledger_uses() -> None:
+    from rebuilder.adapters import ledger_entities
+
+    storage = tree(INFRA / "modules" / "storage.bicep")
+    variables = storage["variables"]
+    assert "".join(variables["shards"]["value"]) == ledger_entities.SHARDS
+    adapter = (ROOT / "rebuilder" / "adapters" / "ledger_tables.py").read_text()
+    [kinds] = re.findall(r"for kind in \(([^)]*)\)", adapter)
+    assert set(variables["kinds"]["value"]) == set(re.findall(r'"(\w+)"', kinds))
+    names = {body(r)["name"] for r in storage["resources"].values() if r["type"].endswith("/tables")}
+    assert names == {"${tablePrefix}builds${shard}", "${tablePrefix}${kind}"}
