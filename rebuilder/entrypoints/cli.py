@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from rebuilder.bootstrap import Services
     from rebuilder.domain.ports import Clock
     from rebuilder.services.build_history import HistoryQuery
+    from rebuilder.services.requests import Caller
 
 _T = TypeVar("_T")
 
@@ -185,7 +186,8 @@ def _reconcile(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
     return summary, _act_text(summary)
 
 
-def _caller(services: Services) -> Any:
+def _caller() -> Caller:
+    """Who asks from the command line: the signed-in user of this machine."""
     import getpass
 
     from rebuilder.services.requests import Caller
@@ -207,7 +209,7 @@ def _rebuild(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
         template,
         services.policy(),
         now=services.clock.now(),
-        caller=_caller(services),
+        caller=_caller(),
         note=_checked(lambda: note(args.reason)),
         idempotency_key=args.key,
     )
@@ -352,7 +354,7 @@ def _enable(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
 
     why = _checked(lambda: note(args.reason))
     state, was = enable(
-        services.detection(), args.template, now=services.clock.now(), caller=_caller(services), note=why
+        services.detection(), args.template, now=services.clock.now(), caller=_caller(), note=why
     )
     text = f"{state.name} re-enabled" if was else f"{state.name} was not disabled"
     return {"template": template_document(state), "was_disabled": was}, text
