@@ -14,6 +14,7 @@ Prints the medians and the ratios. Targets: current state < 300 ms, one template
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -85,10 +86,9 @@ def rows_of_template(i: int, builds: int, regions: list[str]) -> tuple[list[dict
         )
         moves = [first_transition(build, why="new version", by="watch_sources")]
         for to, sub in ((BuildState.RUNNING, RunSubState.BUILDING), (BuildState.REPLICATING, None)):
-            build, move = build.moved(
-                to, at=at + timedelta(hours=1), why="reported by AIB", by="reconcile", sub_state=sub
-            )
-            moves.append(move)
+            after = dataclasses.replace(build, state=to, sub_state=sub, updated_at=at + timedelta(hours=1))
+            moves.append(build.becomes(after, why="reported by AIB", by="reconcile"))
+            build = after
         done_at = at + timedelta(hours=3)
         build, move = build.moved(
             BuildState.PUBLISHED, at=done_at, why="every region completed", by="reconcile"

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from rebuilder.domain.ports import Clock, Gallery, ImageBuilder, Ledger, MarketplaceCatalog, Notifier
 from rebuilder.domain.runs import Policy
-from rebuilder.services.detection import Ports
+from rebuilder.services.ports import Ports
 from rebuilder.settings import Settings
 
 

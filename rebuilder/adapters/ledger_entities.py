@@ -255,6 +255,7 @@ def build_to_entity(build: Build, *, transitions: int) -> Entity:
             "CancelRequestedAt": build.cancel_requested_at,
             "Lineage": _lineage_json(build.lineage),
             "SupersededBy": build.superseded_by,
+            "TemporaryRefusals": build.temporary_refusals,
             "CreatedAt": build.created_at,
             "UpdatedAt": build.updated_at,
             "Transitions": transitions,
@@ -303,6 +304,7 @@ def build_from_entity(e: Mapping[str, Any]) -> Build:
         cancel_requested_at=_utc(e.get("CancelRequestedAt")),
         lineage=_lineage_from(e.get("Lineage")),
         superseded_by=e.get("SupersededBy", ""),
+        temporary_refusals=int(e.get("TemporaryRefusals", 0)),
     )
 
 

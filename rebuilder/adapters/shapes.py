@@ -20,6 +20,7 @@ from rebuilder.domain.model import (
     ImageTemplate,
     LastRun,
     PlatformImage,
+    ProvisioningError,
     RegionReplication,
     ReplicationState,
     RunOutput,
@@ -131,7 +132,16 @@ def template(body: Mapping[str, Any]) -> ImageTemplate:
         provisioning_state=_str(props.get("provisioningState")),
         last_run=last_run(props.get("lastRunStatus")),
         definition=TemplateDefinition.from_body(body),
+        provisioning_error=provisioning_error(props.get("provisioningError")),
     )
+
+
+def provisioning_error(body: Any) -> ProvisioningError | None:
+    raw = _dict(body)
+    code, message = _str(raw.get("provisioningErrorCode")), _str(raw.get("message"))
+    if code is None and message is None:
+        return None
+    return ProvisioningError(code or "Unknown", message or "")
 
 
 def template_id_of(body: Mapping[str, Any]) -> TemplateId:

@@ -163,6 +163,7 @@ class Build:
     cancel_requested_at: datetime | None = None  # the service canceled the run (timeout): a failed attempt
     lineage: Lineage | None = None  # a child's parent build and root source version (None: a baseline)
     superseded_by: str = ""  # the open build this one joined (Superseded): what a replay answers with
+    temporary_refusals: int = 0  # run requests refused with a temporary error in a row (throttling)
 
     @property
     def root_version(self) -> str:
@@ -172,31 +173,30 @@ class Build:
     def __post_init__(self) -> None:
         object.__setattr__(self, "message", bounded(self.message))
 
-    def moved(
-        self, to: BuildState, *, at: datetime, why: str, by: str, **changes: object
-    ) -> tuple[Build, Transition]:
-        """The build in state `to` (with `changes`), and the transition row that records the move."""
-        if to not in ALLOWED[self.state]:
-            raise IllegalTransition(self.id, self.state, to)
-        sub_state = changes.pop("sub_state", self.sub_state if to is self.state else None)
-        after = dataclasses.replace(self, state=to, sub_state=sub_state, updated_at=at, **changes)  # type: ignore[arg-type]
-        transition = Transition(
+    def moved(self, to: BuildState, *, at: datetime, why: str, by: str) -> tuple[Build, Transition]:
+        """The build in state `to` (its sub-state kept by a move to the same state, cleared by any
+        other), and the transition row that records the move."""
+        sub_state = self.sub_state if to is self.state else None
+        after = dataclasses.replace(self, state=to, sub_state=sub_state, updated_at=at)
+        return after, self.becomes(after, why=why, by=by)
+
+    def becomes(self, after: Build, *, why: str, by: str) -> Transition:
+        """The transition row that records `after` (this build, moved and changed): refused when the
+        state machine does not allow the move."""
+        if after.id != self.id:
+            raise PermanentError(f"build {self.id}: a move cannot turn it into build {after.id}")
+        if after.state not in ALLOWED[self.state]:
+            raise IllegalTransition(self.id, self.state, after.state)
+        return Transition(
             build_id=self.id,
-            at=at,
+            at=after.updated_at,
             from_state=self.state,
             from_sub_state=self.sub_state,
-            to_state=to,
+            to_state=after.state,
             to_sub_state=after.sub_state,
             why=why,
             by=by,
         )
-        return after, transition
-
-    def changed(self, *, at: datetime, **changes: object) -> Build:
-        """The same state with other fields changed (attempt counters, outputs): no transition row."""
-        if "state" in changes or "sub_state" in changes:
-            raise ValueError("a change of state goes through Build.moved, which records the transition")
-        return dataclasses.replace(self, updated_at=at, **changes)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -243,11 +243,14 @@ def requested(
     resolved_version: str,
     now: datetime,
     provenance: Provenance,
-    **changes: object,
+    previous_baseline: str = "",
+    state: BuildState = BuildState.QUEUED,
+    attempts: int = 0,
+    run_started_at: datetime | None = None,
 ) -> Build:
-    """A new build of `template` (Queued unless `changes` say otherwise), keyed by `key`."""
+    """A new build of `template` (Queued unless said otherwise), keyed by `key`."""
     src, image = template.source, template.source.image
-    build = Build(
+    return Build(
         id=new_build_id(template.id, now, key),
         template_id=template.id,
         template_name=template.name,
@@ -265,8 +268,11 @@ def requested(
         ),
         created_at=now,
         updated_at=now,
+        previous_baseline=previous_baseline,
+        state=state,
+        attempts=attempts,
+        run_started_at=run_started_at,
     )
-    return dataclasses.replace(build, **changes)  # type: ignore[arg-type]
 
 
 def first_transition(build: Build, *, why: str, by: str) -> Transition:

@@ -122,6 +122,14 @@ class Distribution:
 
 
 @dataclass(frozen=True)
+class ProvisioningError:
+    """Why AIB could not provision a template (properties.provisioningError)."""
+
+    code: str  # provisioningErrorCode, e.g. BadPIRSource, ServerInternalError
+    message: str
+
+
+@dataclass(frozen=True)
 class ImageTemplate:
     id: TemplateId
     subscription_id: str
@@ -134,6 +142,7 @@ class ImageTemplate:
     provisioning_state: str | None = None
     last_run: LastRun | None = None
     definition: TemplateDefinition | None = field(default=None, compare=False, repr=False)
+    provisioning_error: ProvisioningError | None = None  # when provisioning_state is Failed
 
 
 @dataclass(frozen=True)

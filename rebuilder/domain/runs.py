@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -36,6 +36,7 @@ class Policy:
     repair_limit: int = 2  # re-applications of target regions per region before giving up on it
     disable_after: int = 3  # consecutive failed builds before the template is disabled
     max_concurrent_runs: int = 10
+    temporary_refusals: int = 10  # run requests refused with 429/5xx in a row before the build fails
 
     def backoff(self, attempts: int) -> timedelta:
         """Wait before attempt `attempts + 1`: retry_backoff, doubling, capped at max_backoff."""
@@ -100,13 +101,17 @@ def unaccounted(run: LastRun | None, state: TemplateState | None) -> bool:
 
 @dataclass(frozen=True)
 class Step:
-    """The build's next move. `to` None: nothing to record yet."""
+    """A build's next move: `after`, the record to write (None: nothing to record yet), and `why`, the
+    reason a person reads in the trail."""
 
-    to: BuildState | None
+    after: Build | None
     why: str = ""
-    changes: Mapping[str, object] = field(default_factory=dict)
     follow_outputs: bool = False  # read run outputs and the gallery versions they name
     cancel: bool = False  # ask AIB to cancel the run (it overran the timeout)
+
+    @property
+    def to(self) -> BuildState | None:
+        return self.after.state if self.after is not None else None
 
 
 def decide(build: Build, seen: Observation, *, now: datetime, policy: Policy) -> Step:
@@ -131,40 +136,61 @@ def _in_progress(build: Build, seen: Observation, now: datetime, policy: Policy)
     distributing = seen.sub_state is RunSubState.DISTRIBUTING
     if seen.sub_state is not build.sub_state:
         step = seen.sub_state.value if seen.sub_state else "running"
-        return Step(BuildState.RUNNING, f"AIB: {step}", {"sub_state": seen.sub_state}, distributing)
+        after = dataclasses.replace(build, sub_state=seen.sub_state, updated_at=now)
+        return Step(after, f"AIB: {step}", follow_outputs=distributing)
     return Step(None, follow_outputs=distributing)
 
 
 def _over(build: Build, seen: Observation, now: datetime, policy: Policy) -> Step:
-    ended = {"run_ended_at": seen.ended_at or now}
-    if seen.seen is Seen.SUCCEEDED:
-        return Step(BuildState.REPLICATING, "AIB: run succeeded", ended, follow_outputs=True)
-    if seen.seen is Seen.PARTIALLY_SUCCEEDED:
-        why = "AIB: run partially succeeded" + (f": {seen.message}" if seen.message else "")
-        return Step(BuildState.REPLICATING, why, {**ended, "message": seen.message}, follow_outputs=True)
+    ended = seen.ended_at or now
+    if seen.seen in (Seen.SUCCEEDED, Seen.PARTIALLY_SUCCEEDED):
+        partial = seen.seen is Seen.PARTIALLY_SUCCEEDED
+        after = dataclasses.replace(
+            build,
+            state=BuildState.REPLICATING,
+            sub_state=None,
+            run_ended_at=ended,
+            message=seen.message if partial else build.message,
+            updated_at=now,
+        )
+        why = (
+            "AIB: run partially succeeded" + (f": {seen.message}" if seen.message else "") if partial else ""
+        )
+        return Step(after, why or "AIB: run succeeded", follow_outputs=True)
     if seen.seen is Seen.CANCELED and build.cancel_requested_at is None:
-        return Step(BuildState.CANCELED, "the run was canceled outside rebuilder", ended)
+        after = dataclasses.replace(
+            build, state=BuildState.CANCELED, sub_state=None, run_ended_at=ended, updated_at=now
+        )
+        return Step(after, "the run was canceled outside rebuilder")
     message = seen.message or "no message from AIB"
     if seen.seen is Seen.CANCELED:
         message = f"timed out and canceled: {message}"
-    return failed_attempt(build, message, now, policy, ended)
+    return failed_attempt(build, message, now, policy, ended_at=ended)
 
 
 def failed_attempt(
-    build: Build, message: str, now: datetime, policy: Policy, changes: Mapping[str, object] | None = None
+    build: Build, message: str, now: datetime, policy: Policy, *, ended_at: datetime | None = None
 ) -> Step:
     """Retry later with backoff, or fail the build once its attempts are spent. Runs that somebody
     else started are recorded, never retried."""
-    base = {**(changes or {}), "message": message, "cancel_requested_at": None}
+    base = dataclasses.replace(
+        build,
+        sub_state=None,
+        message=message,
+        cancel_requested_at=None,
+        run_ended_at=ended_at or build.run_ended_at,
+        updated_at=now,
+    )
     if build.reason is not BuildReason.EXTERNAL and build.attempts < policy.max_attempts:
         at = now + policy.backoff(build.attempts)
+        after = dataclasses.replace(base, state=BuildState.QUEUED, next_attempt_at=at)
         return Step(
-            BuildState.QUEUED,
+            after,
             f"attempt {build.attempts} of {policy.max_attempts} failed: {message}; "
             f"retry at {at:%Y-%m-%d %H:%M} UTC",
-            {**base, "next_attempt_at": at, "sub_state": None},
         )
-    return Step(BuildState.FAILED, f"failed after {build.attempts} attempt(s): {message}", base)
+    failed = dataclasses.replace(base, state=BuildState.FAILED)
+    return Step(failed, f"failed after {build.attempts} attempt(s): {message}")
 
 
 # -- replication ----------------------------------------------------------------------------------------
@@ -243,21 +269,34 @@ def replication(
 
 
 def after_distribution(
-    step: Step | None, seen: Replication, *, over: bool, gallery: bool, repair_limit: int
-) -> tuple[BuildState | None, str, dict[str, object]]:
+    build: Build,
+    step: Step | None,
+    seen: Replication,
+    *,
+    over: bool,
+    gallery: bool,
+    now: datetime,
+    policy: Policy,
+) -> Step:
     """The build's move once its gallery versions are read: Published when every region is Completed
     (or nothing went to a gallery), PartiallyPublished when the failed regions' repairs are spent and
-    nothing else is pending, else the run's own move (`step`), if any. `over`: the run has ended."""
-    changes = dict(step.changes) if step else {}
+    nothing else is pending, else the run's own move (`step`), if any. `over`: the run has ended.
+    `build` carries what was read (outputs); the run's move, when there is one, applies on top."""
+    base = step.after if step is not None and step.after is not None else build
+    base = dataclasses.replace(base, outputs=build.outputs)
     if over and (not gallery or seen.completed):
         why = f"replicated to every target region ({len(seen.rows)})" if gallery else "run succeeded"
-        return BuildState.PUBLISHED, why, changes
+        done = dataclasses.replace(base, state=BuildState.PUBLISHED, sub_state=None, updated_at=now)
+        return Step(done, why)
     if over and seen.given_up and not seen.pending:
-        why = f"replication failed in {', '.join(seen.given_up)} after {repair_limit} repair(s)"
-        return BuildState.PARTIALLY_PUBLISHED, why, {**changes, "message": why}
-    if step is not None and step.to is not None:
-        return step.to, step.why, changes
-    return None, "", {}
+        why = f"replication failed in {', '.join(seen.given_up)} after {policy.repair_limit} repair(s)"
+        partial = dataclasses.replace(
+            base, state=BuildState.PARTIALLY_PUBLISHED, sub_state=None, message=why, updated_at=now
+        )
+        return Step(partial, why)
+    if step is not None and step.after is not None:
+        return Step(base, step.why)
+    return Step(None)
 
 
 def _merged(kinds: set[ReplicationState]) -> ReplicationState:
@@ -283,16 +322,17 @@ def settled(
     """The template's row after `build` finished: idempotent (a row that already records it is kept)."""
     if build.id not in state.open_builds and state.last_build_id == build.id:
         return state
-    after = state.without_open(build.id, at=now)
-    changes: dict[str, object] = {"last_build_id": build.id, "last_build_state": build.state}
+    after = dataclasses.replace(
+        state.without_open(build.id, at=now), last_build_id=build.id, last_build_state=build.state
+    )
     if build.state in (BuildState.PUBLISHED, BuildState.PARTIALLY_PUBLISHED):
         version = build.source.resolved_version
         if version and (
             not state.baseline_version or version_key(version) >= version_key(state.baseline_version)
         ):
-            changes.update(baseline_version=version, baseline_build_id=build.id)
-        changes["consecutive_failures"] = 0
+            after = dataclasses.replace(after, baseline_version=version, baseline_build_id=build.id)
         image = build.outputs[0] if build.outputs else ""
+        after = dataclasses.replace(after, consecutive_failures=0)
         for row in regions:
             if row.state == ReplicationState.COMPLETED:
                 after = after.with_region(
@@ -300,11 +340,12 @@ def settled(
                 )
     elif build.state is BuildState.FAILED and build.reason is not BuildReason.EXTERNAL:
         failures = state.consecutive_failures + 1
-        changes["consecutive_failures"] = failures
+        after = dataclasses.replace(after, consecutive_failures=failures)
         if failures >= policy.disable_after and not state.disabled:
-            changes.update(
+            after = dataclasses.replace(
+                after,
                 disabled=True,
                 disabled_at=now,
                 disabled_reason=f"{failures} consecutive failed builds; the last: {build.message}",
             )
-    return dataclasses.replace(after, **changes)  # type: ignore[arg-type]
+    return after

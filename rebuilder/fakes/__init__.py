@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from rebuilder.domain import resource_ids
 from rebuilder.domain.definition import TemplateDefinition
-from rebuilder.domain.errors import Conflict, NotFound
+from rebuilder.domain.errors import Conflict, NotFound, PermanentError
 from rebuilder.domain.model import (
     GalleryImageId,
     GalleryImageVersion,
@@ -21,6 +21,7 @@ from rebuilder.domain.model import (
     MarketplaceImageVersion,
     MarketplaceVersion,
     PlatformImage,
+    ProvisioningError,
     RegionReplication,
     ReplicationState,
     RunOutput,
@@ -83,7 +84,14 @@ class InMemoryMarketplace:
         return found
 
 
+DELETE_SECONDS = 120  # Azure takes about two minutes to delete an image template
+
+
 class InMemoryImageBuilder:
+    """AIB in memory, as unforgiving as Azure where rebuilder is fragile: a delete takes a while
+    (`Deleting`, a create meanwhile is refused), a template may fail to provision (`provisioningError`),
+    and a Failed template must be deleted before its name is created again."""
+
     def __init__(self, clock: FixedClock) -> None:
         self.clock = clock
         self.templates: dict[str, ImageTemplate] = {}
@@ -91,6 +99,20 @@ class InMemoryImageBuilder:
         self.runs_started: dict[str, int] = {}
         self.deleted: dict[str, ImageTemplate] = {}
         self.created: dict[str, int] = {}
+        self.deleting: dict[str, datetime] = {}  # key -> when the delete completes
+        self.provisioning_failures: dict[str, list[ProvisioningError]] = {}  # name (lower) -> next fates
+        self.puts = 0  # create requests, refused ones included: no storm against a template being deleted
+
+    def fail_provisioning(self, name: str, code: str, message: str, *, times: int = 1) -> None:
+        self.provisioning_failures.setdefault(name.lower(), []).extend(
+            ProvisioningError(code, message) for _ in range(times)
+        )
+
+    def _settle(self, key: str) -> None:
+        until = self.deleting.get(key)
+        if until is not None and self.clock.now() >= until:
+            del self.deleting[key]
+            self.deleted[key] = self.templates.pop(key)
 
     @staticmethod
     def _key(template_id: str) -> str:
@@ -100,6 +122,8 @@ class InMemoryImageBuilder:
         self.templates[self._key(template.id)] = template
 
     def list_templates(self, scope: Scope) -> Iterator[ImageTemplate]:
+        for key in list(self.templates):
+            self._settle(key)
         for template in list(self.templates.values()):
             if template.subscription_id == scope.subscription_id and (
                 scope.resource_group is None
@@ -108,6 +132,7 @@ class InMemoryImageBuilder:
                 yield template
 
     def get_template(self, template_id: TemplateId) -> ImageTemplate:
+        self._settle(self._key(template_id))
         try:
             return self.templates[self._key(template_id)]
         except KeyError:
@@ -115,6 +140,10 @@ class InMemoryImageBuilder:
 
     def start_run(self, template_id: TemplateId) -> None:
         template = self.get_template(template_id)
+        if (template.provisioning_state or "Succeeded") != "Succeeded":
+            raise PermanentError(
+                f"run image template {template.name}: it is {template.provisioning_state} and cannot be run"
+            )
         if template.last_run and template.last_run.state in (RunState.RUNNING, RunState.CANCELING):
             raise Conflict(f"run image template {template.name}: a run is already going")
         self._set_run(template, LastRun(RunState.RUNNING, RunSubState.QUEUED, self.clock.now(), None))
@@ -130,17 +159,25 @@ class InMemoryImageBuilder:
 
     def delete_template(self, template_id: TemplateId) -> None:
         key = self._key(template_id)
+        self._settle(key)
         template = self.templates.get(key)
         if template is None:
             return
         if template.last_run and template.last_run.state in (RunState.RUNNING, RunState.CANCELING):
             raise Conflict(f"delete image template {template.name}: a run is going")
-        del self.templates[key]
-        self.deleted[key] = template
+        if key not in self.deleting:
+            self.deleting[key] = self.clock.now() + timedelta(seconds=DELETE_SECONDS)
+            self.templates[key] = dataclasses.replace(template, provisioning_state="Deleting")
 
     def create_template(self, template_id: TemplateId, definition: TemplateDefinition) -> None:
         """Recreate a deleted template from `definition` (the fake keeps what the definition does not say)."""
         key = self._key(template_id)
+        self._settle(key)
+        self.puts += 1
+        if key in self.deleting:
+            raise Conflict(f"create image template {template_id}: it is being deleted")
+        if key in self.templates and self.templates[key].provisioning_state == "Failed":
+            raise Conflict(f"create image template {template_id}: it is Failed; delete it first")
         if key in self.templates:
             raise Conflict(f"create image template {template_id}: it exists (templates are immutable)")
         previous = self.deleted.pop(key, None)
@@ -161,7 +198,13 @@ class InMemoryImageBuilder:
             last_run=None,
             provisioning_state="Succeeded",
             definition=definition,
+            provisioning_error=None,
         )
+        fates = self.provisioning_failures.get(previous.name.lower()) or []
+        if fates:
+            self.templates[key] = dataclasses.replace(
+                self.templates[key], provisioning_state="Failed", provisioning_error=fates.pop(0)
+            )
         self.created[key] = self.created.get(key, 0) + 1
 
     def finish_run(

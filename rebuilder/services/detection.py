@@ -19,23 +19,16 @@ from rebuilder.domain.builds import BuildReason, BuildState, Provenance, request
 from rebuilder.domain.errors import RebuilderError, StaleWrite
 from rebuilder.domain.model import Scope, TemplateId
 from rebuilder.domain.planner import Action, Managed, PlanItem, plan
-from rebuilder.domain.ports import Gallery, ImageBuilder, Ledger, MarketplaceCatalog
+from rebuilder.domain.ports import Ledger
 from rebuilder.domain.standing import SeenVersion, TemplateState
 
 from .history import where_we_stand
 from .lineage import trace
+from .ports import Ports
 from .records import open_build, update_state
 from .watch import Discovery, Watcher, discover, distribution_targets, first_sight, source_of
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Ports:
-    imagebuilder: ImageBuilder
-    marketplace: MarketplaceCatalog
-    gallery: Gallery
-    ledger: Ledger
 
 
 @dataclass

@@ -17,8 +17,9 @@ from rebuilder.domain.notices import TYPE_PREFIX
 from rebuilder.domain.planner import Managed, mode_of
 from rebuilder.domain.runs import Policy
 
-from .detection import PassReport, Ports
+from .detection import PassReport
 from .history import where_we_stand
+from .ports import Ports
 from .reconciler import ReconcileReport
 from .watch_and_act import watch_and_act
 

@@ -111,12 +111,12 @@ def _supersede(ledger: Ledger, mine: Versioned[Build], twin: Build, *, now: date
     for _ in range(_ATTEMPTS):
         if current.record.state.finished:
             return
-        after, transition = current.record.moved(
-            BuildState.SUPERSEDED,
-            at=now,
-            why=f"joined build {twin.id}, already open for this template",
-            by=by,
-            superseded_by=twin.id,
+        before = current.record
+        after = dataclasses.replace(
+            before, state=BuildState.SUPERSEDED, sub_state=None, updated_at=now, superseded_by=twin.id
+        )
+        transition = before.becomes(
+            after, why=f"joined build {twin.id}, already open for this template", by=by
         )
         try:
             ledger.save_build(after, etag=current.etag, transition=transition)

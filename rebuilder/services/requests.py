@@ -25,8 +25,8 @@ from rebuilder.domain.planner import is_pinned, mode_of
 from rebuilder.domain.runs import Policy
 from rebuilder.domain.standing import TemplateAction, TemplateState
 
-from .detection import Ports
 from .history import where_we_stand
+from .ports import Ports
 from .reconciler import Reconciler, ReconcileReport
 from .records import Opened, covering, open_build, update_state
 from .watch import first_sight

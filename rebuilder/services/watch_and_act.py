@@ -13,7 +13,8 @@ from rebuilder.domain.notices import detected
 from rebuilder.domain.planner import Action, Managed
 from rebuilder.domain.runs import Policy, unaccounted
 
-from .detection import PassReport, Ports, watch_pass
+from .detection import PassReport, watch_pass
+from .ports import Ports
 from .reconciler import Reconciler, ReconcileReport
 from .records import adopt_external
 

@@ -98,6 +98,10 @@ class Estate(Protocol):
 
     def replicate(self) -> None: ...
 
+    def advance(self, seconds: float) -> None: ...
+
+    def fail_provisioning(self, name: str, code: str, message: str) -> None: ...
+
 
 class MemoryEstate:
     def __init__(self) -> None:
@@ -179,6 +183,12 @@ class MemoryEstate:
                     replication=replication,
                 )
 
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds=seconds)
+
+    def fail_provisioning(self, name: str, code: str, message: str) -> None:
+        self.imagebuilder.fail_provisioning(name, code, message)
+
 
 class SimEstate:
     def __init__(self, armsim: ArmSimulator, sim: SimControl) -> None:
@@ -247,6 +257,12 @@ class SimEstate:
 
     def replicate(self) -> None:
         self.sim.advance(4 * 3600)
+
+    def advance(self, seconds: float) -> None:
+        self.sim.advance(seconds)
+
+    def fail_provisioning(self, name: str, code: str, message: str) -> None:
+        self.sim.fail_provisioning(name, code=code, message=message)
 
 
 @pytest.fixture(params=["memory", "simulator"])

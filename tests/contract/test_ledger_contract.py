@@ -77,9 +77,10 @@ def test_reading_a_missing_or_malformed_build(ledger: Ledger, build_id: str, err
 
 def test_a_move_appends_a_transition_and_returns_a_new_version(ledger: Ledger) -> None:
     claimed = ledger.claim_build(build(), why="", by="timer").build
-    running, transition = claimed.record.moved(
-        BuildState.RUNNING, at=LATER, why="run accepted", by="reconcile_builds", sub_state=RunSubState.QUEUED
+    running = dataclasses.replace(
+        claimed.record, state=BuildState.RUNNING, sub_state=RunSubState.QUEUED, updated_at=LATER
     )
+    transition = claimed.record.becomes(running, why="run accepted", by="reconcile_builds")
     version = ledger.save_build(running, etag=claimed.etag, transition=transition)
 
     stored = ledger.get_build(running.id)
@@ -118,7 +119,7 @@ def test_the_state_machine_refuses_illegal_moves(ledger: Ledger) -> None:
     with pytest.raises(IllegalTransition):
         ledger.save_build(forged, etag=version, transition=forged_move)
     with pytest.raises(IllegalTransition):  # a finished build is history: not even a quiet change
-        ledger.save_build(done.changed(at=LATER, message="rewritten"), etag=version)
+        ledger.save_build(dataclasses.replace(done, updated_at=LATER, message="rewritten"), etag=version)
     assert ledger.get_build(done.id).record == done
     assert len(ledger.list_transitions(done.id)) == 3
 
@@ -142,12 +143,14 @@ def test_regions_are_written_with_their_build(ledger: Ledger) -> None:
     assert ledger.list_regions(running.id) == sorted(rows, key=lambda r: r.region)
 
     done = dataclasses.replace(rows[1], state="Completed", progress=100, completed_at=LATER)
-    ledger.save_build(running.changed(at=LATER), etag=version, regions=[done])
+    ledger.save_build(dataclasses.replace(running, updated_at=LATER), etag=version, regions=[done])
     assert ledger.list_regions(running.id) == sorted([rows[0], done], key=lambda r: r.region)
 
     with pytest.raises(StaleWrite):  # a stale write carries no region rows through either
         ledger.save_build(
-            running.changed(at=LATER), etag=version, regions=[dataclasses.replace(done, progress=1)]
+            dataclasses.replace(running, updated_at=LATER),
+            etag=version,
+            regions=[dataclasses.replace(done, progress=1)],
         )
     assert {r.progress for r in ledger.list_regions(running.id)} == {100}
 

@@ -51,9 +51,8 @@ def test_a_claim_is_found_by_its_key_without_claiming_anything(ledger: Ledger) -
 def test_a_superseded_build_names_the_build_it_joined(ledger: Ledger) -> None:
     made = build(key="k")
     claim = ledger.claim_build(made, why="", by="")
-    after, transition = made.moved(
-        BuildState.SUPERSEDED, at=T0, why="joined", by="http", superseded_by="other-build"
-    )
+    after = dataclasses.replace(made, state=BuildState.SUPERSEDED, superseded_by="other-build")
+    transition = made.becomes(after, why="joined", by="http")
     ledger.save_build(after, etag=claim.build.etag, transition=transition)
     assert ledger.get_build(made.id).record.superseded_by == "other-build"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -53,13 +54,10 @@ def test_sixteen_racing_updates_with_stale_versions_lose_nothing(ledger: Ledger)
             if first_read:  # all sixteen hold the same version: fifteen of them must lose the first round
                 everyone_has_read.wait()
                 first_read = False
-            after, transition = current.record.moved(
-                BuildState.RUNNING,
-                at=T0 + timedelta(minutes=i),
-                why=f"attempt by worker {i}",
-                by=f"worker-{i}",
-                attempts=current.record.attempts + 1,
+            after = dataclasses.replace(
+                current.record, attempts=current.record.attempts + 1, updated_at=T0 + timedelta(minutes=i)
             )
+            transition = current.record.becomes(after, why=f"attempt by worker {i}", by=f"worker-{i}")
             try:
                 ledger.save_build(after, etag=current.etag, transition=transition)
                 return

@@ -11,6 +11,7 @@ from rebuilder.domain.model import (
     ImageState,
     MarketplaceVersion,
     PlatformImage,
+    ProvisioningError,
     ReplicationState,
     RunState,
     Scope,
@@ -124,6 +125,12 @@ def test_a_template_is_recreated_from_its_definition_with_another_version(estate
         estate.imagebuilder.delete_template(template_id)
     estate.finish_runs()
     estate.imagebuilder.delete_template(template_id)
+    deleting = estate.imagebuilder.get_template(template_id)
+    assert deleting.provisioning_state == "Deleting"  # a delete takes Azure about two minutes
+    with pytest.raises(Conflict):  # and the name cannot be submitted again meanwhile
+        estate.imagebuilder.create_template(template_id, after)
+    estate.imagebuilder.delete_template(template_id)  # asking again while it deletes is harmless
+    estate.advance(120)
     with pytest.raises(NotFound):
         estate.imagebuilder.get_template(template_id)
     estate.imagebuilder.delete_template(template_id)  # deleting what is gone is not an error
@@ -132,6 +139,31 @@ def test_a_template_is_recreated_from_its_definition_with_another_version(estate
     again = estate.imagebuilder.get_template(template_id)
     assert again.definition == after  # nothing but the version changed
     assert (again.source.version, again.tags, again.last_run) == ("22.04.202411190", before.tags, None)
+
+
+def test_a_template_that_fails_to_provision_says_why_and_must_be_deleted_first(estate: Estate) -> None:
+    estate.publish("westeurope", UBUNTU, "22.04.202411190")
+    template_id = estate.add_template("rg-a", "flaky", UBUNTU)
+    definition = estate.imagebuilder.get_template(template_id).definition
+    assert definition is not None
+    estate.imagebuilder.delete_template(template_id)
+    estate.advance(120)
+    estate.fail_provisioning("flaky", "ServerInternalError", "An internal error occurred.")
+    estate.imagebuilder.create_template(template_id, definition)
+    estate.advance(1)
+    failed = estate.imagebuilder.get_template(template_id)
+    assert failed.provisioning_state == "Failed"
+    assert failed.provisioning_error == ProvisioningError(
+        "ServerInternalError", "An internal error occurred."
+    )
+    with pytest.raises(Conflict):  # a Failed template must be deleted before its name is used again
+        estate.imagebuilder.create_template(template_id, definition)
+    estate.imagebuilder.delete_template(template_id)
+    estate.advance(120)
+    estate.imagebuilder.create_template(template_id, definition)
+    estate.advance(1)
+    healed = estate.imagebuilder.get_template(template_id)
+    assert (healed.provisioning_state, healed.provisioning_error) == ("Succeeded", None)
 
 
 # -- Gallery ------------------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from rebuilder.devstack.azurite import Azurite
 from rebuilder.devstack.simclock import SimulatorClock
 from rebuilder.domain.builds import Build, BuildState
 from rebuilder.domain.model import TemplateId
-from rebuilder.services.detection import Ports
 from rebuilder.services.history import every, where_we_stand
+from rebuilder.services.ports import Ports
 from rebuilder.services.reconciler import Reconciler, ReconcileReport
 from rebuilder.services.watch_and_act import watch_and_act
 from tests.conftest import local_env

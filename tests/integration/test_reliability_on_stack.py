@@ -15,8 +15,8 @@ from rebuilder.devstack import estate
 from rebuilder.devstack.armsim import ArmSimulator, SimControl
 from rebuilder.devstack.azurite import Azurite
 from rebuilder.domain.builds import BuildState
-from rebuilder.services.detection import Ports
 from rebuilder.services.events import ResourceEvent, on_resource_event
+from rebuilder.services.ports import Ports
 from rebuilder.services.requests import Caller, request_rebuild
 from tests.integration.orchestration import NEW_WINDOWS, Driver, make_driver, states_by_name, template_id
 

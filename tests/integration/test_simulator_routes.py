@@ -366,7 +366,12 @@ def test_run_poller_cancel_and_delete_go_through_async_operations(
     assert templates.get(RG, "ubuntu").properties.last_run_status.run_state == "Canceled"
     with pytest.raises(ResourceExistsError):
         templates.begin_cancel(RG, "ubuntu")  # nothing to cancel
-    templates.begin_delete(RG, "ubuntu").result(timeout=10)
+    deleting = templates.begin_delete(RG, "ubuntu")  # a long-running operation, as in Azure
+    assert templates.get(RG, "ubuntu").properties.provisioning_state == "Deleting"
+    assert not deleting.done()
+    sim.advance(120)
+    deleting.result(timeout=10)
+    assert deleting.status() == "Succeeded"
     with pytest.raises(AzureNotFound):
         templates.get(RG, "ubuntu")
 

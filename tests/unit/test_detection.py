@@ -28,7 +28,8 @@ from rebuilder.domain.planner import Action
 from rebuilder.domain.regions import Region
 from rebuilder.fakes import FixedClock, InMemoryGallery, InMemoryImageBuilder, InMemoryMarketplace
 from rebuilder.fakes.ledger import InMemoryLedger
-from rebuilder.services.detection import Ports, compute_plan, watch_pass
+from rebuilder.services.detection import compute_plan, watch_pass
+from rebuilder.services.ports import Ports
 
 SUB = "11111111-2222-3333-4444-555555555555"
 SCOPE = Scope(SUB)

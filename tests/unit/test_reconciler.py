@@ -18,6 +18,7 @@ from rebuilder.domain.model import (
     GalleryVersionId,
     GalleryVersionName,
     ImageTemplate,
+    ProvisioningError,
     RegionReplication,
     ReplicationState,
     RunOutput,
@@ -31,7 +32,7 @@ from rebuilder.domain.runs import Policy
 from rebuilder.domain.standing import TemplateState
 from rebuilder.fakes import FixedClock, InMemoryGallery, InMemoryImageBuilder, InMemoryMarketplace
 from rebuilder.fakes.ledger import InMemoryLedger
-from rebuilder.services.detection import Ports
+from rebuilder.services.ports import Ports
 from rebuilder.services.reconciler import Reconciler, ReconcileReport
 from rebuilder.services.records import open_build
 from tests.records import build
@@ -202,14 +203,15 @@ def test_a_throttled_run_request_waits_for_retry_after_without_spending_an_attem
 
 def test_a_run_request_that_never_shows_is_asked_again_after_the_grace_period(world: World) -> None:
     wanted = world.request()
-    leased, transition = world.get(wanted).moved(
-        BuildState.RUNNING,
-        at=world.clock.now(),
-        why="run requested",
-        by="test",
+    queued = world.get(wanted)
+    leased = dataclasses.replace(
+        queued,
+        state=BuildState.RUNNING,
         attempts=1,
         run_started_at=world.clock.now(),
+        updated_at=world.clock.now(),
     )
+    transition = queued.becomes(leased, why="run requested", by="test")
     world.ledger.save_build(
         leased, etag=world.ledger.get_build(wanted.id).etag, transition=transition
     )  # then a crash
@@ -258,23 +260,61 @@ def test_failed_builds_disable_the_template(world: World) -> None:
 def test_a_deleted_template_fails_its_open_builds(world: World) -> None:
     wanted = world.request()
     world.imagebuilder.delete_template(world.template.id)
+    acted = world.reconcile()
+    assert world.get(wanted).state is BuildState.QUEUED  # Azure is still deleting it
+    assert any("is Deleting" in w for w in acted.waiting)
+    world.clock.advance(seconds=121)
     world.reconcile()
     gone = world.get(wanted)
     assert gone.state is BuildState.FAILED and "no longer exists" in gone.message
     assert world.state().open_builds == ()
 
 
-def test_a_template_that_fails_to_provision_fails_the_attempt(world: World) -> None:
+def failed_provisioning(world: World, code: str) -> None:
+    error = ProvisioningError(code, f"{code}: the template could not be provisioned")
+    failed = dataclasses.replace(world.template, provisioning_state="Failed", provisioning_error=error)
+    world.imagebuilder.add_template(failed)
+
+
+def test_a_template_that_failed_to_provision_is_deleted_and_submitted_again(world: World) -> None:
     wanted = world.request()
-    world.imagebuilder.add_template(dataclasses.replace(world.template, provisioning_state="Failed"))
+    failed_provisioning(world, "ServerInternalError")
     world.reconcile()
     first = world.get(wanted)
     assert (first.state, first.attempts) == (BuildState.QUEUED, 1)  # the attempt is spent
-    world.clock.advance(minutes=11)
+    assert "ServerInternalError" in first.message and first.definition_after  # written ahead of the delete
+    assert world.imagebuilder.get_template(world.template.id).provisioning_state == "Deleting"
+    assert "ServerInternalError" in world.ledger.list_transitions(wanted.id)[-1].why
+    puts = world.imagebuilder.puts
+    world.clock.advance(seconds=60)
+    world.reconcile()  # still deleting: no create is sent against it
+    assert world.imagebuilder.puts == puts
+    world.clock.advance(seconds=61)
+    assert world.reconcile().recreated == [world.template.id]
+    assert world.imagebuilder.puts == puts + 1
+    started = world.reconcile()
+    assert started.started == [wanted.id] and world.get(wanted).attempts == 2
+
+
+def test_a_permanent_provisioning_error_fails_the_build_at_once_in_azures_words(world: World) -> None:
+    wanted = world.request()
+    failed_provisioning(world, "BadPIRSource")
     world.reconcile()
-    assert (world.get(wanted).state, world.get(wanted).attempts) == (BuildState.FAILED, 2)
-    assert "failed to provision" in world.get(wanted).message
-    assert world.imagebuilder.runs_started == {}
+    failed = world.get(wanted)
+    assert failed.state is BuildState.FAILED and failed.attempts == 1
+    assert "BadPIRSource: BadPIRSource: the template could not be provisioned" in failed.message
+    assert world.imagebuilder.get_template(world.template.id).provisioning_state == "Failed"  # not deleted
+    assert world.imagebuilder.runs_started == {} and world.imagebuilder.puts == 0
+
+
+def test_provisioning_that_keeps_failing_spends_the_attempt_budget(world: World) -> None:
+    wanted = world.request()
+    for _ in range(POLICY.max_attempts):
+        failed_provisioning(world, "ServerInternalError")
+        world.imagebuilder.deleting.clear()
+        world.reconcile()
+    assert world.get(wanted).state is BuildState.FAILED
+    assert world.get(wanted).attempts == POLICY.max_attempts and world.imagebuilder.runs_started == {}
 
 
 def test_temporary_errors_back_off_across_passes_then_clear(world: World) -> None:

@@ -50,7 +50,7 @@ def test_every_sub_state_of_a_running_run_is_recorded_once(sub: str) -> None:
     seen = observe(last_run(status("Running", sub)), requested_at=ASKED)
     assert (seen.seen, seen.sub_state, seen.ended_at) == (Seen.IN_PROGRESS, RunSubState(sub), None)
     step = decide(running(), seen, now=NOW, policy=POLICY)
-    assert (step.to, dict(step.changes)) == (BuildState.RUNNING, {"sub_state": RunSubState(sub)})
+    assert step.after == dataclasses.replace(running(), sub_state=RunSubState(sub), updated_at=NOW)
     assert step.follow_outputs is (sub == "Distributing")
     again = decide(running(sub_state=RunSubState(sub)), seen, now=NOW, policy=POLICY)
     assert again.to is None  # nothing new to record
@@ -86,7 +86,7 @@ def test_succeeded_follows_the_outputs_to_replication() -> None:
     seen = observe(last_run(status("Succeeded", end="2026-11-10T06:40:00Z")), requested_at=ASKED)
     step = decide(running(), seen, now=NOW, policy=POLICY)
     assert (step.to, step.follow_outputs) == (BuildState.REPLICATING, True)
-    assert step.changes["run_ended_at"] == T0 + timedelta(minutes=40)
+    assert step.after is not None and step.after.run_ended_at == T0 + timedelta(minutes=40)
 
 
 def test_partially_succeeded_keeps_the_message_and_follows_replication() -> None:
@@ -96,17 +96,19 @@ def test_partially_succeeded_keeps_the_message_and_follows_replication() -> None
         requested_at=ASKED,
     )
     step = decide(running(), seen, now=NOW, policy=POLICY)
-    assert (step.to, step.follow_outputs, step.changes["message"]) == (BuildState.REPLICATING, True, message)
+    assert step.after is not None
+    assert (step.to, step.follow_outputs, step.after.message) == (BuildState.REPLICATING, True, message)
 
 
 def test_a_failed_run_is_retried_with_backoff_until_the_attempts_are_spent() -> None:
     seen = observe(
         last_run(status("Failed", end="2026-11-10T06:20:00Z", message="exit 1")), requested_at=ASKED
     )
-    first = decide(running(attempts=1), seen, now=NOW, policy=POLICY)
-    assert first.to is BuildState.QUEUED and first.changes["next_attempt_at"] == NOW + timedelta(minutes=5)
-    second = decide(running(attempts=2), seen, now=NOW, policy=POLICY)
-    assert second.changes["next_attempt_at"] == NOW + timedelta(minutes=10)  # doubled
+    first = decide(running(attempts=1), seen, now=NOW, policy=POLICY).after
+    assert first is not None and first.state is BuildState.QUEUED
+    assert first.next_attempt_at == NOW + timedelta(minutes=5) and first.message == "exit 1"
+    second = decide(running(attempts=2), seen, now=NOW, policy=POLICY).after
+    assert second is not None and second.next_attempt_at == NOW + timedelta(minutes=10)  # doubled
     last = decide(running(attempts=3), seen, now=NOW, policy=POLICY)
     assert last.to is BuildState.FAILED and "exit 1" in last.why and "3 attempt" in last.why
 

@@ -47,6 +47,9 @@ class SimClock:
         return self._speed
 
 
-def iso(moment: datetime) -> str:
-    """ARM's timestamp shape: UTC with seven fractional digits."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+def iso(moment: datetime, *, digits: int = 7, zulu: bool = True) -> str:
+    """ARM's timestamp shapes, which differ per resource provider: UTC with 1 to 9 fractional digits
+    (seven by default), ending in `Z` or `+00:00`."""
+    utc = moment.astimezone(UTC)
+    fraction = f"{utc.microsecond:06d}000"[:digits]
+    return f"{utc:%Y-%m-%dT%H:%M:%S}" + (f".{fraction}" if digits else "") + ("Z" if zulu else "+00:00")

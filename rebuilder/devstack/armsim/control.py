@@ -15,7 +15,7 @@ from urllib.error import HTTPError
 from .clock import iso
 from .errors import ArmError
 from .faults import FaultRule
-from .imagebuilder import BuildFailure
+from .imagebuilder import BuildFailure, ProvisioningFailure
 from .marketplace import MarketplaceVersion
 from .routes import Response
 
@@ -74,6 +74,8 @@ def _dispatch(sim: ArmSimulator, method: str, path: str, body: dict[str, Any]) -
             world.faults.clear()
             world.gallery.region_failures.clear()
             world.imagebuilder.build_failures.clear()
+            world.imagebuilder.provisioning_failures.clear()
+            world.imagebuilder.always_failing.clear()
             return Response(200, {"rules": 0})
         if route == ("POST", "/_sim/faults/build"):
             fates = world.imagebuilder.build_failures.setdefault(str(body["template"]).lower(), [])
@@ -85,6 +87,18 @@ def _dispatch(sim: ArmSimulator, method: str, path: str, body: dict[str, Any]) -
                     )
                 )
             return Response(200, {"pending": len(fates)})
+        if route == ("POST", "/_sim/faults/provisioning"):
+            name = str(body["template"]).lower()
+            failure = ProvisioningFailure(
+                str(body.get("code", "ServerInternalError")),
+                str(body.get("message", "An internal error occurred while provisioning the template.")),
+            )
+            if body.get("times") == "always":
+                world.imagebuilder.always_failing[name] = failure
+            else:
+                queued = world.imagebuilder.provisioning_failures.setdefault(name, [])
+                queued.extend(failure for _ in range(int(body.get("times", 1))))
+            return Response(200, {"template": name})
         if route == ("POST", "/_sim/faults/region"):
             region = "".join(str(body["region"]).split()).lower()
             world.gallery.region_failures[region] = world.gallery.region_failures.get(region, 0) + int(
@@ -239,6 +253,15 @@ class SimControl:
         if message:
             body["message"] = message
         self.call("POST", "/_sim/faults/build", body)
+
+    def fail_provisioning(
+        self, template: str, *, code: str = "ServerInternalError", message: str = "", times: int | str = 1
+    ) -> None:
+        """The template's next `times` provisionings (or every one: times="always") fail with `code`."""
+        body: dict[str, Any] = {"template": template, "code": code, "times": times}
+        if message:
+            body["message"] = message
+        self.call("POST", "/_sim/faults/provisioning", body)
 
     def fail_region(self, region: str, *, times: int = 1) -> None:
         self.call("POST", "/_sim/faults/region", {"region": region, "times": times})

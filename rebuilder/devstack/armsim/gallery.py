@@ -119,7 +119,7 @@ class ImageVersion:
         publishing.setdefault("excludeFromLatest", False)
         publishing.setdefault("storageAccountType", "Standard_LRS")
         if self.created_at:
-            publishing["publishedDate"] = iso(self.created_at)
+            publishing["publishedDate"] = iso(self.created_at, digits=7, zulu=False)  # Compute says +00:00
         properties: dict[str, Any] = {
             "publishingProfile": publishing,
             "storageProfile": self.storage_profile,

@@ -4,9 +4,13 @@ Templates are immutable once created (as in AIB); a run walks Queued -> Building
 [Optimizing] -> [Validating] -> Distributing over simulated time, resolves its source when it starts,
 and creates the gallery image versions its SharedImage distributors name, versioned as AIB does.
 The run ends when every such version has finished replicating: Succeeded, or PartiallySucceeded when a
-region failed. Messy like Azure: `lastRunStatus` is absent until the first run, `runSubState` only
-while Running, `endTime` is the zero date while a run is in progress, ids come back with
-`resourcegroups` in lower case, and run output artifact ids say `imageversions`.
+region failed. As unforgiving as Azure: a template provisions over time and may fail to (an injected
+failure, or a pinned source that does not exist: `provisioningError`), a Failed template must be
+deleted before its name is submitted again, and a delete takes minutes (`Deleting`; a PUT meanwhile is
+refused). Messy like Azure: GET fills defaults the PUT left out, `source.exactVersion` is resolved when
+the template is provisioned (the PUT's answer still says `latest`), `lastRunStatus` is absent until
+the first run, `runSubState` only while Running, `endTime` is the zero date while a run is in
+progress, ids come back with `resourcegroups` in lower case, and run output artifact ids say `imageversions`.
 """
 
 from __future__ import annotations
@@ -38,6 +42,16 @@ class RunTiming:
     optimizing: float = 120.0  # only when the template has `optimize`
     validating: float = 180.0  # only when the template has `validate`
     canceling: float = 30.0
+    provisioning: float = 0.0  # a new template is Creating until the next request after this long
+    deleting: float = 120.0  # a deleted template is Deleting this long, then gone
+
+
+@dataclass
+class ProvisioningFailure:
+    """What AIB reports when a template cannot be provisioned (properties.provisioningError)."""
+
+    code: str  # provisioningErrorCode: ServerInternalError (transient), BadPIRSource, BadSourceType, ...
+    message: str
 
 
 @dataclass
@@ -85,6 +99,8 @@ class Template:
     run: Run | None = None
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     exact_version: str | None = None
+    provisioning_error: ProvisioningFailure | None = None
+    settles_at: datetime | None = None  # Creating or Deleting until then
 
     @property
     def id(self) -> str:
@@ -105,10 +121,15 @@ class Template:
         )
 
     def body(self) -> dict[str, Any]:
-        properties = copy.deepcopy(self.properties)
+        properties = _with_defaults(copy.deepcopy(self.properties))
         if self.exact_version is not None:
             properties.setdefault("source", {})["exactVersion"] = self.exact_version
         properties["provisioningState"] = self.provisioning_state
+        if self.provisioning_error is not None:
+            properties["provisioningError"] = {
+                "provisioningErrorCode": self.provisioning_error.code,
+                "message": self.provisioning_error.message,
+            }
         properties["exactStagingResourceGroup"] = (
             f"/subscriptions/{self.sub}/resourceGroups/IT_{self.rg}_{self.name}_"
             f"{hashlib.sha1(self.id.lower().encode()).hexdigest()[:8]}"  # noqa: S324 - a name, not security
@@ -123,7 +144,7 @@ class Template:
             "tags": self.tags,
             "identity": _identity_with_ids(self.identity),
             "properties": properties,
-            "systemData": {"createdAt": iso(self.created_at), "createdByType": "User"},
+            "systemData": {"createdAt": iso(self.created_at, digits=9), "createdByType": "User"},
         }
 
 
@@ -134,6 +155,9 @@ class ImageBuilder:
         self.timing = RunTiming()
         self.templates: dict[tuple[str, str, str], Template] = {}
         self.build_failures: dict[str, list[BuildFailure]] = {}  # template name (lower) -> next runs' fate
+        # template name (lower) -> the next provisionings' fate; `always` fails every one
+        self.provisioning_failures: dict[str, list[ProvisioningFailure]] = {}
+        self.always_failing: dict[str, ProvisioningFailure] = {}
         self.runs_started: dict[str, int] = {}  # template id (lower) -> runs accepted
 
     # -- templates ---------------------------------------------------------------------------------
@@ -141,6 +165,18 @@ class ImageBuilder:
         key = (sub, rg.lower(), name.lower())
         candidate = _validated(sub, rg, name, body, now)
         existing = self.templates.get(key)
+        if existing is not None and existing.provisioning_state == "Deleting":
+            raise conflict(
+                "Conflict",
+                f"The image template '{name}' is being deleted. Wait for the deletion to finish before "
+                "submitting a template with the same name.",
+            )
+        if existing is not None and existing.provisioning_state == "Failed":
+            raise conflict(
+                "Conflict",
+                f"The image template '{name}' is in the 'Failed' provisioning state. Delete the existing "
+                "template before submitting a template with the same name again.",
+            )
         if existing is not None:
             if existing.definition() != candidate.definition():
                 raise conflict(
@@ -151,6 +187,9 @@ class ImageBuilder:
             existing.tags = candidate.tags
             return 200, existing
         candidate.provisioning_state = "Creating"
+        candidate.settles_at = now + timedelta(seconds=self.timing.provisioning)
+        if (candidate.properties.get("source") or {}).get("type") in ("PlatformImage", "SharedImageVersion"):
+            candidate.exact_version = "latest"  # resolved once provisioned, as AIB answers a PUT
         self.templates[key] = candidate
         return 201, candidate
 
@@ -178,18 +217,23 @@ class ImageBuilder:
             template.tags = dict(body["tags"] or {})
         return template
 
-    def delete(self, sub: str, rg: str, name: str) -> bool:
-        key = (sub, rg.lower(), name.lower())
-        template = self.templates.get(key)
+    def delete(self, sub: str, rg: str, name: str, now: datetime) -> Template | None:
+        """Start deleting: the template is Deleting for a while (a long-running operation), then gone."""
+        template = self.templates.get((sub, rg.lower(), name.lower()))
         if template is None:
-            return False
+            return None
         if template.running:
             raise conflict(
                 "Conflict",
                 "Image template cannot be deleted while a build is running. Cancel the build first.",
             )
-        del self.templates[key]
-        return True
+        if template.provisioning_state != "Deleting":
+            template.provisioning_state = "Deleting"
+            template.settles_at = now + timedelta(seconds=self.timing.deleting)
+        return template
+
+    def gone(self, template: Template) -> bool:
+        return self.templates.get((template.sub, template.rg.lower(), template.name.lower())) is not template
 
     # -- runs --------------------------------------------------------------------------------------
     def start_run(self, sub: str, rg: str, name: str, now: datetime) -> Template:
@@ -287,11 +331,32 @@ class ImageBuilder:
 
     # -- time --------------------------------------------------------------------------------------
     def tick(self, now: datetime) -> None:
-        for template in self.templates.values():
-            if template.provisioning_state == "Creating":
-                template.provisioning_state = "Succeeded"
+        for key, template in list(self.templates.items()):
+            settled = template.settles_at is None or now >= template.settles_at
+            if template.provisioning_state == "Deleting" and settled:
+                del self.templates[key]
+                continue
+            if template.provisioning_state == "Creating" and settled:
+                self._provision(template)
             if template.run is not None:
                 self._advance(template, template.run, now)
+
+    def _provision(self, template: Template) -> None:
+        """Creating -> Succeeded (the source resolved), or Failed with AIB's provisioningError."""
+        name = template.name.lower()
+        fates = self.provisioning_failures.get(name) or []
+        failure = fates.pop(0) if fates else self.always_failing.get(name)
+        resolved, problem = self._resolve_source(template)
+        source = template.properties.get("source") or {}
+        pinned = str(source.get("version", "latest")).lower() != "latest"
+        if failure is None and resolved is None and source.get("type") == "PlatformImage" and pinned:
+            # A pinned version that does not exist: AIB refuses the template (not worth retrying).
+            failure = ProvisioningFailure("BadPIRSource", problem or "The platform image was not found.")
+        if failure is not None:
+            template.provisioning_state, template.provisioning_error = "Failed", failure
+            return
+        template.provisioning_state = "Succeeded"
+        template.exact_version = resolved
 
     def _advance(self, template: Template, run: Run, now: datetime) -> None:
         if run.state == "Canceling":
@@ -475,6 +540,19 @@ def _validated(sub: str, rg: str, name: str, body: dict[str, Any], now: datetime
         properties=_writable(properties),
         created_at=now,
     )
+
+
+def _with_defaults(properties: dict[str, Any]) -> dict[str, Any]:
+    """What Azure's GET says for what the PUT left out."""
+    properties.setdefault("buildTimeoutInMinutes", 0)
+    properties.setdefault("stagingResourceGroup", "")
+    profile = properties.setdefault("vmProfile", {})
+    profile.setdefault("vmSize", "")
+    profile.setdefault("osDiskSizeGB", 0)
+    for distributor in properties.get("distribute") or []:
+        if distributor.get("type") == "SharedImage":
+            distributor.setdefault("versioning", None)
+    return properties
 
 
 def _writable(properties: dict[str, Any]) -> dict[str, Any]:

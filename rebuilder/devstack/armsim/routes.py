@@ -262,12 +262,20 @@ def version_delete(world: World, req: Request) -> Response:
 def template_put(world: World, req: Request) -> Response:
     p = req.params
     status, template = world.imagebuilder.put(req.sub, p["rg"], p["name"], req.body, world.clock.now())
+
+    def provisioned() -> tuple[str, dict[str, Any] | None]:
+        if template.provisioning_state == "Creating":
+            return "InProgress", None
+        failure = template.provisioning_error
+        error = {"code": failure.code, "message": failure.message} if failure else None
+        return _done(template.provisioning_state == "Succeeded", error)
+
     return _async(
         world,
         req,
         status,
         template.body(),
-        lambda: _done(template.provisioning_state == "Succeeded"),
+        provisioned,
         provider="Microsoft.VirtualMachineImages",
         location=template.location,
     )
@@ -285,14 +293,16 @@ def template_get(world: World, req: Request) -> Response:
 
 def template_delete(world: World, req: Request) -> Response:
     p = req.params
-    if not world.imagebuilder.delete(req.sub, p["rg"], p["name"]):
+    template = world.imagebuilder.delete(req.sub, p["rg"], p["name"], world.clock.now())
+    if template is None:
         return Response(204)
+    doomed = template
     return _async(
         world,
         req,
         202,
         None,
-        lambda: _done(True),
+        lambda: _done(True) if world.imagebuilder.gone(doomed) else ("InProgress", None),
         provider="Microsoft.VirtualMachineImages",
         location="westus",
         location_header=True,

@@ -28,13 +28,18 @@ class Operation:
     id: str
     started: str
     check: OperationCheck
+    now: Callable[[], str]
     min_polls: int = 1
     polls: int = 0
+    ended: str | None = None
 
     def body(self) -> dict[str, Any]:
         self.polls += 1
         status, error = ("InProgress", None) if self.polls <= self.min_polls else self.check()
-        body: dict[str, Any] = {"name": self.id, "status": status, "startTime": self.started}
+        body: dict[str, Any] = {"id": self.id, "name": self.id, "status": status, "startTime": self.started}
+        if status != "InProgress":
+            self.ended = self.ended or self.now()
+            body["endTime"] = self.ended
         if error is not None:
             body["error"] = error
         return body
@@ -67,7 +72,11 @@ class World:
 
     def new_operation(self, check: OperationCheck, *, min_polls: int = 1) -> Operation:
         operation = Operation(
-            id=str(uuid.uuid4()), started=iso(self.clock.now()), check=check, min_polls=min_polls
+            id=str(uuid.uuid4()),
+            started=iso(self.clock.now(), digits=9),  # operation statuses carry nine digits
+            check=check,
+            now=lambda: iso(self.clock.now(), digits=9),
+            min_polls=min_polls,
         )
         self.operations[operation.id] = operation
         return operation
