@@ -1,9 +1,9 @@
 """One template's reconcile pass as one pure decision (DESIGN §3, steps 4–5). No I/O, `now` passed in.
 
 `decide` takes what the shell gathered for a template — its row, its open builds, what Azure reports for
-it, and the run outputs and replication of a build being distributed — and returns typed actions,
-each with the reason a person reads. `start` decides how a queued build gets going once the shell has
-given it a run slot; `refused` decides the build's move when AIB turns the run request down.
+it, and the run outputs and replication of a build being distributed (domain/actions.py) — and returns
+typed actions, each with the reason a person reads, and the queued build that may start. How it then
+starts, and what a refused run request means, is domain/starts.py.
 
 The shell (services/reconciler.py) only gathers, applies the actions in order, and records; every
 action is safe to repeat, so a crash between any two is healed by the next pass.
@@ -13,128 +13,33 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from . import resource_ids
-from .builds import Build, BuildId, BuildReason, BuildState, RegionStatus, Transition
-from .definition import TemplateDefinition
-from .limits import MAX_TEXT
-from .model import GalleryImageVersion, GalleryVersionId, ImageTemplate, LastRun, RunState
-from .planner import is_pinned
-from .regions import Region
-from .runs import (
-    Policy,
-    Seen,
-    Step,
-    after_distribution,
-    changed_rows,
-    failed_attempt,
-    observe,
-    replication,
-    unaccounted,
+from .actions import (
+    Account,
+    Action,
+    Adopt,
+    Cancel,
+    Create,
+    Decision,
+    Gathered,
+    Repair,
+    Save,
+    Settle,
+    Wait,
+    move,
 )
+from .builds import Build, BuildState
+from .definition import TemplateDefinition
+from .model import ImageTemplate, LastRun, RunState
+from .replication import after_distribution, changed_rows, replication
+from .runs import Policy, Seen, Step, observe, unaccounted
 from .runs import decide as decide_run
 from .standing import TemplateState
+from .starts import unprovisioned
 
 _BUSY = (RunState.RUNNING, RunState.CANCELING)
-# Provisioning errors worth another attempt; every other code (BadPIRSource, BadSourceType, …) says the
-# definition itself is wrong, so the build fails at once with Azure's words.
-TRANSIENT_PROVISIONING = frozenset({"ServerInternalError", "InternalError", "Other", "Unknown"})
-
-
-# -- what was gathered --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Distribution:
-    """What was read for the build being distributed: its run outputs and the gallery versions they
-    name (with replication), and the region rows the ledger already has."""
-
-    build_id: BuildId
-    outputs: tuple[str, ...]
-    versions: tuple[GalleryImageVersion, ...]
-    rows: tuple[RegionStatus, ...]
-
-
-@dataclass(frozen=True)
-class Gathered:
-    state: TemplateState
-    builds: tuple[Build, ...]  # the template's open builds as stored, oldest first
-    template: ImageTemplate | None  # None: Azure says there is no such template
-    distribution: Distribution | None = None
-
-
-# -- actions --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Save:
-    """Write `after` over the stored `before` (with its transition when the state moves)."""
-
-    before: Build
-    after: Build
-    transition: Transition | None = None
-    rows: tuple[RegionStatus, ...] = ()
-    trace_lineage: bool = False  # the resolved source version changed: find the parent build again
-
-
-@dataclass(frozen=True)
-class Settle:
-    """Bring the template's row up to date from a finished build."""
-
-    build: Build
-
-
-@dataclass(frozen=True)
-class Account:
-    """The template's row accounts for the run AIB started at `started_at` (it is not somebody else's)."""
-
-    started_at: datetime
-
-
-@dataclass(frozen=True)
-class Adopt:
-    """Record a run somebody else started as a build (reason `external`)."""
-
-    run: LastRun
-    why: str
-
-
-@dataclass(frozen=True)
-class Cancel:
-    build: Build  # its record once the cancel is asked for (cancel_requested_at set)
-    why: str
-
-
-@dataclass(frozen=True)
-class Repair:
-    build: BuildId
-    version: GalleryVersionId
-    regions: tuple[Region, ...]  # the version's target regions, re-applied
-    failed: tuple[Region, ...]  # the regions that failed
-
-
-@dataclass(frozen=True)
-class Delete:
-    why: str
-
-
-@dataclass(frozen=True)
-class Create:
-    definition: TemplateDefinition
-    why: str
-
-
-@dataclass(frozen=True)
-class Wait:
-    why: str
-
-
-Action = Save | Settle | Account | Adopt | Cancel | Repair | Delete | Create | Wait
-
-
-@dataclass(frozen=True)
-class Decision:
-    actions: tuple[Action, ...]
-    read_distribution: BuildId | None = None  # gather this build's outputs and replication, decide again
-    runnable: Build | None = None  # the queued build that may start once it has a run slot
 
 
 # -- the decision ---------------------------------------------------------------------------------------
@@ -173,15 +78,7 @@ def _missing(live: Sequence[Build], now: datetime, by: str) -> list[Action]:
     if pending is not None:  # deleted to be recreated, not created again yet: create it now
         return [Create(TemplateDefinition(pending.definition_after), f"recreating for build {pending.id}")]
     why = "the image template no longer exists"
-    return [
-        _move(b, dataclasses.replace(b, state=BuildState.FAILED, message=why), why, now, by) for b in live
-    ]
-
-
-def _move(before: Build, after: Build, why: str, now: datetime, by: str) -> Save:
-    """A save that the trail records: the transition row says what changed and why."""
-    moved = dataclasses.replace(after, updated_at=now)
-    return Save(before, moved, before.becomes(moved, why=why, by=by))
+    return [move(b, dataclasses.replace(b, state=BuildState.FAILED, message=why), why, now, by) for b in live]
 
 
 # -- one build ------------------------------------------------------------------------------------------
@@ -211,7 +108,7 @@ def _running(build: Build, gathered: Gathered, now: datetime, policy: Policy, by
     if step.follow_outputs:
         return _distributing(build, matched, step, gathered, now, policy, by, actions)
     if step.after is not None:
-        actions.append(_move(build, step.after, step.why, now, by))
+        actions.append(move(build, step.after, step.why, now, by))
     elif matched != build:
         actions.append(Save(build, matched, trace_lineage=_retraced(build, matched)))
     return Decision(tuple(actions))
@@ -219,7 +116,7 @@ def _running(build: Build, gathered: Gathered, now: datetime, policy: Policy, by
 
 def _matched(build: Build, template: ImageTemplate, started: datetime) -> Build:
     """First sight of the build's run in AIB: its real start and the source version it resolved."""
-    exact = version_name(template.source.exact_version)
+    exact = resource_ids.version_name(template.source.exact_version)
     if build.run_started_at == started and (not exact or exact == build.source.resolved_version):
         return build
     source = dataclasses.replace(build.source, resolved_version=exact or build.source.resolved_version)
@@ -260,12 +157,12 @@ def _distributing(
         if any(r.region in seen.repair for r in v.replication)
     ]
     rows = tuple(changed_rows(seen.rows, seen_here.rows))
-    move = after_distribution(
+    outcome = after_distribution(
         read, step, seen, over=over, gallery=bool(seen_here.versions), now=now, policy=policy
     )
-    if move.after is not None:
-        save = _move(stored, move.after, move.why, now, by)
-        save = dataclasses.replace(save, rows=rows, trace_lineage=_retraced(stored, move.after))
+    if outcome.after is not None:
+        save = move(stored, outcome.after, outcome.why, now, by)
+        save = dataclasses.replace(save, rows=rows, trace_lineage=_retraced(stored, outcome.after))
     elif rows or read != stored:
         save = Save(
             stored,
@@ -298,140 +195,10 @@ def _next(
         return [Wait(f"{first.id}: {template.name} is running a build")], None
     provisioning = template.provisioning_state or "Succeeded"
     if provisioning == "Failed":
-        return _unprovisioned(first, template, now, policy, by), None
+        return unprovisioned(first, template, now, policy, by), None
     if provisioning != "Succeeded":
         return [Wait(f"{first.id}: {template.name} is {provisioning}")], None
     return [], first
-
-
-def _unprovisioned(
-    build: Build, template: ImageTemplate, now: datetime, policy: Policy, by: str
-) -> list[Action]:
-    """A template AIB could not provision: a transient error spends an attempt and the template is
-    deleted to be submitted again (written ahead: the definition goes on the build first); a permanent
-    one fails the build at once, in Azure's words."""
-    error = template.provisioning_error
-    said = f"{error.code}: {error.message}" if error else "no provisioningError given"
-    message = f"AIB could not provision {template.name} ({said})"
-    spent = dataclasses.replace(build, attempts=build.attempts + 1)
-    if error is not None and error.code not in TRANSIENT_PROVISIONING:
-        failed = dataclasses.replace(spent, state=BuildState.FAILED, message=message)
-        return [_move(build, failed, f"{message}: not worth retrying", now, by)]
-    step = failed_attempt(spent, message, now, policy)
-    assert step.after is not None  # noqa: S101 - failed_attempt always moves
-    if step.after.state is BuildState.FAILED or template.definition is None:
-        return [_move(build, step.after, step.why, now, by)]
-    resubmit = dataclasses.replace(
-        step.after,
-        next_attempt_at=None,
-        definition_after=build.definition_after or template.definition.text,
-        definition_hash_before=build.definition_hash_before or template.definition.hash,
-        definition_hash_after=build.definition_hash_after or template.definition.hash,
-    )
-    save = _move(build, resubmit, f"{step.why}; deleting the template to submit it again", now, by)
-    return [save, Delete(f"{template.name} failed to provision: deleted to be submitted again")]
-
-
-# -- starting a build that has a run slot ----------------------------------------------------------------
-@dataclass(frozen=True)
-class Lease:
-    """Write the build Running before AIB is asked (only the writer that won asks)."""
-
-    save: Save
-
-
-@dataclass(frozen=True)
-class Recreate:
-    """A pinned template names another version: its new definition goes on the build, then the old
-    template is deleted; a later pass creates it once the delete is done."""
-
-    save: Save
-
-
-@dataclass(frozen=True)
-class Refuse:
-    save: Save
-
-
-Start = Lease | Recreate | Refuse
-
-
-def start(build: Build, template: ImageTemplate, *, now: datetime, policy: Policy, by: str) -> Start:
-    if needs_recreate(template, build):
-        assert template.definition is not None  # noqa: S101 - needs_recreate checks it
-        after = template.definition.with_source_version(build.source.resolved_version)
-        if len(after.text) > MAX_TEXT:
-            why = f"the template definition ({len(after.text)} characters) is too large to recreate safely"
-            return Refuse(
-                _move(build, dataclasses.replace(build, state=BuildState.FAILED, message=why), why, now, by)
-            )
-        written = dataclasses.replace(
-            build,
-            definition_hash_before=template.definition.hash,
-            definition_hash_after=after.hash,
-            definition_after=after.text,
-            message=f"recreating {template.name} with {build.source.resolved_version}",
-            updated_at=now,
-        )
-        return Recreate(Save(build, written))
-    attempt = build.attempts + 1
-    leased = dataclasses.replace(
-        build,
-        state=BuildState.RUNNING,
-        sub_state=None,
-        attempts=attempt,
-        run_started_at=now,
-        run_ended_at=None,
-        next_attempt_at=None,
-        cancel_requested_at=None,
-        updated_at=now,
-    )
-    return Lease(_move(build, leased, f"run requested (attempt {attempt} of {policy.max_attempts})", now, by))
-
-
-def needs_recreate(template: ImageTemplate, build: Build) -> bool:
-    """A pinned template whose definition names another version than the build's."""
-    wanted = build.source.resolved_version
-    if build.reason is BuildReason.EXTERNAL or not wanted or not is_pinned(template):
-        return False
-    return template.definition is not None and template.definition.source_version != wanted
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """How AIB answered a run request that did not start a run."""
-
-    kind: str  # busy (a run is going: 409) | temporary (429/5xx/timeout) | permanent (4xx)
-    message: str
-    delay: float | None = None  # the server's Retry-After, when it gave one
-
-
-def refused(
-    leased: Build, before: Build, refusal: Refusal, *, now: datetime, policy: Policy, by: str
-) -> Save:
-    """The build's move when AIB turned down the run request the lease was for. A busy template or a
-    temporary error does not spend the attempt, but temporary refusals in a row have a budget too."""
-    back = dataclasses.replace(
-        leased, state=BuildState.QUEUED, attempts=before.attempts, run_started_at=before.run_started_at
-    )
-    if refusal.kind == "busy":
-        return _move(leased, back, f"AIB refused the run: {refusal.message}", now, by)
-    if refusal.kind == "temporary":
-        refusals = before.temporary_refusals + 1
-        if refusals > policy.temporary_refusals:
-            why = f"AIB refused the run {refusals} times in a row ({refusal.message}); giving up"
-            failed = dataclasses.replace(
-                back, state=BuildState.FAILED, message=why, temporary_refusals=refusals
-            )
-            return _move(leased, failed, why, now, by)
-        delay = timedelta(seconds=refusal.delay) if refusal.delay else policy.backoff(refusals)
-        later = dataclasses.replace(back, next_attempt_at=now + delay, temporary_refusals=refusals)
-        return _move(
-            leased, later, f"asking AIB for the run failed ({refusal.message}); retry after {delay}", now, by
-        )
-    step = failed_attempt(leased, f"AIB refused the run: {refusal.message}", now, policy)
-    assert step.after is not None  # noqa: S101 - failed_attempt always moves
-    return _move(leased, step.after, step.why, now, by)
 
 
 # -- shared with the watch pass ------------------------------------------------------------------------
@@ -441,15 +208,3 @@ def started_elsewhere(run: LastRun | None, state: TemplateState | None, builds: 
     return (
         run is not None and not any(b.state is BuildState.RUNNING for b in builds) and unaccounted(run, state)
     )
-
-
-def version_name(exact: str | None) -> str:
-    """AIB reports a gallery source's exact version as a resource id: the version is its name."""
-    return (exact or "").rstrip("/").rsplit("/", 1)[-1]
-
-
-def gallery_version(artifact: str) -> GalleryVersionId | None:
-    try:
-        return resource_ids.gallery_version_id(artifact)
-    except ValueError:
-        return None

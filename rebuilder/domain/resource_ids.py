@@ -86,3 +86,17 @@ def _without_locations(parsed: ResourceId) -> ResourceId:
     """Some gallery answers put `locations/<region>/` before `Galleries/...`; it names nothing."""
     segments = tuple(s for s in parsed.segments if s[0].lower() != "locations")
     return ResourceId(parsed.subscription_id, parsed.resource_group, parsed.provider, segments)
+
+
+def version_name(exact: str | None) -> str:
+    """AIB reports a gallery source's exact version as a resource id: the version is its name (a
+    Marketplace version comes back as it is)."""
+    return (exact or "").rstrip("/").rsplit("/", 1)[-1]
+
+
+def maybe_gallery_version_id(artifact: str) -> GalleryVersionId | None:
+    """The gallery image version a run output names, if it names one (VHDs and managed images don't)."""
+    try:
+        return gallery_version_id(artifact)
+    except ValueError:
+        return None

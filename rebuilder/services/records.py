@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from rebuilder.domain import resource_ids
 from rebuilder.domain.builds import Build, BuildReason, BuildState, Provenance, requested
 from rebuilder.domain.errors import NotFound, PermanentError, StaleWrite
 from rebuilder.domain.model import ImageTemplate, LastRun, TemplateId
@@ -144,7 +145,7 @@ def adopt_external(
         template,
         reason=BuildReason.EXTERNAL,
         key=key,
-        resolved_version=version_name(template.source.exact_version),
+        resolved_version=resource_ids.version_name(template.source.exact_version),
         now=now,
         provenance=Provenance(by, "", correlation_id),
         previous_baseline=_baseline(ledger, template.id),  # what the run replaced: exposure's floor
@@ -166,8 +167,3 @@ def adopt_external(
 def _baseline(ledger: Ledger, template_id: TemplateId) -> str:
     stored = ledger.get_template_state(template_id)
     return stored.record.baseline_version if stored else ""
-
-
-def version_name(exact: str | None) -> str:
-    """AIB reports a gallery source's exact version as a resource id: the version is its name."""
-    return (exact or "").rstrip("/").rsplit("/", 1)[-1]

@@ -20,7 +20,8 @@ from rebuilder.domain.model import (
     RunSubState,
 )
 from rebuilder.domain.regions import Region
-from rebuilder.domain.runs import Policy, Seen, decide, observe, replication, settled, unaccounted
+from rebuilder.domain.replication import replication
+from rebuilder.domain.runs import Policy, Seen, decide, observe, settled, unaccounted
 from rebuilder.domain.standing import TemplateState
 from tests.records import T0, build
 

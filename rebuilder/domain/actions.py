@@ -1,0 +1,115 @@
+"""What the reconcile decision works on and what it returns (domain/reconcile.py, domain/starts.py):
+what the shell gathered for one template, and the typed actions the shell applies in order. Pure
+records; every action carries the reason a person reads."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+
+from .builds import Build, BuildId, RegionStatus, Transition
+from .definition import TemplateDefinition
+from .model import GalleryImageVersion, GalleryVersionId, ImageTemplate, LastRun
+from .regions import Region
+from .standing import TemplateState
+
+
+# -- what was gathered --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Distribution:
+    """What was read for the build being distributed: its run outputs and the gallery versions they
+    name (with replication), and the region rows the ledger already has."""
+
+    build_id: BuildId
+    outputs: tuple[str, ...]
+    versions: tuple[GalleryImageVersion, ...]
+    rows: tuple[RegionStatus, ...]
+
+
+@dataclass(frozen=True)
+class Gathered:
+    state: TemplateState
+    builds: tuple[Build, ...]  # the template's open builds as stored, oldest first
+    template: ImageTemplate | None  # None: Azure says there is no such template
+    distribution: Distribution | None = None
+
+
+# -- actions --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Save:
+    """Write `after` over the stored `before` (with its transition when the state moves)."""
+
+    before: Build
+    after: Build
+    transition: Transition | None = None
+    rows: tuple[RegionStatus, ...] = ()
+    trace_lineage: bool = False  # the resolved source version changed: find the parent build again
+
+
+@dataclass(frozen=True)
+class Settle:
+    """Bring the template's row up to date from a finished build."""
+
+    build: Build
+
+
+@dataclass(frozen=True)
+class Account:
+    """The template's row accounts for the run AIB started at `started_at` (it is not somebody else's)."""
+
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """Record a run somebody else started as a build (reason `external`)."""
+
+    run: LastRun
+    why: str
+
+
+@dataclass(frozen=True)
+class Cancel:
+    build: Build  # its record once the cancel is asked for (cancel_requested_at set)
+    why: str
+
+
+@dataclass(frozen=True)
+class Repair:
+    build: BuildId
+    version: GalleryVersionId
+    regions: tuple[Region, ...]  # the version's target regions, re-applied
+    failed: tuple[Region, ...]  # the regions that failed
+
+
+@dataclass(frozen=True)
+class Delete:
+    why: str
+
+
+@dataclass(frozen=True)
+class Create:
+    definition: TemplateDefinition
+    why: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    why: str
+
+
+Action = Save | Settle | Account | Adopt | Cancel | Repair | Delete | Create | Wait
+
+
+@dataclass(frozen=True)
+class Decision:
+    actions: tuple[Action, ...]
+    read_distribution: BuildId | None = None  # gather this build's outputs and replication, decide again
+    runnable: Build | None = None  # the queued build that may start once it has a run slot
+
+
+def move(before: Build, after: Build, why: str, now: datetime, by: str) -> Save:
+    """A save that the trail records: the transition row says what changed and why."""
+    moved = dataclasses.replace(after, updated_at=now)
+    return Save(before, moved, before.becomes(moved, why=why, by=by))
