@@ -46,6 +46,12 @@ class Save:
     rows: tuple[RegionStatus, ...] = ()
     trace_lineage: bool = False  # the resolved source version changed: find the parent build again
 
+    def describe(self) -> tuple[str, str]:
+        if self.transition is None:
+            return f"record {self.after.id}", "what Azure reports now (no change of state)"
+        state = self.after.state.value + (f"/{self.after.sub_state.value}" if self.after.sub_state else "")
+        return f"move {self.after.id} to {state}", self.transition.why
+
 
 @dataclass(frozen=True)
 class Settle:
@@ -53,12 +59,24 @@ class Settle:
 
     build: Build
 
+    def describe(self) -> tuple[str, str]:
+        return (
+            f"bring the template's row up to date from {self.build.id}",
+            f"it ended {self.build.state.value}",
+        )
+
 
 @dataclass(frozen=True)
 class Account:
     """The template's row accounts for the run AIB started at `started_at` (it is not somebody else's)."""
 
     started_at: datetime
+
+    def describe(self) -> tuple[str, str]:
+        return (
+            "account for the run",
+            f"AIB started it at {self.started_at:%Y-%m-%d %H:%M:%S} UTC for rebuilder",
+        )
 
 
 @dataclass(frozen=True)
@@ -68,11 +86,17 @@ class Adopt:
     run: LastRun
     why: str
 
+    def describe(self) -> tuple[str, str]:
+        return "record a run started elsewhere", self.why
+
 
 @dataclass(frozen=True)
 class Cancel:
     build: Build  # its record once the cancel is asked for (cancel_requested_at set)
     why: str
+
+    def describe(self) -> tuple[str, str]:
+        return f"cancel the run of {self.build.id}", self.why
 
 
 @dataclass(frozen=True)
@@ -82,10 +106,19 @@ class Repair:
     regions: tuple[Region, ...]  # the version's target regions, re-applied
     failed: tuple[Region, ...]  # the regions that failed
 
+    def describe(self) -> tuple[str, str]:
+        return (
+            f"re-apply the target regions of {self.version.rsplit('/', 1)[-1]}",
+            f"{', '.join(self.failed)} failed",
+        )
+
 
 @dataclass(frozen=True)
 class Delete:
     why: str
+
+    def describe(self) -> tuple[str, str]:
+        return "delete the template", self.why
 
 
 @dataclass(frozen=True)
@@ -93,10 +126,16 @@ class Create:
     definition: TemplateDefinition
     why: str
 
+    def describe(self) -> tuple[str, str]:
+        return "create the template", self.why
+
 
 @dataclass(frozen=True)
 class Wait:
     why: str
+
+    def describe(self) -> tuple[str, str]:
+        return "wait", self.why
 
 
 Action = Save | Settle | Account | Adopt | Cancel | Repair | Delete | Create | Wait

@@ -147,3 +147,18 @@ def refused(
     step = failed_attempt(leased, f"AIB refused the run: {refusal.message}", now, policy)
     assert step.after is not None  # noqa: S101 - failed_attempt always moves
     return move(leased, step.after, step.why, now, by)
+
+
+def describe_start(plan: Start) -> tuple[str, str]:
+    """(what, why) of starting a build, as a person reads it."""
+    after, why = (
+        plan.save.after,
+        plan.save.transition.why if plan.save.transition else plan.save.after.message,
+    )
+    match plan:
+        case Lease():
+            return f"start a run for {after.id}", why
+        case Recreate():
+            return f"recreate the template for {after.id}", why
+        case Refuse():
+            return f"fail {after.id}", why

@@ -34,8 +34,11 @@ def parser() -> argparse.ArgumentParser:
         "plan", parents=[output], help="what a watch pass would do now, and why (changes nothing in Azure)"
     )
     commands.add_parser("watch", parents=[output], help="one watch pass: detect, record, start due builds")
-    commands.add_parser(
+    reconcile = commands.add_parser(
         "reconcile", parents=[output], help="one reconcile pass: follow and advance open builds"
+    )
+    reconcile.add_argument(
+        "--dry-run", action="store_true", help="print what the pass would do and why; change nothing"
     )
     rebuild = commands.add_parser(
         "rebuild", parents=[output], help="request an on-demand rebuild of a template"
@@ -181,6 +184,10 @@ def _watch(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
 def _reconcile(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
     from .triggers import reconcile_once
 
+    if args.dry_run:
+        _progress("reconcile dry run: what the next pass would do (nothing is changed) …")
+        summary = reconcile_once(services, by="cli", dry_run=True)
+        return summary, "\n".join(summary["planned"]) or "nothing to do"
     _progress("reconcile pass: following every open build …")
     summary = reconcile_once(services, by="cli")
     return summary, _act_text(summary)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from rebuilder.domain.planner import PlanItem
+from rebuilder.services.applying import ReconcileReport
 from rebuilder.services.detection import PassReport
-from rebuilder.services.reconciler import ReconcileReport
 
 
 def plan_item(item: PlanItem) -> dict[str, Any]:
@@ -78,5 +78,6 @@ def act_summary(report: ReconcileReport) -> dict[str, Any]:
         "external": list(report.external),
         "waiting": list(report.waiting),
         "act_problems": list(report.problems),
+        "planned": list(report.planned),
         "events": [e.type for e in report.events],
     }

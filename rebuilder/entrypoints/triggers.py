@@ -53,15 +53,21 @@ def watch_once(
     return report, {**pass_summary(report), **act_summary(acted), **announce(services, acted.events)}
 
 
-def reconcile_once(services: Services, *, by: str, correlation_id: str = "") -> dict[str, Any]:
-    """One reconcile pass (the timer's, or the CLI's); its notices announced."""
+def reconcile_once(
+    services: Services, *, by: str, correlation_id: str = "", dry_run: bool = False
+) -> dict[str, Any]:
+    """One reconcile pass (the timer's, or the CLI's); its notices announced. A dry run decides and
+    lists what it would do, and changes nothing."""
     acted = Reconciler(
         services.detection(),
         services.policy(),
         now=services.clock.now(),
         by=by,
         correlation_id=correlation_id,
+        dry_run=dry_run,
     ).run()
+    if dry_run:
+        return act_summary(acted)
     return {**act_summary(acted), **announce(services, acted.events)}
 
 

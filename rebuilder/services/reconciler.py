@@ -26,6 +26,7 @@ from rebuilder.domain.ports import Versioned
 from rebuilder.domain.reconcile import decide
 from rebuilder.domain.runs import Policy, backed_off, recovered, waiting_after_errors
 from rebuilder.domain.standing import TemplateState
+from rebuilder.domain.starts import describe_start, start
 
 from .applying import Applier, ReconcileReport
 from .history import where_we_stand
@@ -38,9 +39,17 @@ __all__ = ["ReconcileReport", "Reconciler"]
 
 class Reconciler:
     def __init__(
-        self, ports: Ports, policy: Policy, *, now: datetime, by: str = "reconciler", correlation_id: str = ""
+        self,
+        ports: Ports,
+        policy: Policy,
+        *,
+        now: datetime,
+        by: str = "reconciler",
+        correlation_id: str = "",
+        dry_run: bool = False,
     ) -> None:
-        self.ports, self.policy, self.now, self.by = ports, policy, now, by
+        """`dry_run`: decide, and list what would be done in `report.planned`, changing nothing."""
+        self.ports, self.policy, self.now, self.by, self.dry_run = ports, policy, now, by, dry_run
         self.report = ReconcileReport()
         self.applier = Applier(ports, policy, self.report, now=now, by=by, correlation_id=correlation_id)
 
@@ -63,6 +72,15 @@ class Reconciler:
                 )
                 continue
             try:
+                if self.dry_run:
+                    self._plan(
+                        template.name,
+                        describe_start(
+                            start(build.record, template, now=self.now, policy=self.policy, by=self.by)
+                        ),
+                    )
+                    self.applier.running += 1
+                    continue
                 self.applier.start(build, template)
             except StaleWrite as error:
                 log.info("%s: %s", build.record.id, error)
@@ -86,12 +104,15 @@ class Reconciler:
         except TemporaryError as error:
             self._problem(state.template_id, error)
             delay = error.delay
-            self._note(state.template_id, lambda s: backed_off(s, delay, now=self.now, policy=self.policy))
+            if not self.dry_run:
+                self._note(
+                    state.template_id, lambda s: backed_off(s, delay, now=self.now, policy=self.policy)
+                )
             return []
         except RebuilderError as error:
             self._problem(state.template_id, error)
             return []
-        if state.follow_errors:
+        if state.follow_errors and not self.dry_run:
             self._note(state.template_id, lambda s: recovered(s, now=self.now))
         return ready
 
@@ -112,7 +133,10 @@ class Reconciler:
                 by=self.by,
             )
         for action in chosen.actions:
-            self.applier.apply(action, stored, state.template_id)
+            if self.dry_run:
+                self._plan(state.name, action.describe())
+            else:
+                self.applier.apply(action, stored, state.template_id)
         if chosen.runnable is None or template is None:
             return []
         return [(stored[chosen.runnable.id], template)]
@@ -139,7 +163,8 @@ class Reconciler:
             try:
                 builds.append(self.ports.ledger.get_build(build_id))
             except NotFound:  # listed but never recorded: nothing to follow
-                self._note(state.template_id, _unlisted(build_id, self.now))
+                if not self.dry_run:
+                    self._note(state.template_id, _unlisted(build_id, self.now))
         return sorted(builds, key=lambda b: b.record.created_at)
 
     def _note(self, template_id: TemplateId, change: Callable[[TemplateState], TemplateState]) -> None:
@@ -147,6 +172,9 @@ class Reconciler:
             update_state(self.ports.ledger, template_id, change)
         except RebuilderError as error:  # bookkeeping: the next pass tries again
             log.info("%s: updating its row failed: %s", template_id, error)
+
+    def _plan(self, template: str, what: tuple[str, str]) -> None:
+        self.report.planned.append(f"{template}: {what[0]} — {what[1]}")
 
     def _problem(self, subject: str, error: Exception) -> None:
         self.report.problems.append(f"{subject}: {error}")
