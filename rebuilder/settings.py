@@ -15,6 +15,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from rebuilder.domain.model import Scope
+from rebuilder.domain.runs import Policy
 
 _T = TypeVar("_T")
 
@@ -79,12 +80,13 @@ class Settings:
     arm_polling_interval_seconds: float = 15.0
     arm_timeout_seconds: int = 60
     watch_concurrency: int = 8
-    max_concurrent_runs: int = 10
-    max_run_attempts: int = 3
-    retry_backoff_seconds: int = 300
-    run_timeout_minutes: int = 480
-    repair_limit: int = 2
-    disable_after_failures: int = 3
+    # The rebuild policy's defaults are the domain's (rebuilder/domain/runs.py Policy): stated once.
+    max_concurrent_runs: int = Policy.max_concurrent_runs
+    max_run_attempts: int = Policy.max_attempts
+    retry_backoff_seconds: int = int(Policy.retry_backoff.total_seconds())
+    run_timeout_minutes: int = int(Policy.run_timeout.total_seconds() // 60)
+    repair_limit: int = Policy.repair_limit
+    disable_after_failures: int = Policy.disable_after
     events_topic: str | None = None  # an Event Grid topic endpoint (…/api/events) for CloudEvents out
     read_role: str = "Ledger.Read"  # app roles the HTTP API asks of the App Service principal
     request_role: str = "Rebuild.Request"
@@ -121,7 +123,7 @@ class Settings:
         settings = cls(
             scopes=scopes or (),
             ledger=ledger or LedgerConnection(),
-            table_prefix=reader.optional("REBUILDER_TABLE_PREFIX", _parse_table_prefix, "rebuilder"),
+            table_prefix=reader.optional("REBUILDER_TABLE_PREFIX", _parse_table_prefix, cls.table_prefix),
             cloud=cloud,
             arm_endpoint=arm_endpoint or ARM_ENDPOINTS[cloud],
             arm_token=arm_token,
@@ -129,26 +131,40 @@ class Settings:
             reconcile_schedule=reader.optional(
                 "REBUILDER_RECONCILE_SCHEDULE", _parse_ncrontab, cls.reconcile_schedule
             ),
-            arm_retry_total=reader.optional("REBUILDER_ARM_RETRY_TOTAL", _int_between(0, 20), 6),
+            arm_retry_total=reader.optional(
+                "REBUILDER_ARM_RETRY_TOTAL", _int_between(0, 20), cls.arm_retry_total
+            ),
             arm_retry_backoff_seconds=reader.optional(
-                "REBUILDER_ARM_RETRY_BACKOFF_SECONDS", _float_between(0.0, 120.0), 2.0
+                "REBUILDER_ARM_RETRY_BACKOFF_SECONDS",
+                _float_between(0.0, 120.0),
+                cls.arm_retry_backoff_seconds,
             ),
             arm_polling_interval_seconds=reader.optional(
-                "REBUILDER_ARM_POLLING_INTERVAL_SECONDS", _float_between(0.0, 300.0), 15.0
+                "REBUILDER_ARM_POLLING_INTERVAL_SECONDS",
+                _float_between(0.0, 300.0),
+                cls.arm_polling_interval_seconds,
             ),
-            arm_timeout_seconds=reader.optional("REBUILDER_ARM_TIMEOUT_SECONDS", _int_between(1, 600), 60),
-            watch_concurrency=reader.optional("REBUILDER_WATCH_CONCURRENCY", _int_between(1, 64), 8),
-            max_concurrent_runs=reader.optional("REBUILDER_MAX_CONCURRENT_RUNS", _int_between(1, 1000), 10),
-            max_run_attempts=reader.optional("REBUILDER_MAX_RUN_ATTEMPTS", _int_between(1, 10), 3),
+            arm_timeout_seconds=reader.optional(
+                "REBUILDER_ARM_TIMEOUT_SECONDS", _int_between(1, 600), cls.arm_timeout_seconds
+            ),
+            watch_concurrency=reader.optional(
+                "REBUILDER_WATCH_CONCURRENCY", _int_between(1, 64), cls.watch_concurrency
+            ),
+            max_concurrent_runs=reader.optional(
+                "REBUILDER_MAX_CONCURRENT_RUNS", _int_between(1, 1000), cls.max_concurrent_runs
+            ),
+            max_run_attempts=reader.optional(
+                "REBUILDER_MAX_RUN_ATTEMPTS", _int_between(1, 10), cls.max_run_attempts
+            ),
             retry_backoff_seconds=reader.optional(
-                "REBUILDER_RETRY_BACKOFF_SECONDS", _int_between(1, 86_400), 300
+                "REBUILDER_RETRY_BACKOFF_SECONDS", _int_between(1, 86_400), cls.retry_backoff_seconds
             ),
             run_timeout_minutes=reader.optional(
-                "REBUILDER_RUN_TIMEOUT_MINUTES", _int_between(10, 2_880), 480
+                "REBUILDER_RUN_TIMEOUT_MINUTES", _int_between(10, 2_880), cls.run_timeout_minutes
             ),
-            repair_limit=reader.optional("REBUILDER_REPAIR_LIMIT", _int_between(0, 10), 2),
+            repair_limit=reader.optional("REBUILDER_REPAIR_LIMIT", _int_between(0, 10), cls.repair_limit),
             disable_after_failures=reader.optional(
-                "REBUILDER_DISABLE_AFTER_FAILURES", _int_between(1, 100), 3
+                "REBUILDER_DISABLE_AFTER_FAILURES", _int_between(1, 100), cls.disable_after_failures
             ),
             events_topic=reader.optional("REBUILDER_EVENTS_TOPIC", _parse_https_url, None),
             read_role=reader.optional("REBUILDER_READ_ROLE", _parse_role, cls.read_role),

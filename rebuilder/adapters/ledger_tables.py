@@ -33,7 +33,13 @@ from rebuilder.domain.errors import (
     RebuilderError,
     StaleWrite,
 )
-from rebuilder.domain.limits import check_idempotency_key, check_storable, check_version
+from rebuilder.domain.limits import (
+    MAX_TEXT,
+    check_idempotency_key,
+    check_page_size,
+    check_storable,
+    check_version,
+)
 from rebuilder.domain.model import SourceRef, TemplateId
 from rebuilder.domain.ports import Claim, IndexedBuild, Page, Versioned
 from rebuilder.domain.standing import SeenVersion, TemplateAction, TemplateState
@@ -45,8 +51,6 @@ if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
 
 _FILTER_RANGE = "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high"
-_MAX_PAGE = 1000  # Table storage returns at most 1,000 entities per page
-_MAX_PROPERTY_CHARS = 32_000  # 64 KiB of UTF-16
 
 
 class TableLedger:
@@ -403,8 +407,7 @@ class TableLedger:
     def _query_page(
         self, kind: str, query: str, parameters: dict[str, str], *, limit: int, continuation: str | None
     ) -> tuple[list[Any], str | None]:
-        if not 1 <= limit <= _MAX_PAGE:
-            raise PermanentError(f"a page holds 1 to {_MAX_PAGE} items, not {limit}")
+        check_page_size(limit)
         # The SDK's continuation token is a dict of next keys, although by_page is typed for str.
         resume: Any = _decode(continuation)
         with translated(f"query {self._names.get(kind, kind)}"):
@@ -422,7 +425,7 @@ class _AlreadyExists(Exception):
 def _checked(entity: dict[str, Any]) -> dict[str, Any]:
     """Refuse, with the property named, what Table storage would refuse with a bare 400."""
     for name, value in entity.items():
-        if isinstance(value, str) and len(value.encode("utf-16-le")) > 2 * _MAX_PROPERTY_CHARS:
+        if isinstance(value, str) and len(value.encode("utf-16-le")) > 2 * MAX_TEXT:
             raise InvalidRecord(f"{name} is too long to record ({len(value)} characters)")
     return entity
 

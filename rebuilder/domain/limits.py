@@ -11,11 +11,12 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-from .errors import InvalidRecord
+from .errors import InvalidRecord, PermanentError
 
 MAX_TEXT = 32_000  # UTF-16 code units
 MAX_VERSION = 128
 MAX_IDEMPOTENCY_KEY = 1_000
+MAX_PAGE = 1_000  # Table storage returns at most 1,000 entities per page: so do both ledgers
 
 
 def check_storable(record: Any, *, what: str = "") -> None:
@@ -40,6 +41,11 @@ def check_version(version: str) -> None:
         raise InvalidRecord(
             f"source version {version[:60]!r} cannot be recorded: 1 to {MAX_VERSION} printable characters"
         )
+
+
+def check_page_size(limit: int) -> None:
+    if not 1 <= limit <= MAX_PAGE:
+        raise PermanentError(f"a page holds 1 to {MAX_PAGE} items, not {limit}")
 
 
 def check_idempotency_key(key: str) -> None:

@@ -23,7 +23,7 @@ from rebuilder.domain.builds import (
     template_key,
 )
 from rebuilder.domain.errors import InvalidContinuation, NotFound, PermanentError, StaleWrite
-from rebuilder.domain.limits import check_idempotency_key, check_storable, check_version
+from rebuilder.domain.limits import check_idempotency_key, check_page_size, check_storable, check_version
 from rebuilder.domain.model import SourceRef, TemplateId
 from rebuilder.domain.ports import Claim, IndexedBuild, Page, Versioned
 from rebuilder.domain.standing import SeenVersion, TemplateAction, TemplateState
@@ -252,8 +252,7 @@ def _order(build_id: str) -> tuple[int, str, str]:
 
 
 def _page(items: list[_T], limit: int, continuation: str | None) -> Page[_T]:
-    if not 1 <= limit <= 1000:
-        raise PermanentError(f"a page holds 1 to 1000 items, not {limit}")
+    check_page_size(limit)
     start = 0
     if continuation is not None:
         try:

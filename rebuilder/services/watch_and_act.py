@@ -4,14 +4,17 @@ follows everything else."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+from rebuilder.domain.builds import BuildId
 from rebuilder.domain.errors import RebuilderError
 from rebuilder.domain.model import Scope, TemplateId
 from rebuilder.domain.notices import detected
 from rebuilder.domain.planner import Action, Managed
-from rebuilder.domain.runs import Policy, unaccounted
+from rebuilder.domain.reconcile import started_elsewhere
+from rebuilder.domain.runs import Policy
 
 from .detection import PassReport, watch_pass
 from .ports import Ports
@@ -42,20 +45,29 @@ def watch_and_act(
         only=only,
     )
     touched = {i.template.id.lower() for i in report.items if i.action is Action.REBUILD}
-    act = Reconciler(ports, policy, now=now, by=trigger, correlation_id=correlation_id)
+    adopted: list[BuildId] = []
+    problems: list[str] = []
     for managed in report.discovery.managed:
         t = managed.template
         state = report.states.get(TemplateId(t.id.lower()))
-        if state is not None and not state.open_builds and t.last_run and unaccounted(t.last_run, state):
+        if state is None or state.open_builds or t.last_run is None:
+            continue
+        if started_elsewhere(t.last_run, state, ()):
             try:
-                adopted = adopt_external(
+                adopt = adopt_external(
                     ports.ledger, t, t.last_run, now=now, by=trigger, correlation_id=correlation_id
                 )
-                act.report.external.append(adopted.record.id)
+                adopted.append(adopt.record.id)
                 touched.add(t.id.lower())
             except RebuilderError as error:
-                report.problems.append(f"{t.id}: recording a run started elsewhere failed: {error}")
+                problems.append(f"{t.id}: recording a run started elsewhere failed: {error}")
+    acted = ReconcileReport()
     if touched:
-        act.run(only=touched)
-    act.report.events[:0] = [detected(seen) for seen in report.new_versions]
-    return report, act.report
+        acted = Reconciler(ports, policy, now=now, by=trigger, correlation_id=correlation_id).run(
+            only=touched
+        )
+    detections = [detected(seen) for seen in report.new_versions]
+    return (
+        dataclasses.replace(report, problems=[*report.problems, *problems]),
+        dataclasses.replace(acted, external=[*adopted, *acted.external], events=[*detections, *acted.events]),
+    )
