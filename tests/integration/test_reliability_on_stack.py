@@ -153,9 +153,11 @@ class CrashPlan:
 
 
 def _patch_day(driver: Driver, sim: SimControl, plan: CrashPlan) -> dict[str, Any]:
-    """A pinned template's new version with a failed region; every pass may crash; the outcome."""
+    """A pinned template's new version, whose recreated template fails to provision once (deleted and
+    submitted again), with a failed region; every pass may crash; the outcome."""
     driver.watch()  # first sight, before any crash is armed
     sim.fail_region("eastus2")
+    sim.fail_provisioning("winserver2022-golden", code="ServerInternalError", times=1)
     sim.publish(*estate.WINDOWS, NEW_WINDOWS, list(estate.REGIONS), os="Windows")
     driver.wrap = plan.wrap
     for _ in range(200):
@@ -198,6 +200,8 @@ def test_a_crash_between_any_two_steps_is_healed_by_the_next_passes(
     assert {"claim_build", "delete_template", "create_template", "start_run", "set_target_regions"} <= set(
         clean_plan.steps
     )
+    # the recreate and the resubmission: two deletes, two creates
+    assert (clean_plan.steps.count("delete_template"), clean_plan.steps.count("create_template")) == (2, 2)
     for at in range(1, steps + 1):
         sim.reset()
         plan = CrashPlan(at)
