@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from azure.data.tables import TableServiceClient
 
+from devstack.azurite import running_azurite
 from rebuilder.adapters import ledger_entities as entities
 from rebuilder.adapters.ledger_tables import TableLedger
-from rebuilder.devstack.azurite import running_azurite
 from rebuilder.domain.builds import (
     Build,
     BuildReason,

@@ -23,12 +23,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from devstack.armsim import ArmSimulator, SimControl
+from devstack.armsim.regions import DISPLAY_NAMES
+from devstack.azurite import running_azurite
+from devstack.simclock import SimulatorClock
 from rebuilder.adapters.azure_clients import AzureClients
 from rebuilder.bootstrap import Services, bootstrap
-from rebuilder.devstack.armsim import ArmSimulator, SimControl
-from rebuilder.devstack.armsim.regions import DISPLAY_NAMES
-from rebuilder.devstack.azurite import running_azurite
-from rebuilder.devstack.simclock import SimulatorClock
 from rebuilder.domain import resource_ids
 from rebuilder.domain.builds import Build, BuildState
 from rebuilder.domain.model import RunSubState

@@ -21,11 +21,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from devstack.armsim import ArmSimulator, SimControl
+from devstack.armsim.regions import DISPLAY_NAMES
+from devstack.azurite import running_azurite
 from rebuilder.adapters.azure_clients import AzureClients
 from rebuilder.bootstrap import bootstrap
-from rebuilder.devstack.armsim import ArmSimulator, SimControl
-from rebuilder.devstack.armsim.regions import DISPLAY_NAMES
-from rebuilder.devstack.azurite import running_azurite
 from rebuilder.domain.model import PlatformImage
 from rebuilder.domain.regions import Region
 from rebuilder.services.detection import compute_plan, watch_pass

@@ -1,10 +1,12 @@
 """`python -m rebuilder COMMAND`: the command-line interface.
 
-`demo` runs on the dev-only local stack (rebuilder.devstack), which the deployed app does not ship.
+`demo` belongs to the dev-only local stack (the top-level `devstack` package, which the deployed app
+does not ship): this package never imports it; the command looks for it at run time, by name.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 
@@ -12,11 +14,12 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["demo"]:
         try:
-            from rebuilder.devstack.demo import main as demo
+            demo = importlib.import_module("devstack.demo")
         except ImportError as error:  # the deployed app ships without the local stack
             print(f"demo needs the development install (make demo): {error}", file=sys.stderr)
             return 2
-        return demo(args[1:])
+        code: int = demo.main(args[1:])
+        return code
     from rebuilder.entrypoints.cli import main as cli
 
     return cli(args)

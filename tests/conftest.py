@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 
+from devstack.armsim import ArmSimulator, SimControl
+from devstack.azurite import Azurite, running_azurite
 from rebuilder.bootstrap import Services, bootstrap
-from rebuilder.devstack.armsim import ArmSimulator, SimControl
-from rebuilder.devstack.azurite import Azurite, running_azurite
 
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
 

@@ -75,7 +75,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str], *, clock: Clock | None = None) -> int:
-    """`clock`: the local stack's simulated time (rebuilder.devstack.simcli); the system clock if None."""
+    """`clock`: the local stack's simulated time (devstack.simcli); the system clock if None."""
     args = parser().parse_args(argv)
     if args.command == "check-settings":
         return _check_settings()

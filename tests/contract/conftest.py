@@ -11,11 +11,11 @@ from typing import Any, Protocol
 
 import pytest
 
+from devstack.armsim import ArmSimulator, SimControl
+from devstack.azurite import Azurite
 from rebuilder.adapters.azure_clients import AzureClients
 from rebuilder.adapters.ledger_tables import TableLedger
 from rebuilder.bootstrap import bootstrap
-from rebuilder.devstack.armsim import ArmSimulator, SimControl
-from rebuilder.devstack.azurite import Azurite
 from rebuilder.domain import resource_ids, versions
 from rebuilder.domain.definition import TemplateDefinition
 from rebuilder.domain.model import (

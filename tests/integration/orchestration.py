@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devstack import estate
+from devstack.armsim import ArmSimulator, SimControl
+from devstack.azurite import Azurite
+from devstack.simclock import SimulatorClock
 from rebuilder.adapters.azure_clients import AzureClients
 from rebuilder.bootstrap import Services, bootstrap
-from rebuilder.devstack import estate
-from rebuilder.devstack.armsim import ArmSimulator, SimControl
-from rebuilder.devstack.azurite import Azurite
-from rebuilder.devstack.simclock import SimulatorClock
 from rebuilder.domain.builds import Build, BuildState
 from rebuilder.domain.model import TemplateId
 from rebuilder.services.history import every, where_we_stand
@@ -134,7 +134,7 @@ FINISHED = {BuildState.PUBLISHED, BuildState.PARTIALLY_PUBLISHED, BuildState.FAI
 
 def cli(driver: Driver, *args: str) -> Any:
     """The CLI on the stack's simulated time, against the same ledger, its JSON output parsed."""
-    return run_cli({**os.environ, **driver.env}, *args, module="rebuilder.devstack.simcli")
+    return run_cli({**os.environ, **driver.env}, *args, module="devstack.simcli")
 
 
 def run_cli(env: dict[str, str], *args: str, module: str = "rebuilder") -> Any:

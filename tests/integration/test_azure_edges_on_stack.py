@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from rebuilder.devstack import estate
-from rebuilder.devstack.armsim import ArmSimulator, SimControl
-from rebuilder.devstack.azurite import Azurite
+from devstack import estate
+from devstack.armsim import ArmSimulator, SimControl
+from devstack.azurite import Azurite
 from rebuilder.domain.builds import BuildState
 from tests.integration.orchestration import NEW_RHEL, NEW_WINDOWS, Driver, cli, make_driver, template_id
 

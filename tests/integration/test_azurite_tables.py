@@ -9,7 +9,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from rebuilder.devstack.azurite import Azurite, running_azurite
+from devstack.azurite import Azurite, running_azurite
 
 
 def _accepts(port: int) -> bool:

@@ -15,11 +15,11 @@ import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
+from devstack import estate
+from devstack.armsim import ArmSimulator, SimControl
+from devstack.azurite import Azurite
 from rebuilder import bootstrap
 from rebuilder.adapters.azure_clients import AzureClients
-from rebuilder.devstack import estate
-from rebuilder.devstack.armsim import ArmSimulator, SimControl
-from rebuilder.devstack.azurite import Azurite
 from rebuilder.domain.builds import BuildState
 from rebuilder.domain.model import TemplateId
 from tests.conftest import local_env

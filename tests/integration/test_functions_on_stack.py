@@ -10,11 +10,11 @@ import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
+from devstack import estate
+from devstack.armsim import ArmSimulator, SimControl
+from devstack.azurite import Azurite
+from devstack.simclock import SimulatorClock
 from rebuilder import bootstrap
-from rebuilder.devstack import estate
-from rebuilder.devstack.armsim import ArmSimulator, SimControl
-from rebuilder.devstack.azurite import Azurite
-from rebuilder.devstack.simclock import SimulatorClock
 from rebuilder.domain.builds import BuildReason, BuildState
 from rebuilder.domain.notices import NOTICE_TYPES
 from tests.integration.orchestration import NEW_UBUNTU, seed_estate, stack_env, template_id

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 from azure.data.tables import TableServiceClient
 
+from devstack.azurite import Azurite
 from rebuilder.adapters import ledger_entities as entities
 from rebuilder.adapters.ledger_tables import TableLedger
-from rebuilder.devstack.azurite import Azurite
 from rebuilder.services.build_history import HistoryQuery, list_history
 from tests.records import T0, build, template_id
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from azure.data.tables import TableServiceClient
 
+from devstack.azurite import Azurite
 from rebuilder.bootstrap import Services
-from rebuilder.devstack.azurite import Azurite
 from rebuilder.domain.builds import template_key
 from tests.records import build
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from devstack import estate
+from devstack.armsim import ArmSimulator, SimControl
+from devstack.azurite import Azurite
 from rebuilder.adapters.azure_clients import AzureClients
-from rebuilder.devstack import estate
-from rebuilder.devstack.armsim import ArmSimulator, SimControl
-from rebuilder.devstack.azurite import Azurite
 from rebuilder.domain.builds import Build, BuildReason, BuildState
 from rebuilder.domain.model import RunSubState
 from tests.integration.orchestration import (
@@ -363,7 +363,7 @@ def test_the_cli_writes_the_report_and_exports_the_audit_trail(
         [
             sys.executable,
             "-m",
-            "rebuilder.devstack.simcli",
+            "devstack.simcli",
             "export",
             "--since",
             since,
@@ -390,7 +390,7 @@ def test_the_cli_writes_the_report_and_exports_the_audit_trail(
         [
             sys.executable,
             "-m",
-            "rebuilder.devstack.simcli",
+            "devstack.simcli",
             "export",
             "--format",
             "jsonl",

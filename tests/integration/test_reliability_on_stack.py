@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from devstack import estate
+from devstack.armsim import ArmSimulator, SimControl
+from devstack.azurite import Azurite
 from rebuilder.adapters.azure_clients import AzureClients
-from rebuilder.devstack import estate
-from rebuilder.devstack.armsim import ArmSimulator, SimControl
-from rebuilder.devstack.azurite import Azurite
 from rebuilder.domain.builds import BuildState
 from rebuilder.services.events import ResourceEvent, on_resource_event
 from rebuilder.services.ports import Ports

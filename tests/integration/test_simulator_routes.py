@@ -12,9 +12,9 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceExistsError
 from azure.core.exceptions import ResourceNotFoundError as AzureNotFound
 
+from devstack.armsim import ArmSimulator, SimControl
+from devstack.armsim.routes import ROUTES
 from rebuilder.adapters.azure_clients import AzureClients
-from rebuilder.devstack.armsim import ArmSimulator, SimControl
-from rebuilder.devstack.armsim.routes import ROUTES
 from rebuilder.settings import Settings
 from tests.azure_examples import example, shape_differences
 from tests.conftest import SUBSCRIPTION, local_env

@@ -8,8 +8,8 @@ import itertools
 
 import pytest
 
+from devstack.armsim import ArmSimulator, SimControl
 from rebuilder.bootstrap import Services, bootstrap
-from rebuilder.devstack.armsim import ArmSimulator, SimControl
 from rebuilder.domain.errors import NotFound, PermanentError, TemporaryError
 from rebuilder.domain.model import PlatformImage, Scope
 from rebuilder.domain.regions import region

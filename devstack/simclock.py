@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rebuilder.devstack.armsim import SimControl
+from devstack.armsim import SimControl
 
 
 class SimulatorClock:

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from devstack import estate
+from devstack.armsim import ArmSimulator, SimControl
+from devstack.azurite import Azurite, running_azurite
 from rebuilder.bootstrap import Services, bootstrap
-from rebuilder.devstack import estate
-from rebuilder.devstack.armsim import ArmSimulator, SimControl
-from rebuilder.devstack.azurite import Azurite, running_azurite
 from rebuilder.domain import versions
 from rebuilder.domain.model import PlatformImage, Scope, SourceKind
 from rebuilder.domain.regions import region
@@ -289,7 +289,7 @@ def _state(services: Services, scope: Scope, location: str, image: PlatformImage
 
 
 def main(argv: list[str]) -> int:
-    from rebuilder.devstack.simclock import SimulatorClock
+    from devstack.simclock import SimulatorClock
     from rebuilder.services.watch_and_act import watch_and_act
 
     arguments = argparse.ArgumentParser(prog="python -m rebuilder demo", description=__doc__)

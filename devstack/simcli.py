@@ -1,4 +1,4 @@
-"""`python -m rebuilder.devstack.simcli COMMAND …`: the service's CLI on the local stack's simulated
+"""`python -m devstack.simcli COMMAND …`: the service's CLI on the local stack's simulated
 time (the simulator at REBUILDER_ARM_ENDPOINT, trusted through REQUESTS_CA_BUNDLE), so what it
 records and decides agrees with the runs the simulator reports. Dev-only, like the rest of devstack."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 import sys
 
-from rebuilder.devstack.armsim import SimControl
-from rebuilder.devstack.simclock import SimulatorClock
+from devstack.armsim import SimControl
+from devstack.simclock import SimulatorClock
 from rebuilder.entrypoints.cli import main as cli
 
 

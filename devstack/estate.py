@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from devstack.armsim import SimControl
 from rebuilder.adapters.azure_clients import AzureClients
-from rebuilder.devstack.armsim import SimControl
 
 SUBSCRIPTION = "7f3c2a10-5b6e-4c1d-9a8e-2d4f6b8c0e12"
 IMAGES_RG = "rg-golden-images"

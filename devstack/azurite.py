@@ -7,7 +7,7 @@ output to a temporary directory, so nothing lands in the repository and instance
     with running_azurite() as azurite:
         service = TableServiceClient.from_connection_string(azurite.connection_string)
 
-``python -m rebuilder.devstack.azurite`` starts one, prints its connection string and runs until Ctrl-C.
+``python -m devstack.azurite`` starts one, prints its connection string and runs until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class Azurite:
 
 
 def _default_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[1]
 
 
 def _free_port() -> int:

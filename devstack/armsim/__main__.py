@@ -1,4 +1,4 @@
-"""`python -m rebuilder.devstack.armsim [--port N] [--speed X]`: run the simulator until Ctrl-C."""
+"""`python -m devstack.armsim [--port N] [--speed X]`: run the simulator until Ctrl-C."""
 
 from __future__ import annotations
 
