@@ -37,9 +37,5 @@ def parent_not_found(resource_type: str, name: str) -> ArmError:
     )
 
 
-def bad_request(code: str, message: str) -> ArmError:
-    return ArmError(400, code, message)
-
-
 def conflict(code: str, message: str) -> ArmError:
     return ArmError(409, code, message)

@@ -28,7 +28,6 @@ from rebuilder.domain.model import (
     RunSubState,
     Source,
     SourceKind,
-    TemplateId,
 )
 from rebuilder.domain.regions import region
 
@@ -142,11 +141,6 @@ def provisioning_error(body: Any) -> ProvisioningError | None:
     if code is None and message is None:
         return None
     return ProvisioningError(code or "Unknown", message or "")
-
-
-def template_id_of(body: Mapping[str, Any]) -> TemplateId:
-    parsed = resource_ids.parse(str(body.get("id", "")))
-    return resource_ids.template_id(parsed.subscription_id, parsed.resource_group, parsed.name)
 
 
 def run_output(body: Mapping[str, Any]) -> RunOutput:

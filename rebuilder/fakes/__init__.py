@@ -5,7 +5,7 @@ same suite against these and against the SDK adapters on the ARM simulator.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 from rebuilder.domain import resource_ids
@@ -30,7 +30,6 @@ from rebuilder.domain.model import (
     Scope,
     TemplateId,
 )
-from rebuilder.domain.notices import Notice
 from rebuilder.domain.regions import Region
 
 
@@ -282,13 +281,3 @@ class InMemoryGallery:
                 version, target_regions=wanted, replication=replication, provisioning_state="Updating"
             )
         )
-
-
-class RecordingNotifier:
-    """Keeps what would have been published."""
-
-    def __init__(self) -> None:
-        self.published: list[Notice] = []
-
-    def publish(self, notices: Sequence[Notice]) -> None:
-        self.published.extend(notices)
