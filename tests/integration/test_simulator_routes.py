@@ -499,3 +499,56 @@ def test_every_simulator_route_is_served_through_the_sdk_clients(
     sim.advance(60)
     templates.begin_delete(RG, "t").result(timeout=10)
     assert set(sim.counters()) == {route.name for route in ROUTES}
+
+
+def test_a_template_reads_back_as_azure_answers_it(sim: SimControl, clients: AzureClients) -> None:
+    """Defaults the PUT left out, the source resolved once provisioned (the PUT's answer says
+    `latest`), timestamps with the fraction digits and zone suffixes Azure uses, and an operation body
+    with its start and end."""
+    make_gallery(clients, "ubuntu")
+    sim.publish(*UBUNTU, "22.04.202411190", ["westeurope"])
+    templates = clients.imagebuilder(SUBSCRIPTION).virtual_machine_image_templates
+    body = platform_template(UBUNTU)
+    body["properties"].pop("vmProfile")
+    for distributor in body["properties"]["distribute"]:
+        distributor.pop("versioning")
+    answers: list[Any] = []
+    poller = templates.begin_create_or_update(
+        RG, "defaults", body, raw_response_hook=lambda r: answers.append(r.http_response)
+    )
+    poller.result(timeout=10)
+    assert answers[0].json()["properties"]["source"]["exactVersion"] == "latest"
+    polls = [a.json() for a in answers if "operations/" in a.request.url]
+    assert polls[0]["status"] == "InProgress" and "endTime" not in polls[0]
+    status = polls[-1]
+    assert status["status"] == "Succeeded" and status["startTime"] and status["endTime"]
+    assert len(status["endTime"].split(".")[1].rstrip("Z")) == 9  # nine fraction digits
+
+    got = templates.get(RG, "defaults")
+    props = got.properties
+    assert (props.build_timeout_in_minutes, props.staging_resource_group) == (0, "")
+    assert (props.vm_profile.vm_size, props.vm_profile.os_disk_size_gb) == ("", 0)
+    raw = got.as_dict()["properties"]
+    assert raw["distribute"][0].get("versioning") is None and "versioning" in raw["distribute"][0]
+    assert props.source.exact_version == "22.04.202411190"  # resolved when it was provisioned
+    created_at = got.system_data.created_at
+    assert created_at is not None and created_at.tzinfo is not None
+
+    versions = clients.compute(SUBSCRIPTION).gallery_image_versions
+    versions.begin_create_or_update(
+        RG,
+        GALLERY,
+        "ubuntu",
+        "1.0.0",
+        {
+            "location": "westeurope",
+            "properties": {"publishingProfile": {"targetRegions": [{"name": "westeurope"}]}},
+        },
+        polling=False,
+    )
+    published = versions.get(
+        RG, GALLERY, "ubuntu", "1.0.0", raw_response_hook=lambda r: answers.append(r.http_response)
+    )
+    assert answers[-1].json()["properties"]["publishingProfile"]["publishedDate"].endswith("+00:00")
+    assert published.publishing_profile.published_date is not None
+    assert published.publishing_profile.published_date.utcoffset() is not None
