@@ -103,3 +103,24 @@ def test_a_run_request_that_stays_throttled_ends_within_its_budget(driver: Drive
     assert "refused the run" in build.message and "429" in build.message
     assert driver.runs()["rhel8-golden"] == runs
     assert ticks <= 2 * (policy.temporary_refusals + 1)  # Retry-After honoured, no pass wasted much
+
+
+def test_a_reconcile_dry_run_prints_what_the_next_pass_would_do_and_changes_nothing(
+    driver: Driver, sim: SimControl
+) -> None:
+    sim.publish(*estate.RHEL, NEW_RHEL, list(estate.REGIONS))
+    driver.watch()  # the build runs
+    sim.advance(3600)  # the run has moved on since the ledger last looked
+    before = driver.last("rhel8-golden")
+    trail = len(driver.services.ledger.list_transitions(before.id))
+    writes = {
+        k: v for k, v in sim.counters().items() if not k.endswith((".get", ".list", "list_run_outputs"))
+    }
+    planned = cli(driver, "reconcile", "--dry-run", "--output", "json")["planned"]
+    assert planned and all(line.startswith("rhel8-golden: ") for line in planned)
+    assert any(line.startswith("rhel8-golden: move ") for line in planned)
+    after = driver.last("rhel8-golden")
+    assert after == before and len(driver.services.ledger.list_transitions(before.id)) == trail
+    assert {k: v for k, v in sim.counters().items() if k in writes} == writes  # no write reached Azure
+    acted = driver.reconcile()  # the real pass does what the dry run said
+    assert acted.moved
