@@ -58,6 +58,7 @@ param retryBackoffSeconds int = 300
 param runTimeoutMinutes int = 480
 param repairLimit int = 2
 param disableAfterFailures int = 3
+param maxTemporaryRefusals int = 10
 param armRetryTotal int = 6
 param armRetryBackoffSeconds int = 2
 param armPollingIntervalSeconds int = 15
@@ -157,6 +158,7 @@ var rebuilderSettings = {
   REBUILDER_RUN_TIMEOUT_MINUTES: string(runTimeoutMinutes)
   REBUILDER_REPAIR_LIMIT: string(repairLimit)
   REBUILDER_DISABLE_AFTER_FAILURES: string(disableAfterFailures)
+  REBUILDER_MAX_TEMPORARY_REFUSALS: string(maxTemporaryRefusals)
   REBUILDER_EVENTS_TOPIC: createNoticesTopic ? notices.outputs.endpoint : ''
   REBUILDER_READ_ROLE: readRole
   REBUILDER_REQUEST_ROLE: requestRole

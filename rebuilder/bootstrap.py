@@ -41,6 +41,7 @@ class Services:
             repair_limit=s.repair_limit,
             disable_after=s.disable_after_failures,
             max_concurrent_runs=s.max_concurrent_runs,
+            temporary_refusals=s.max_temporary_refusals,
         )
 
     def close(self) -> None:

@@ -87,6 +87,7 @@ class Settings:
     run_timeout_minutes: int = int(Policy.run_timeout.total_seconds() // 60)
     repair_limit: int = Policy.repair_limit
     disable_after_failures: int = Policy.disable_after
+    max_temporary_refusals: int = Policy.temporary_refusals
     events_topic: str | None = None  # an Event Grid topic endpoint (…/api/events) for CloudEvents out
     read_role: str = "Ledger.Read"  # app roles the HTTP API asks of the App Service principal
     request_role: str = "Rebuild.Request"
@@ -165,6 +166,9 @@ class Settings:
             repair_limit=reader.optional("REBUILDER_REPAIR_LIMIT", _int_between(0, 10), cls.repair_limit),
             disable_after_failures=reader.optional(
                 "REBUILDER_DISABLE_AFTER_FAILURES", _int_between(1, 100), cls.disable_after_failures
+            ),
+            max_temporary_refusals=reader.optional(
+                "REBUILDER_MAX_TEMPORARY_REFUSALS", _int_between(0, 100), cls.max_temporary_refusals
             ),
             events_topic=reader.optional("REBUILDER_EVENTS_TOPIC", _parse_https_url, None),
             read_role=reader.optional("REBUILDER_READ_ROLE", _parse_role, cls.read_role),

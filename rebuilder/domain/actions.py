@@ -5,7 +5,8 @@ records; every action carries the reason a person reads."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from .builds import Build, BuildId, RegionStatus, Transition
@@ -32,7 +33,7 @@ class Gathered:
     state: TemplateState
     builds: tuple[Build, ...]  # the template's open builds as stored, oldest first
     template: ImageTemplate | None  # None: Azure says there is no such template
-    distribution: Distribution | None = None
+    distributions: Mapping[BuildId, Distribution] = field(default_factory=dict)  # by the build read for
 
 
 # -- actions --------------------------------------------------------------------------------------------
@@ -85,6 +86,7 @@ class Adopt:
 
     run: LastRun
     why: str
+    template: ImageTemplate  # as read this pass: the build records it (no second read)
 
     def describe(self) -> tuple[str, str]:
         return "record a run started elsewhere", self.why
@@ -144,7 +146,7 @@ Action = Save | Settle | Account | Adopt | Cancel | Repair | Delete | Create | W
 @dataclass(frozen=True)
 class Decision:
     actions: tuple[Action, ...]
-    read_distribution: BuildId | None = None  # gather this build's outputs and replication, decide again
+    read_distributions: tuple[BuildId, ...] = ()  # gather these builds' outputs and replication, decide again
     runnable: Build | None = None  # the queued build that may start once it has a run slot
 
 

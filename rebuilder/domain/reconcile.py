@@ -54,14 +54,17 @@ def decide(gathered: Gathered, *, now: datetime, policy: Policy, by: str) -> Dec
     if template is None:
         return Decision((*actions, *_missing(live, now, by)))
     run = template.last_run
-    if run is not None and started_elsewhere(run, gathered.state, live):
-        actions.append(Adopt(run, f"a run started outside rebuilder at {run.started_at} UTC"))
+    adopting = run is not None and started_elsewhere(run, gathered.state, live)
+    if run is not None and adopting:
+        actions.append(Adopt(run, f"a run started outside rebuilder at {run.started_at} UTC", template))
     followed = [_follow(b, gathered, now, policy, by) for b in live]
-    need = next((d for d in followed if d.read_distribution), None)
-    if need is not None and gathered.distribution is None:
-        return Decision(tuple(actions), read_distribution=need.read_distribution)
+    needed = tuple(b for d in followed for b in d.read_distributions)
+    if needed:
+        return Decision(tuple(actions), read_distributions=needed)
     for d in followed:
         actions.extend(d.actions)
+    if adopting:  # the adopted run is followed from the next pass: nothing else starts meanwhile
+        return Decision((*actions, Wait(f"{template.name}: following the run started elsewhere first")))
     still = [_after(b, followed[i]) for i, b in enumerate(live)]
     still = [b for b in still if not b.state.finished]
     more, runnable = _next(template, still, now, policy, by)
@@ -102,13 +105,16 @@ def _running(build: Build, gathered: Gathered, now: datetime, policy: Policy, by
             actions.append(Account(seen.started_at))
         matched = _matched(build, template, seen.started_at)
     step = decide_run(matched, seen, now=now, policy=policy)
+    retraced = _retraced(build, matched)
     if step.cancel:
         asked = dataclasses.replace(matched, cancel_requested_at=now, message=step.why, updated_at=now)
-        return Decision((*actions, Cancel(asked, step.why), Save(build, asked)))
+        return Decision((*actions, Cancel(asked, step.why), Save(build, asked, trace_lineage=retraced)))
     if step.follow_outputs:
         return _distributing(build, matched, step, gathered, now, policy, by, actions)
     if step.after is not None:
-        actions.append(move(build, step.after, step.why, now, by))
+        actions.append(
+            dataclasses.replace(move(build, step.after, step.why, now, by), trace_lineage=retraced)
+        )
     elif matched != build:
         actions.append(Save(build, matched, trace_lineage=_retraced(build, matched)))
     return Decision(tuple(actions))
@@ -140,9 +146,9 @@ def _distributing(
 ) -> Decision:
     """Run outputs → gallery versions → one row per target region; repair failed regions once the
     run is over; Published when every region is Completed."""
-    seen_here = gathered.distribution
-    if seen_here is None or seen_here.build_id != stored.id:
-        return Decision(tuple(actions), read_distribution=stored.id)
+    seen_here = gathered.distributions.get(stored.id)
+    if seen_here is None:
+        return Decision(tuple(actions), read_distributions=(stored.id,))
     over = step is None or step.to is BuildState.REPLICATING
     read = dataclasses.replace(build, outputs=build.outputs or seen_here.outputs)
     seen = replication(read, seen_here.versions, seen_here.rows, now=now, policy=policy, may_repair=over)

@@ -99,6 +99,7 @@ def start(build: Build, template: ImageTemplate, *, now: datetime, policy: Polic
         run_ended_at=None,
         next_attempt_at=None,
         cancel_requested_at=None,
+        temporary_refusals=0,  # counted in a row: a refusal after this lease starts again from one
         updated_at=now,
     )
     return Lease(move(build, leased, f"run requested (attempt {attempt} of {policy.max_attempts})", now, by))

@@ -71,8 +71,7 @@ class Applier:
                 self.settle(build)
             case act.Account(started_at=started):
                 update_state(self.ports.ledger, template_id, _accounting(started, self.now))
-            case act.Adopt(run=run):
-                template = ib.get_template(template_id)
+            case act.Adopt(run=run, template=template):
                 adopted = adopt_external(
                     self.ports.ledger,
                     template,

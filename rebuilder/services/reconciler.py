@@ -124,10 +124,10 @@ class Reconciler:
         template = self._template(state.template_id) if live else None
         gathered = Gathered(state, tuple(b.record for b in builds), template)
         chosen = decide(gathered, now=self.now, policy=self.policy, by=self.by)
-        if chosen.read_distribution is not None:
-            distribution = self._distribution(stored[chosen.read_distribution].record)
+        if chosen.read_distributions:
+            read = {b: self._distribution(stored[b].record) for b in chosen.read_distributions}
             chosen = decide(
-                dataclasses.replace(gathered, distribution=distribution),
+                dataclasses.replace(gathered, distributions=read),
                 now=self.now,
                 policy=self.policy,
                 by=self.by,

@@ -95,7 +95,7 @@ def run(state_: RunState, sub: RunSubState | None = None, *, started: Any = T0, 
     return LastRun(state_, sub, started, ended, "")
 
 
-def replicated(*states: tuple[Region, ReplicationState]) -> Distribution:
+def replicated(*states: tuple[Region, ReplicationState]) -> dict[Any, Distribution]:
     version = GalleryImageVersion(
         VERSION,
         GalleryVersionName("1.0.2"),
@@ -104,7 +104,7 @@ def replicated(*states: tuple[Region, ReplicationState]) -> Distribution:
         replication=tuple(RegionReplication(r, s, 100) for r, s in states),
     )
     b = build(state=BuildState.REPLICATING)
-    return Distribution(b.id, (VERSION,), (version,), ())
+    return {b.id: Distribution(b.id, (VERSION,), (version,), ())}
 
 
 def kinds(actions: tuple[object, ...]) -> list[str]:
@@ -194,7 +194,7 @@ CASES: dict[str, tuple[Gathered, list[str], Check, bool]] = {
             state(), (build(),), template(last_run=run(RunState.RUNNING, RunSubState.BUILDING, started=NOW))
         ),
         ["Adopt", "Wait"],
-        lambda a: isinstance(a[0], Adopt) and "is running a build" in a[1].why,  # type: ignore[attr-defined]
+        lambda a: isinstance(a[0], Adopt) and "run started elsewhere first" in a[1].why,  # type: ignore[attr-defined]
         False,
     ),
     "a run's new sub-state is recorded and the run accounted for": (
@@ -261,13 +261,31 @@ def test_the_decision(case: str) -> None:
     assert (chosen.runnable is not None) is startable
 
 
+def test_every_build_that_needs_its_distribution_is_read_in_one_pass() -> None:
+    older = build(key="k-old", state=BuildState.REPLICATING)
+    newer = running(key="k-new", at=T0 + timedelta(minutes=1))
+    gathered = Gathered(
+        state(), (older, newer), template(last_run=run(RunState.SUCCEEDED, started=T0, ended=NOW))
+    )
+    chosen = decide(
+        dataclasses.replace(gathered, builds=(older, dataclasses.replace(newer, run_started_at=T0))),
+        now=NOW,
+        policy=POLICY,
+        by="r",
+    )
+    assert set(chosen.read_distributions) == {older.id, newer.id}  # both asked for at once
+
+
 def test_a_run_that_ended_is_read_then_published() -> None:
     ended = run(RunState.SUCCEEDED, started=T0, ended=NOW)
     gathered = Gathered(state(), (running(),), template(last_run=ended))
     first = decide(gathered, now=NOW, policy=POLICY, by="r")
-    assert first.read_distribution == running().id and first.actions == ()
-    seen = dataclasses.replace(replicated((WEU, ReplicationState.COMPLETED)), build_id=running().id)
-    second = decide(dataclasses.replace(gathered, distribution=seen), now=NOW, policy=POLICY, by="r")
+    assert first.read_distributions == (running().id,) and first.actions == ()
+    [read] = replicated((WEU, ReplicationState.COMPLETED)).values()
+    seen = dataclasses.replace(read, build_id=running().id)
+    second = decide(
+        dataclasses.replace(gathered, distributions={seen.build_id: seen}), now=NOW, policy=POLICY, by="r"
+    )
     [save] = second.actions
     assert isinstance(save, Save) and save.transition is not None
     assert (save.transition.from_state, save.after.state, save.after.outputs) == (
@@ -280,8 +298,9 @@ def test_a_run_that_ended_is_read_then_published() -> None:
 
 # -- starting -------------------------------------------------------------------------------------------
 def test_a_build_with_a_slot_is_leased_before_aib_is_asked() -> None:
-    plan = start(build(), template(), now=NOW, policy=POLICY, by="r")
+    plan = start(build(temporary_refusals=2), template(), now=NOW, policy=POLICY, by="r")
     assert isinstance(plan, Lease)
+    assert plan.save.after.temporary_refusals == 0  # refusals are counted in a row
     assert (plan.save.after.state, plan.save.after.attempts, plan.save.after.run_started_at) == (
         BuildState.RUNNING,
         1,
