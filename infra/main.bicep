@@ -59,6 +59,12 @@ param runTimeoutMinutes int = 480
 param repairLimit int = 2
 param disableAfterFailures int = 3
 param maxTemporaryRefusals int = 10
+@description('Rebuild policies every managed template has unless its tags say otherwise (README "Rebuild policies"); empty = off')
+param defaultPatchDay string = ''
+param defaultMaxAgeDays string = ''
+param defaultWindow string = ''
+param defaultCooldownHours string = ''
+param defaultMinReleaseAgeHours string = ''
 param armRetryTotal int = 6
 param armRetryBackoffSeconds int = 2
 param armPollingIntervalSeconds int = 15
@@ -159,6 +165,11 @@ var rebuilderSettings = {
   REBUILDER_REPAIR_LIMIT: string(repairLimit)
   REBUILDER_DISABLE_AFTER_FAILURES: string(disableAfterFailures)
   REBUILDER_MAX_TEMPORARY_REFUSALS: string(maxTemporaryRefusals)
+  REBUILDER_DEFAULT_PATCH_DAY: defaultPatchDay
+  REBUILDER_DEFAULT_MAX_AGE_DAYS: defaultMaxAgeDays
+  REBUILDER_DEFAULT_WINDOW: defaultWindow
+  REBUILDER_DEFAULT_COOLDOWN_HOURS: defaultCooldownHours
+  REBUILDER_DEFAULT_MIN_RELEASE_AGE_HOURS: defaultMinReleaseAgeHours
   REBUILDER_EVENTS_TOPIC: createNoticesTopic ? notices.outputs.endpoint : ''
   REBUILDER_READ_ROLE: readRole
   REBUILDER_REQUEST_ROLE: requestRole

@@ -42,6 +42,7 @@ class Services:
             disable_after=s.disable_after_failures,
             max_concurrent_runs=s.max_concurrent_runs,
             temporary_refusals=s.max_temporary_refusals,
+            defaults=s.rebuild_defaults,
         )
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from rebuilder.domain import policies
 from rebuilder.domain.model import Scope
 from rebuilder.domain.runs import Policy
 
@@ -95,6 +96,9 @@ class Settings:
     # App Service sets WEBSITE_AUTH_ENABLED when App Service Authentication fronts the app: only then
     # is X-MS-CLIENT-PRINCIPAL the platform's word (it strips what clients send), not the caller's.
     app_service_auth: bool = False
+    # Rebuild policies every template has unless its tags say otherwise (REBUILDER_DEFAULT_<TAG>, the
+    # tag's own grammar; rebuilder/domain/policies.py). None by default: source updates only.
+    rebuild_defaults: policies.Rules = field(default_factory=policies.Rules)
 
     @property
     def arm_credential_scope(self) -> str:
@@ -175,10 +179,24 @@ class Settings:
             request_role=reader.optional("REBUILDER_REQUEST_ROLE", _parse_role, cls.request_role),
             admin_role=reader.optional("REBUILDER_ADMIN_ROLE", _parse_role, cls.admin_role),
             app_service_auth=env.get("WEBSITE_AUTH_ENABLED", "").strip().lower() in ("true", "1"),
+            rebuild_defaults=_rebuild_defaults(reader),
         )
         if reader.problems:
             raise SettingsError(reader.problems)
         return settings
+
+
+def _rebuild_defaults(reader: _Reader) -> policies.Rules:
+    rules = policies.Rules()
+    for tag in policies.TAGS:
+        name = policies.SETTINGS[tag]
+        raw = reader.env.get(name, "").strip()
+        if raw:
+            try:
+                rules = policies.with_value(rules, tag, raw)
+            except ValueError as error:
+                reader.problem(f"{name}: {error}")
+    return rules
 
 
 class _Reader:

@@ -231,6 +231,7 @@ def build_to_entity(build: Build, *, transitions: int) -> Entity:
             "Caller": prov.caller,
             "CallerId": prov.caller_id,
             "Note": prov.note,
+            "Bypassed": prov.bypassed,
             "CorrelationId": prov.correlation_id,
             "IdempotencyKey": prov.idempotency_key,
             "SourceType": src.kind.value,
@@ -277,6 +278,7 @@ def build_from_entity(e: Mapping[str, Any]) -> Build:
             e.get("IdempotencyKey", ""),
             e.get("CallerId", ""),
             e.get("Note", ""),
+            e.get("Bypassed", ""),
         ),
         source=BuildSource(
             SourceKind(e["SourceType"]),
@@ -462,6 +464,7 @@ def template_to_entity(s: TemplateState) -> Entity:
             "GalleryImage": s.gallery_image_id,
             "BaselineVersion": s.baseline_version,
             "BaselineBuildId": s.baseline_build_id,
+            "BaselineAt": _aware(s.baseline_at, "baseline_at"),
             "LastBuildId": s.last_build_id,
             "LastBuildState": s.last_build_state.value if s.last_build_state else "",
             "OpenBuilds": json.dumps(list(s.open_builds)),
@@ -475,6 +478,7 @@ def template_to_entity(s: TemplateState) -> Entity:
             "FollowAfter": _aware(s.follow_after, "follow_after"),
             "FollowErrors": s.follow_errors,
             "Source": json.dumps(_source_dict(s.source), separators=(",", ":")) if s.source else None,
+            "PolicyTags": json.dumps([list(p) for p in s.policy_tags]) if s.policy_tags else None,
             "UpdatedAt": s.updated_at,
         }
     )
@@ -501,6 +505,7 @@ def template_from_entity(e: Mapping[str, Any]) -> TemplateState:
         gallery_image_id=e.get("GalleryImage", ""),
         baseline_version=e.get("BaselineVersion", ""),
         baseline_build_id=e.get("BaselineBuildId", ""),
+        baseline_at=_utc(e.get("BaselineAt")),
         last_build_id=e.get("LastBuildId", ""),
         last_build_state=BuildState(e["LastBuildState"]) if e.get("LastBuildState") else None,
         open_builds=tuple(BuildId(b) for b in json.loads(e.get("OpenBuilds", "[]"))),
@@ -514,6 +519,7 @@ def template_from_entity(e: Mapping[str, Any]) -> TemplateState:
         follow_after=_utc(e.get("FollowAfter")),
         follow_errors=int(e.get("FollowErrors", 0)),
         source=_source_from(json.loads(e["Source"])) if e.get("Source") else None,
+        policy_tags=tuple((str(n), str(v)) for n, v in json.loads(e.get("PolicyTags") or "[]")),
     )
 
 

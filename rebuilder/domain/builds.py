@@ -83,6 +83,7 @@ class BuildReason(StrEnum):
     SOURCE_UPDATE = "source-update"
     PARENT_PUBLISHED = "parent-published"
     MAX_AGE = "max-age"
+    PATCH_DAY = "patch-day"
     ON_DEMAND = "on-demand"
     EXTERNAL = "external"  # a run somebody else started
 
@@ -108,9 +109,11 @@ class Provenance:
     idempotency_key: str = ""
     caller_id: str = ""  # the caller's object id (Microsoft Entra ID), when the request carried one
     note: str = ""  # the caller's own words: why they asked
+    bypassed: str = ""  # the rebuild policies an on-demand request went past (window, cooldown, …)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "note", bounded(self.note, NOTE_LIMIT))
+        object.__setattr__(self, "bypassed", bounded(self.bypassed, NOTE_LIMIT))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from .builds import Build, BuildId, BuildState, RegionStatus
 from .exposure import Basis, ExposureWindow
 from .model import ImageState, ReplicationState, SourceRef
+from .policies import NO_RULES, Rules, eligible_at, next_due, opening, rules_of
 from .regions import Region
 from .standing import SeenVersion, TemplateState
 from .versions import version_key
@@ -63,6 +64,9 @@ class TemplateSummary:
     newest_root: str  # the newest usable root version seen
     cells: tuple[Cell, ...]
     windows: tuple[ExposureWindow, ...]  # direct and root, labelled
+    next_due_at: datetime | None = None  # when a rule next makes it due (None: a new version, or never)
+    next_due_why: str = ""
+    policies: str = ""  # its rebuild policies, in words
 
     @property
     def is_child(self) -> bool:
@@ -92,8 +96,10 @@ def summarise(
     *,
     now: datetime,
     older: Sequence[Build] = (),
+    defaults: Rules = NO_RULES,
 ) -> TemplateSummary:
-    """`older`: builds whose images are still in some region although not among `builds`."""
+    """`older`: builds whose images are still in some region although not among `builds`; `defaults`:
+    the service-wide rebuild policies its tags override."""
     by_id = {b.id: b for b in (*older, *(b for b, _ in builds))}
     newest_root = _newest(root_seen)
     regions = sorted(
@@ -117,6 +123,8 @@ def summarise(
                 _exposure(windows, where, now),
             )
         )
+    rules = rules_of(dict(state.policy_tags), defaults)
+    due_at, why = due_next(state, rules, seen, now)
     return TemplateSummary(
         state,
         tuple(b for b, _ in builds),
@@ -125,7 +133,35 @@ def summarise(
         newest_root,
         tuple(cells),
         (*windows, *root_windows),
+        due_at,
+        why,
+        rules.describe(),
     )
+
+
+def due_next(
+    state: TemplateState, rules: Rules, seen: Sequence[SeenVersion], now: datetime
+) -> tuple[datetime | None, str]:
+    """When the template is next due and why, from the ledger alone (the plan, which reads Azure too,
+    is the authority): a newer version seen, else the next patch day or maximum age."""
+    if state.disabled:
+        return None, "disabled: rebuilt after it is enabled"
+    if state.open_builds:
+        return None, f"build {state.open_builds[-1]} is in progress"
+    if state.mode == "manual":
+        return None, "manual: rebuilt on request only"
+    newest = max(
+        (s for s in seen if s.deprecation is not ImageState.DEPRECATED),
+        key=lambda s: version_key(s.version),
+        default=None,
+    )
+    if newest is not None and (
+        not state.baseline_version or version_key(newest.version) > version_key(state.baseline_version)
+    ):
+        ripe = eligible_at(rules, newest.first_seen_at, now) or now
+        return opening(rules, ripe), f"source update to {newest.version}"
+    upcoming = next_due(rules, state.baseline_at, state.known_run_started_at, now)
+    return upcoming if upcoming else (None, "on a new source version")
 
 
 def _image_in(

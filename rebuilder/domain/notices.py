@@ -4,6 +4,7 @@ Grid topic when one is configured. Notices are announcements; the ledger remains
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from .builds import Build, BuildState
@@ -17,6 +18,7 @@ NOTICE_TYPES = (
     "ImagePublished",
     "TemplateDisabled",
     "SourceVersionDetected",
+    "SourceDeprecationScheduled",
 )
 TYPE_PREFIX = "Rebuilder."  # CloudEvent types are namespaced: Rebuilder.BuildStarted, ...
 
@@ -79,4 +81,19 @@ def detected(seen: SeenVersion) -> Notice:
         str(seen.source),
         {"source": str(seen.source), "version": seen.version, "firstSeenAt": seen.first_seen_at.isoformat()},
         f"{seen.source.key}:{seen.version}",
+    )
+
+
+def deprecation_scheduled(seen: SeenVersion, scheduled_at: datetime | None, templates: list[str]) -> Notice:
+    """A version that pinned templates build from is scheduled for deprecation: once per version."""
+    return Notice(
+        "SourceDeprecationScheduled",
+        str(seen.source),
+        {
+            "source": str(seen.source),
+            "version": seen.version,
+            "scheduledDeprecationTime": scheduled_at.isoformat() if scheduled_at else None,
+            "templates": templates,
+        },
+        f"{seen.source.key}:{seen.version}:deprecation-scheduled",
     )

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from . import resource_ids
-from .model import ImageTemplate, RunState, SourceKind, TemplateId
+from . import policies, resource_ids
+from .builds import BuildReason
+from .model import ImageState, ImageTemplate, RunState, SourceKind, TemplateId
+from .policies import NO_RULES, Rules
 from .standing import TemplateState
 from .versions import version_key
 
@@ -48,6 +50,16 @@ class Candidate:
     available: tuple[str, ...] = ()  # every usable version listed, to count what a rebuild coalesces
     scheduled_for_deprecation: bool = False
     problem: str = ""
+    pinned: PinnedSource | None = None  # a pinned template's own version, as the Marketplace reports it
+
+
+@dataclass(frozen=True)
+class PinnedSource:
+    """The deprecation status of the version a pinned template names."""
+
+    version: str
+    state: ImageState
+    scheduled_deprecation_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,13 @@ class PlanItem:
     reason: str
     flags: tuple[str, ...] = ()
     parents: tuple[str, ...] = ()  # names of the managed templates whose image this one builds on
+    due: BuildReason | None = None  # the rule that makes it due (when the action is rebuild)
+    key: str = ""  # the build's idempotency key: the rule and what it is due for
+    build_version: str = ""  # the source version the build resolves to
+    rules: Rules = NO_RULES
+    next_due_at: datetime | None = None  # when it is next due (now, when it is due), and why
+    next_due_why: str = ""
+    problems: tuple[str, ...] = ()  # invalid policy tags: the default is used instead
 
 
 def describe_source(template: ImageTemplate) -> str:
@@ -98,16 +117,22 @@ def plan(
     templates: Sequence[Managed],
     candidates: Mapping[TemplateId, Candidate],
     states: Mapping[TemplateId, TemplateState],
+    *,
+    now: datetime,
+    defaults: Rules = NO_RULES,
 ) -> list[PlanItem]:
     """One item per template, in the order given. Keys of the mappings are lower-cased template ids.
 
     Children follow their parents: a child whose parent is due waits for the parent's new image; a child due
-    because its parent published is marked so; templates in a dependency cycle are refused."""
+    because its parent published is marked so; templates in a dependency cycle are refused. `defaults`
+    are the service-wide rebuild policies a template's tags override."""
     items = [
         _decide(
             m,
             candidates.get(_key(m.template.id), Candidate(problem="not watched")),
             states.get(_key(m.template.id)),
+            now,
+            defaults,
         )
         for m in templates
     ]
@@ -209,9 +234,17 @@ def _ordered(
                 action=Action.NONE,
                 reason=f"waiting for parent {parent.template.name}, which is due; then {item.reason}",
                 parents=named,
+                due=None,
+                key="",
             )
+    if item.due is not BuildReason.SOURCE_UPDATE:  # due by its own policy, whatever the parent did
+        return dataclasses.replace(item, parents=named)
     return dataclasses.replace(
-        item, reason=f"parent {', '.join(named)} published: {item.reason}", parents=named
+        item,
+        reason=f"parent {', '.join(named)} published: {item.reason}",
+        parents=named,
+        due=BuildReason.PARENT_PUBLISHED,
+        key=item.key.replace(BuildReason.SOURCE_UPDATE, BuildReason.PARENT_PUBLISHED, 1),
     )
 
 
@@ -219,17 +252,38 @@ def _key(template_id: str) -> TemplateId:
     return TemplateId(template_id.lower())
 
 
-def _decide(managed: Managed, candidate: Candidate, state: TemplateState | None) -> PlanItem:
+def _decide(
+    managed: Managed, candidate: Candidate, state: TemplateState | None, now: datetime, defaults: Rules
+) -> PlanItem:
     template = managed.template
+    rules = policies.rules_of(template.tags, defaults)
     base, adopted = baseline(template, state)
-    flags = ("scheduled-for-deprecation",) if candidate.scheduled_for_deprecation else ()
-    action, reason = _obstacle(template, candidate, state) or _compare(template, candidate, base, adopted)
+    built, started = built_at(template, state), last_started(template, state)
+    pinned_flags, pinned_note = _pinned_status(template, candidate)
+    scheduled = ("scheduled-for-deprecation",) if candidate.scheduled_for_deprecation else ()
+    flags: tuple[str, ...] = (*scheduled, *pinned_flags)
+    due: Due | None = None
+    obstacle = _obstacle(template, candidate, state)
+    if obstacle is not None:
+        action, reason = obstacle
+    else:
+        due, reason = _due(template, candidate, base, adopted, rules, built, started, now)
+        action = Action.REBUILD if due is not None else Action.NONE
+    if pinned_note:
+        reason += f"; {pinned_note}"
+    stuck = candidate.pinned is not None and candidate.pinned.state is ImageState.DEPRECATED
+    if stuck and action is not Action.SKIP and (due is None or due.version == base):
+        # Azure refuses new builds from a deprecated version: only a move to another version helps.
+        action, due = Action.BLOCKED, None
+        reason = f"blocked: {pinned_note} (Azure refuses new builds from it; pin a newer version)"
     if action is Action.REBUILD and managed.mode is Mode.MANUAL:
         action, reason, flags = (
             Action.NONE,
             f"manual template: {reason}; rebuilt only on request",
             ("manual", *flags),
         )
+        due = None
+    upcoming = (now, reason) if due is not None else policies.next_due(rules, built, started, now)
     return PlanItem(
         template,
         managed.mode,
@@ -240,7 +294,127 @@ def _decide(managed: Managed, candidate: Candidate, state: TemplateState | None)
         action,
         reason,
         flags,
+        due=due.reason if due else None,
+        key=due.key if due else "",
+        build_version=due.version if due else "",
+        rules=rules,
+        next_due_at=upcoming[0] if upcoming and action is not Action.SKIP else None,
+        next_due_why=upcoming[1] if upcoming and action is not Action.SKIP else "",
+        problems=rules.problems,
     )
+
+
+def built_at(template: ImageTemplate, state: TemplateState | None) -> datetime | None:
+    """When the image the template last built successfully was begun (its age counts from then)."""
+    if state is not None and state.baseline_at is not None:
+        return state.baseline_at
+    run = template.last_run
+    if run is not None and run.state is RunState.SUCCEEDED and (state is None or state.baseline_version):
+        return run.started_at
+    return None
+
+
+def last_started(template: ImageTemplate, state: TemplateState | None) -> datetime | None:
+    """When the template's newest build began: what a cooldown counts from."""
+    if state is not None and state.known_run_started_at is not None:
+        return state.known_run_started_at
+    return template.last_run.started_at if template.last_run else None
+
+
+def _pinned_status(template: ImageTemplate, candidate: Candidate) -> tuple[tuple[str, ...], str]:
+    pinned = candidate.pinned
+    if pinned is None or pinned.state is ImageState.ACTIVE:
+        return (), ""
+    newest = (
+        f"the newest usable version is {candidate.version}" if candidate.version else "no version is usable"
+    )
+    if pinned.state is ImageState.DEPRECATED:
+        return ("pinned-source-deprecated",), f"the pinned version {pinned.version} is deprecated; {newest}"
+    when = f" on {pinned.scheduled_deprecation_at:%Y-%m-%d}" if pinned.scheduled_deprecation_at else ""
+    return (
+        ("pinned-source-scheduled-for-deprecation",),
+        f"the pinned version {pinned.version} is scheduled for deprecation{when}; {newest}",
+    )
+
+
+@dataclass(frozen=True)
+class Due:
+    reason: BuildReason
+    key: str
+    version: str
+
+
+def _due(
+    template: ImageTemplate,
+    candidate: Candidate,
+    base: str,
+    adopted: bool,
+    rules: Rules,
+    built: datetime | None,
+    started: datetime | None,
+    now: datetime,
+) -> tuple[Due | None, str]:
+    """The rule that makes the template due now, with the reason a person reads; or why none does.
+    Automatic builds of every reason wait for the template's window."""
+    found, reason = _by_rule(template, candidate, base, adopted, rules, built, started, now)
+    if found is not None and rules.window is not None and not rules.window.contains(now):
+        opens = rules.window.next_opening(now)
+        return (
+            None,
+            f"waiting for window {rules.window.text} (opens {opens:%Y-%m-%d %H:%M} UTC); then {reason}",
+        )
+    return found, reason
+
+
+def _by_rule(
+    template: ImageTemplate,
+    candidate: Candidate,
+    base: str,
+    adopted: bool,
+    rules: Rules,
+    built: datetime | None,
+    started: datetime | None,
+    now: datetime,
+) -> tuple[Due | None, str]:
+    """Patch day first, then a new source version, then maximum age. A new eligible version is due
+    whatever the cooldown; a version younger than the minimum release age is never built, so a
+    template that builds from `latest` (it would take that version) waits for it."""
+    newer = not base or version_key(candidate.version) > version_key(base)
+    ripe = policies.eligible_at(rules, candidate.first_seen_at, now) if newer else None
+    fresh = newer and ripe is None
+    waiting = (
+        f"waiting: {candidate.version} becomes eligible at {ripe:%Y-%m-%d %H:%M} UTC"
+        f" (minimum release age {rules.min_release_age_hours} h)"
+        if ripe
+        else ""
+    )
+    _, update = _compare(template, candidate, base, adopted)
+    as_is = base if is_pinned(template) and base else ""  # a pinned template rebuilt as it is
+    usable = candidate.version if fresh else as_is or ("" if ripe else candidate.version)
+    cooling = policies.cooling_until(rules, started, now)
+    occurrence = policies.patch_day_due(rules, built, now)
+    aged = policies.max_age_due(rules, built, now) if base else None
+    if occurrence is not None:
+        rule = Due(BuildReason.PATCH_DAY, f"patch-day:{occurrence.key}", usable)
+        why = (
+            f"patch day {occurrence.key} (Patch Tuesday +{rules.patch_day}: {occurrence.starts_at:%Y-%m-%d})"
+        )
+        held = cooling is not None and not fresh
+    elif fresh:
+        return Due(
+            BuildReason.SOURCE_UPDATE, f"{BuildReason.SOURCE_UPDATE}:{candidate.version}", usable
+        ), update
+    elif aged is not None and built is not None:
+        rule = Due(BuildReason.MAX_AGE, f"max-age:{aged:%Y%m%dT%H%M%SZ}", usable)
+        why = f"the last successful build ({built:%Y-%m-%d %H:%M} UTC) is over {rules.max_age_days} days old"
+        held = cooling is not None
+    else:
+        return None, waiting or f"up to date: {base} is the newest version in {template.location}"
+    if not usable:
+        return None, f"{waiting}; then {why}"
+    if held:
+        return None, f"{why}: in cooldown until {cooling:%Y-%m-%d %H:%M} UTC ({rules.cooldown_hours} h)"
+    return rule, f"{why}; {update}" if fresh else why
 
 
 def _obstacle(

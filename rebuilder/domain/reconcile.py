@@ -30,9 +30,10 @@ from .actions import (
     Wait,
     move,
 )
-from .builds import Build, BuildState
+from .builds import Build, BuildReason, BuildState
 from .definition import TemplateDefinition
 from .model import ImageTemplate, LastRun, RunState
+from .policies import rules_of
 from .replication import after_distribution, changed_rows, replication
 from .runs import Policy, Seen, Step, observe, unaccounted
 from .runs import decide as decide_run
@@ -40,6 +41,7 @@ from .standing import TemplateState
 from .starts import unprovisioned
 
 _BUSY = (RunState.RUNNING, RunState.CANCELING)
+_EMERGENCY = (BuildReason.ON_DEMAND, BuildReason.EXTERNAL)  # not held back by a maintenance window
 
 
 # -- the decision ---------------------------------------------------------------------------------------
@@ -196,15 +198,27 @@ def _next(
     if not queued:
         return [], None
     first = queued[0]
+    held = _held(first, template, now, policy)
+    if held:
+        return [Wait(f"{first.id}: {held}")], None
+    if template.provisioning_state == "Failed":
+        return unprovisioned(first, template, now, policy, by), None
+    return [], first
+
+
+def _held(build: Build, template: ImageTemplate, now: datetime, policy: Policy) -> str:
+    """Why the template's next build cannot start now ('' when it can)."""
     run = template.last_run
     if run is not None and run.state in _BUSY:  # AIB refuses a second run; the one going is followed
-        return [Wait(f"{first.id}: {template.name} is running a build")], None
+        return f"{template.name} is running a build"
+    rules = rules_of(template.tags, policy.defaults)
+    window = rules.window
+    if build.reason not in _EMERGENCY and window is not None and not window.contains(now):
+        return f"waiting for window {window.text} (opens {window.next_opening(now):%Y-%m-%d %H:%M} UTC)"
     provisioning = template.provisioning_state or "Succeeded"
-    if provisioning == "Failed":
-        return unprovisioned(first, template, now, policy, by), None
-    if provisioning != "Succeeded":
-        return [Wait(f"{first.id}: {template.name} is {provisioning}")], None
-    return [], first
+    if provisioning not in ("Succeeded", "Failed"):
+        return f"{template.name} is {provisioning}"
+    return ""
 
 
 # -- shared with the watch pass ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from .builds import Build, BuildReason, BuildState, RegionStatus
 from .model import LastRun, ReplicationState, RunState, RunSubState
+from .policies import NO_RULES, Rules
 from .standing import RegionStanding, TemplateState
 from .versions import version_key
 
@@ -36,6 +37,7 @@ class Policy:
     disable_after: int = 3  # consecutive failed builds before the template is disabled
     max_concurrent_runs: int = 10
     temporary_refusals: int = 10  # run requests refused with 429/5xx in a row before the build fails
+    defaults: Rules = NO_RULES  # the service-wide rebuild policies (REBUILDER_DEFAULT_*) tags override
 
     def backoff(self, attempts: int) -> timedelta:
         """Wait before attempt `attempts + 1`: retry_backoff, doubling, capped at max_backoff."""
@@ -227,6 +229,9 @@ def settled(
             not state.baseline_version or version_key(version) >= version_key(state.baseline_version)
         ):
             after = dataclasses.replace(after, baseline_version=version, baseline_build_id=build.id)
+        began = build.run_started_at or build.created_at
+        if state.baseline_at is None or began > state.baseline_at:
+            after = dataclasses.replace(after, baseline_at=began)
         image = build.outputs[0] if build.outputs else ""
         after = dataclasses.replace(after, consecutive_failures=0)
         for row in regions:

@@ -38,6 +38,7 @@ class TemplateState:
     gallery_image_id: str = ""  # lower-cased, when the source is a gallery image: events find templates by it
     baseline_version: str = ""  # source version of the last successful build (or adopted on first sight)
     baseline_build_id: str = ""  # '' when the baseline was adopted from the template's own last run
+    baseline_at: datetime | None = None  # when the last successful build began: the image's age
     last_build_id: str = ""
     last_build_state: BuildState | None = None
     open_builds: tuple[BuildId, ...] = ()  # unfinished builds, oldest first: what the reconciler follows
@@ -51,6 +52,7 @@ class TemplateState:
     follow_after: datetime | None = None  # Azure answered with a temporary error: look again from then
     follow_errors: int = 0  # temporary errors in a row while following its builds (the backoff grows)
     source: SourceRef | None = None  # where the ledger keeps its source's sightings (its candidates)
+    policy_tags: tuple[tuple[str, str], ...] = ()  # its rebuild-* tags (name lower-cased, value as written)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "disabled_reason", bounded(self.disabled_reason, 2_000))

@@ -30,8 +30,14 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("check-settings", help="validate the settings in the environment and exit")
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--output", choices=("table", "json"), default="table")
-    commands.add_parser(
+    plan = commands.add_parser(
         "plan", parents=[output], help="what a watch pass would do now, and why (changes nothing in Azure)"
+    )
+    plan.add_argument(
+        "--at",
+        default=None,
+        help="plan as it would be at this time, from what Azure and the ledger say now"
+        " (ISO-8601 with an offset, e.g. 2026-12-10T03:00:00Z)",
     )
     commands.add_parser("watch", parents=[output], help="one watch pass: detect, record, start due builds")
     reconcile = commands.add_parser(
@@ -142,21 +148,25 @@ def _plan(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
     from rebuilder.services.detection import compute_plan
 
     from . import detection
+    from .http import inputs
     from .output import table
 
+    at = _checked(lambda: inputs.moment({"at": args.at} if args.at else {}, "at"))
     _progress(
         f"discovering templates in {len(services.settings.scopes)} scope(s) and watching their sources …"
+        + (f" (planning for {at:%Y-%m-%d %H:%M} UTC)" if at else "")
     )
     report = compute_plan(
         services.detection(),
         services.settings.scopes,
         now=services.clock.now(),
         concurrency=services.settings.watch_concurrency,
+        defaults=services.settings.rebuild_defaults,
+        at=at,
     )
     for problem in report.problems:
         _progress(f"problem: {problem}")
-    headers = ["template", "location", "baseline", "candidate", "action", "reason"]
-    return detection.plan_document(report), table(headers, detection.plan_rows(report))
+    return detection.plan_document(report), table(detection.PLAN_HEADERS, detection.plan_rows(report))
 
 
 def _act_text(summary: dict[str, Any]) -> str:
@@ -171,14 +181,13 @@ def _act_text(summary: dict[str, Any]) -> str:
 
 
 def _watch(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
-    from .detection import plan_rows
+    from .detection import PLAN_HEADERS, plan_rows
     from .output import table
     from .triggers import watch_once
 
     _progress("watch pass: discover, watch sources, plan, start due builds …")
     report, summary = watch_once(services, trigger="cli")
-    headers = ["template", "location", "baseline", "candidate", "action", "reason"]
-    return summary, table(headers, plan_rows(report)) + "\n\n" + _act_text(summary)
+    return summary, table(PLAN_HEADERS, plan_rows(report)) + "\n\n" + _act_text(summary)
 
 
 def _reconcile(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
@@ -247,10 +256,10 @@ def _templates(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
     from .output import table
     from .views import TEMPLATE_HEADERS, template_row
 
-    summaries = survey(services.ledger, now=services.clock.now())
+    summaries = survey(services.ledger, now=services.clock.now(), defaults=services.settings.rebuild_defaults)
     return (
         {"templates": [summary_document(s) for s in summaries]},
-        table(TEMPLATE_HEADERS, [template_row(s.state) for s in summaries]),
+        table(TEMPLATE_HEADERS, [template_row(s) for s in summaries]),
     )
 
 

@@ -23,17 +23,26 @@ def plan_item(item: PlanItem) -> dict[str, Any]:
         "action": item.action.value,
         "reason": item.reason,
         "flags": list(item.flags),
+        "due": item.due.value if item.due else None,
+        "policies": item.rules.describe(),
+        "next_due_at": item.next_due_at.isoformat() if item.next_due_at else None,
+        "next_due_why": item.next_due_why or None,
+        "policy_problems": list(item.problems),
     }
 
 
 def plan_document(report: PassReport) -> dict[str, Any]:
     return {
+        "at": report.at.isoformat() if report.at else None,
         "templates": [plan_item(i) for i in report.items],
         "ignored": [{"id": tid, "reason": why} for tid, why in report.discovery.ignored],
         "problems": report.problems,
         "list_calls": report.list_calls,
         "new_versions": len(report.new_versions),
     }
+
+
+PLAN_HEADERS = ["template", "location", "baseline", "candidate", "action", "reason", "next due"]
 
 
 def plan_rows(report: PassReport) -> list[list[str]]:
@@ -44,10 +53,17 @@ def plan_rows(report: PassReport) -> list[list[str]]:
             i.baseline_version or "-",
             i.candidate_version or "-",
             i.action.value,
-            i.reason,
+            "; ".join([i.reason, *(f"policy problem: {p}" for p in i.problems)]),
+            _next_due(i),
         ]
         for i in report.items
     ]
+
+
+def _next_due(item: PlanItem) -> str:
+    if item.next_due_at is None:
+        return "on a new source version" if item.action.value in ("none", "rebuild") else "-"
+    return f"{item.next_due_at:%Y-%m-%d %H:%M} UTC ({item.next_due_why})"
 
 
 def pass_summary(report: PassReport) -> dict[str, Any]:

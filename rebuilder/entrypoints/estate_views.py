@@ -62,6 +62,9 @@ def summary_document(summary: TemplateSummary) -> dict[str, Any]:
         open_builds=_open(summary),
         failing=is_failing(summary),
         regions=[cell_document(c) for c in summary.cells],
+        policies=summary.policies,
+        next_due_at=summary.next_due_at,
+        next_due_why=summary.next_due_why or None,
     )
     return document
 

@@ -144,7 +144,12 @@ def _template_label(s: TemplateSummary) -> str:
         tags.append(_tag("manual", "grey"))
     last = s.last_build
     built = f"last build {escape(last.state.value)} {_at(last.created_at)}" if last else "no build recorded"
-    return f'{escape(s.state.name)}<br>{"".join(tags)}<div class="small">{built}</div>'
+    when = f"{_at(s.next_due_at)}: " if s.next_due_at else ""
+    due = (
+        f'<div class="small next-due">next due {when}{escape(s.next_due_why)}</div>' if s.next_due_why else ""
+    )
+    policy = f'<div class="small">{escape(s.policies)}</div>' if s.policies else ""
+    return f'{escape(s.state.name)}<br>{"".join(tags)}<div class="small">{built}</div>{due}{policy}'
 
 
 def _root_label(s: TemplateSummary) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rebuilder.domain.builds import Build, RegionStatus, Transition
+from rebuilder.domain.estate import TemplateSummary
 from rebuilder.domain.exposure import ExposureWindow
 from rebuilder.domain.standing import TemplateState
 
@@ -43,6 +44,7 @@ def build_document(
             "caller": build.provenance.caller or None,
             "caller_object_id": build.provenance.caller_id or None,
             "note": build.provenance.note or None,
+            "bypassed": build.provenance.bypassed or None,
             "correlation_id": build.provenance.correlation_id or None,
             "idempotency_key": build.provenance.idempotency_key,
         },
@@ -129,11 +131,23 @@ def transition_row(t: Transition) -> list[str]:
     return [f"{t.at:%Y-%m-%d %H:%M:%S}", t.from_state.value if t.from_state else "-", to, t.why]
 
 
-TEMPLATE_HEADERS = ["template", "location", "mode", "baseline", "last build", "open", "failures", "status"]
+TEMPLATE_HEADERS = [
+    "template",
+    "location",
+    "mode",
+    "baseline",
+    "last build",
+    "open",
+    "failures",
+    "status",
+    "next due",
+]
 
 
-def template_row(state: TemplateState) -> list[str]:
+def template_row(summary: TemplateSummary) -> list[str]:
+    state = summary.state
     status = f"disabled: {state.disabled_reason[:60]}" if state.disabled else "enabled"
+    due = f"{summary.next_due_at:%Y-%m-%d %H:%M} UTC: " if summary.next_due_at else ""
     return [
         state.name,
         state.location,
@@ -143,6 +157,7 @@ def template_row(state: TemplateState) -> list[str]:
         str(len(state.open_builds)),
         str(state.consecutive_failures),
         status,
+        due + summary.next_due_why,
     ]
 
 

@@ -15,10 +15,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from rebuilder.domain.builds import BuildReason, BuildState, Provenance, requested
+from rebuilder.domain.builds import BuildState, Provenance, requested
 from rebuilder.domain.errors import RebuilderError, StaleWrite
 from rebuilder.domain.model import Scope, TemplateId
 from rebuilder.domain.planner import Action, Managed, PlanItem, plan
+from rebuilder.domain.policies import NO_RULES, Rules, policy_tags
 from rebuilder.domain.ports import Ledger
 from rebuilder.domain.standing import SeenVersion, TemplateState
 
@@ -40,6 +41,8 @@ class PassReport:
     requested: list[tuple[str, bool]] = field(default_factory=list)  # (build id, newly claimed)
     problems: list[str] = field(default_factory=list)
     states: dict[TemplateId, TemplateState] = field(default_factory=dict)  # by lower-cased id, as planned
+    at: datetime | None = None  # the moment planned for, when it is not now (a what-if plan)
+    deprecations: list[tuple[SeenVersion, datetime | None, list[str]]] = field(default_factory=list)
 
 
 def compute_plan(
@@ -49,13 +52,17 @@ def compute_plan(
     now: datetime,
     concurrency: int = 8,
     only: Sequence[Managed] | None = None,
+    defaults: Rules = NO_RULES,
+    at: datetime | None = None,
 ) -> PassReport:
+    """The plan at `at` (default: now) from what Azure and the ledger say now: sightings are recorded
+    at `now`, whatever time is planned for."""
     discovery = Discovery(list(only)) if only is not None else discover(ports.imagebuilder, scopes)
     watched = Watcher(ports.marketplace, ports.gallery, ports.ledger, now=now, concurrency=concurrency).watch(
         discovery.managed
     )
     states = {TemplateId(s.template_id.lower()): s for s in where_we_stand(ports.ledger)}
-    items = plan(discovery.managed, watched.candidates, states)
+    items = plan(discovery.managed, watched.candidates, states, now=at or now, defaults=defaults)
     return PassReport(
         items,
         discovery,
@@ -63,6 +70,8 @@ def compute_plan(
         watched.new_versions,
         problems=list(discovery.problems),
         states=states,
+        at=at,
+        deprecations=watched.deprecations,
     )
 
 
@@ -75,13 +84,14 @@ def watch_pass(
     correlation_id: str = "",
     concurrency: int = 8,
     only: Sequence[Managed] | None = None,
+    defaults: Rules = NO_RULES,
 ) -> PassReport:
-    report = compute_plan(ports, scopes, now=now, concurrency=concurrency, only=only)
+    report = compute_plan(ports, scopes, now=now, concurrency=concurrency, only=only, defaults=defaults)
     for item in report.items:
         try:
             known = report.states.get(TemplateId(item.template.id.lower()))
             _remember(ports.ledger, item, now, known)
-            if item.action is Action.REBUILD:
+            if item.action is Action.REBUILD and item.due is not None:
                 requested_build = _request(ports.ledger, item, known, report, now, trigger, correlation_id)
                 report.requested.append(requested_build)
         except RebuilderError as error:  # one template's trouble never stops the pass
@@ -97,15 +107,17 @@ def _remember(ledger: Ledger, item: PlanItem, now: datetime, known: TemplateStat
     source = source_of(t)
     image = source.gallery_image_id if source else ""
     targets = distribution_targets(t)
+    tags = policy_tags(t.tags)
     if known is None:
         state = first_sight(t, item.mode.value, now=now, baseline=item.baseline_version)
         with contextlib.suppress(StaleWrite):  # another pass recorded it first, from the same template
             ledger.save_template_state(state, etag=None)
-    elif (known.gallery_image_id, known.mode, known.distributes_to, known.source) != (
+    elif (known.gallery_image_id, known.mode, known.distributes_to, known.source, known.policy_tags) != (
         image,
         item.mode.value,
         targets,
         source,
+        tags,
     ):
         with contextlib.suppress(StaleWrite):  # the next pass tries again
             update_state(
@@ -117,6 +129,7 @@ def _remember(ledger: Ledger, item: PlanItem, now: datetime, known: TemplateStat
                     mode=item.mode.value,
                     distributes_to=targets,
                     source=source,
+                    policy_tags=tags,
                     updated_at=now,
                 ),
             )
@@ -132,8 +145,8 @@ def _request(
     correlation_id: str,
 ) -> tuple[str, bool]:
     t = item.template
-    reason = BuildReason.PARENT_PUBLISHED if item.parents else BuildReason.SOURCE_UPDATE
-    key = f"{reason}:{item.candidate_version}"
+    assert item.due is not None  # noqa: S101 - only due items are requested
+    reason, key = item.due, item.key
     if known is not None and known.last_build_state is BuildState.FAILED:
         # The last build failed: this is a new build (every trigger that reads the same row agrees on
         # its key); consecutive failures disable the template, so this never loops for long.
@@ -142,7 +155,7 @@ def _request(
         t,
         reason=reason,
         key=key,
-        resolved_version=item.candidate_version,
+        resolved_version=item.build_version,
         now=now,
         provenance=Provenance(trigger, "", correlation_id),
         previous_baseline=item.baseline_version,

@@ -13,6 +13,7 @@ from rebuilder.domain.builds import Build
 from rebuilder.domain.errors import NotFound
 from rebuilder.domain.estate import TemplateSummary, summarise
 from rebuilder.domain.model import SourceRef
+from rebuilder.domain.policies import NO_RULES, Rules
 from rebuilder.domain.ports import Ledger
 from rebuilder.domain.standing import SeenVersion, TemplateState
 
@@ -28,6 +29,7 @@ def summary_of(
     now: datetime,
     max_builds: int = RECENT_BUILDS,
     versions: Callable[[SourceRef | None], list[SeenVersion]] | None = None,
+    defaults: Rules = NO_RULES,
 ) -> TemplateSummary:
     h = template_history(ledger, state.template_id, max_builds=max_builds, state=state, versions=versions)
     read = {b.id for b, _ in h.builds}
@@ -42,6 +44,7 @@ def summary_of(
         h.root_source,
         now=now,
         older=[b for b in older if b is not None],
+        defaults=defaults,
     )
 
 
@@ -59,12 +62,15 @@ def survey(
     now: datetime,
     states: Sequence[TemplateState] | None = None,
     concurrency: int = 8,
+    defaults: Rules = NO_RULES,
 ) -> list[TemplateSummary]:
     """Every template's summary, by name."""
     rows = sorted(where_we_stand(ledger) if states is None else states, key=lambda s: s.name.lower())
     shared = _SharedSightings(ledger)
     with ThreadPoolExecutor(max(1, min(concurrency, len(rows) or 1))) as pool:
-        return list(pool.map(lambda s: summary_of(ledger, s, now=now, versions=shared.of), rows))
+        return list(
+            pool.map(lambda s: summary_of(ledger, s, now=now, versions=shared.of, defaults=defaults), rows)
+        )
 
 
 class _SharedSightings:

@@ -16,12 +16,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from rebuilder.domain import resource_ids
+from rebuilder.domain import policies, resource_ids
 from rebuilder.domain.builds import Build, BuildReason, Provenance, requested
 from rebuilder.domain.errors import Conflict, NotFound, PermanentError, StaleWrite
 from rebuilder.domain.limits import check_idempotency_key
 from rebuilder.domain.model import ImageTemplate, Scope, SourceKind, TemplateId
-from rebuilder.domain.planner import is_pinned, mode_of
+from rebuilder.domain.planner import is_pinned, last_started, mode_of
 from rebuilder.domain.runs import Policy
 from rebuilder.domain.standing import TemplateAction, TemplateState
 
@@ -140,7 +140,14 @@ def request_rebuild(
         resolved_version=pinned,
         now=now,
         provenance=Provenance(
-            caller.trigger, caller.name, caller.correlation_id, caller_id=caller.object_id, note=note
+            caller.trigger,
+            caller.name,
+            caller.correlation_id,
+            caller_id=caller.object_id,
+            note=note,
+            bypassed=policies.bypassed(
+                policies.rules_of(template.tags, policy.defaults), last_started(template, state), now
+            ),
         ),
         previous_baseline=state.baseline_version if state else "",
     )

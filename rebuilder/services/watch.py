@@ -9,6 +9,7 @@ A failure reading one source blocks only the templates that use it, with the rea
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import defaultdict
@@ -17,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from rebuilder.domain import resource_ids
+from rebuilder.domain import policies, resource_ids
 from rebuilder.domain.errors import InvalidRecord, RebuilderError
 from rebuilder.domain.limits import check_version
 from rebuilder.domain.model import (
@@ -33,7 +34,7 @@ from rebuilder.domain.model import (
     SourceRef,
     TemplateId,
 )
-from rebuilder.domain.planner import Candidate, Managed, mode_of
+from rebuilder.domain.planner import Candidate, Managed, PinnedSource, is_pinned, mode_of
 from rebuilder.domain.ports import Gallery, ImageBuilder, Ledger, MarketplaceCatalog
 from rebuilder.domain.regions import Region, region
 from rebuilder.domain.standing import SeenVersion, TemplateState
@@ -77,6 +78,8 @@ class WatchResult:
     candidates: dict[TemplateId, Candidate]  # by lower-cased template id
     list_calls: int = 0
     new_versions: list[SeenVersion] = field(default_factory=list)
+    # pinned versions whose deprecation was first recorded as scheduled in this pass, with when and who pins
+    deprecations: list[tuple[SeenVersion, datetime | None, list[str]]] = field(default_factory=list)
 
 
 def marketplace_ref(template: ImageTemplate) -> SourceRef | None:
@@ -114,9 +117,11 @@ def first_sight(template: ImageTemplate, mode: str, *, now: datetime, baseline: 
         mode,
         ref.gallery_image_id if ref else "",
         baseline_version=baseline,
+        baseline_at=template.last_run.started_at if baseline and template.last_run else None,
         known_run_started_at=template.last_run.started_at if template.last_run else None,
         distributes_to=distribution_targets(template),
         source=source_of(template),
+        policy_tags=policies.policy_tags(template.tags),
     )
 
 
@@ -176,7 +181,46 @@ class Watcher:
             candidate = Candidate(
                 problem=f"reading {image} in {location} failed: {error} (retried next pass)"
             )
-        self._assign(templates, candidate, result)
+            self._assign(templates, candidate, result)
+            return
+        self._assign([t for t in templates if not is_pinned(t)], candidate, result)
+        pinned: dict[str, list[ImageTemplate]] = defaultdict(list)
+        for template in templates:
+            if is_pinned(template):
+                pinned[template.source.version or ""].append(template)
+        for version, users in pinned.items():
+            status = self._pinned(ref, subscription, image, version, users, seen, result)
+            self._assign(users, dataclasses.replace(candidate, pinned=status), result)
+
+    def _pinned(
+        self,
+        ref: SourceRef,
+        subscription: str,
+        image: PlatformImage,
+        version: str,
+        users: list[ImageTemplate],
+        seen: dict[str, SeenVersion],
+        result: WatchResult,
+    ) -> PinnedSource | None:
+        """The deprecation status of a version pinned templates name; a change of it is recorded once
+        (and announced once, when it becomes scheduled)."""
+        try:
+            found = self._marketplace.get_version(
+                subscription, Region(ref.location), image, MarketplaceVersion(version)
+            )
+        except RebuilderError as error:
+            log.warning("reading the pinned version %s of %s failed: %s", version, image, error)
+            return None
+        known = seen.get(version)
+        if known is not None and known.deprecation != found.state:
+            recorded = self._ledger.record_version(SeenVersion(ref, version, self._now, found.state))
+            if found.state is ImageState.SCHEDULED_FOR_DEPRECATION:
+                with self._lock:
+                    result.deprecations.append(
+                        (recorded, found.scheduled_deprecation_at, sorted(t.name for t in users))
+                    )
+            seen[version] = recorded
+        return PinnedSource(version, found.state, found.scheduled_deprecation_at)
 
     def _marketplace_candidate(
         self,

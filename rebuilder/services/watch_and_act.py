@@ -11,7 +11,7 @@ from datetime import datetime
 from rebuilder.domain.builds import BuildId
 from rebuilder.domain.errors import RebuilderError
 from rebuilder.domain.model import Scope, TemplateId
-from rebuilder.domain.notices import detected
+from rebuilder.domain.notices import deprecation_scheduled, detected
 from rebuilder.domain.planner import Action, Managed
 from rebuilder.domain.reconcile import started_elsewhere
 from rebuilder.domain.runs import Policy
@@ -43,6 +43,7 @@ def watch_and_act(
         correlation_id=correlation_id,
         concurrency=concurrency,
         only=only,
+        defaults=policy.defaults,
     )
     touched = {i.template.id.lower() for i in report.items if i.action is Action.REBUILD}
     adopted: list[BuildId] = []
@@ -67,6 +68,7 @@ def watch_and_act(
             only=touched
         )
     detections = [detected(seen) for seen in report.new_versions]
+    detections += [deprecation_scheduled(*d) for d in report.deprecations]
     return (
         dataclasses.replace(report, problems=[*report.problems, *problems]),
         dataclasses.replace(acted, external=[*adopted, *acted.external], events=[*detections, *acted.events]),

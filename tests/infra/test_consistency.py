@@ -21,7 +21,8 @@ LOCAL_ONLY = {
 
 
 def settings_the_code_reads() -> set[str]:
-    source = (ROOT / "rebuilder" / "settings.py").read_text()
+    # settings.py reads them; the rebuild policies' defaults are named beside the tags they default
+    source = "".join((ROOT / "rebuilder" / f).read_text() for f in ("settings.py", "domain/policies.py"))
     return set(re.findall(r'"(REBUILDER_[A-Z_]+)"', source))
 
 

@@ -240,7 +240,7 @@ def test_plan(
     flags: tuple[str, ...],
 ) -> None:
     states = {TemplateId(TID.lower()): stored} if stored else {}
-    [item] = plan([Managed(tmpl, mode)], {TemplateId(TID.lower()): candidate}, states)
+    [item] = plan([Managed(tmpl, mode)], {TemplateId(TID.lower()): candidate}, states, now=T0)
     assert item.action is action, item.reason
     for word in words:
         assert word in item.reason
@@ -296,7 +296,7 @@ def _plan_family(
         ids[n]: TemplateState(ids[n], n, Region("westeurope"), T0, baseline_version=v)
         for n, v in baselines.items()
     }
-    items = plan(members, {ids[n]: c for n, c in candidates.items()}, states)
+    items = plan(members, {ids[n]: c for n, c in candidates.items()}, states, now=T0)
     return {i.template.name: i for i in items}
 
 

@@ -91,7 +91,12 @@ def get_rebuild(services: Services, request: ApiRequest, principal: Principal) -
 
 def list_templates(services: Services, request: ApiRequest, principal: Principal) -> HttpResult:
     now = services.clock.now()
-    summaries = survey(services.ledger, now=now, concurrency=services.settings.watch_concurrency)
+    summaries = survey(
+        services.ledger,
+        now=now,
+        concurrency=services.settings.watch_concurrency,
+        defaults=services.settings.rebuild_defaults,
+    )
     document = {
         "generated_at": now,
         "templates": [summary_document(s) for s in summaries],
@@ -115,7 +120,7 @@ def _state(services: Services, request: ApiRequest) -> TemplateState:
 def get_template(services: Services, request: ApiRequest, principal: Principal) -> HttpResult:
     state = _state(services, request)
     now = services.clock.now()
-    summary = summary_of(services.ledger, state, now=now)
+    summary = summary_of(services.ledger, state, now=now, defaults=services.settings.rebuild_defaults)
     document = summary_document(summary)
     document["builds"] = [build_document(b) for b in summary.builds[:RECENT_BUILDS]]
     document["windows"] = [window_document(w, now) for w in summary.windows]
@@ -190,6 +195,8 @@ def get_plan(services: Services, request: ApiRequest, principal: Principal) -> H
         services.settings.scopes,
         now=services.clock.now(),
         concurrency=services.settings.watch_concurrency,
+        defaults=services.settings.rebuild_defaults,
+        at=inputs.moment(request.params, "at"),
     )
     return json_result(200, plan_document(report))
 
@@ -201,7 +208,12 @@ def get_report(services: Services, request: ApiRequest, principal: Principal) ->
 
 def report_page(services: Services) -> str:
     now = services.clock.now()
-    summaries = survey(services.ledger, now=now, concurrency=services.settings.watch_concurrency)
+    summaries = survey(
+        services.ledger,
+        now=now,
+        concurrency=services.settings.watch_concurrency,
+        defaults=services.settings.rebuild_defaults,
+    )
     return report_html.render(
         summaries, waves(summaries, now=now), now=now, scopes=[s.id for s in services.settings.scopes]
     )

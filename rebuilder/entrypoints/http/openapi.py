@@ -76,6 +76,7 @@ _PARAMETERS: dict[str, S] = {
     "reason": _param("reason", "query", STR, "comma-separated: " + ", ".join(BuildReason)),
     "since": _param("since", "query", TIME, "created at or after (ISO-8601 with an offset)"),
     "until": _param("until", "query", TIME, "created before"),
+    "at": _param("at", "query", TIME, "plan as it would be at this time (ISO-8601 with an offset)"),
     "limit": _param("limit", "query", {**INT, "minimum": 1, "maximum": MAX_PAGE, "default": 50}),
     "continuation": _param("continuation", "query", STR, "the opaque token of the `next` link"),
     "format": _param("format", "query", {"enum": ["json", "csv", "jsonl"], "default": "json"}),

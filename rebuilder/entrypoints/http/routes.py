@@ -89,7 +89,15 @@ ROUTES: tuple[Route, ...] = (
         "Build history, filtered and paged",
         BUILDS_QUERY,
     ),
-    Route("get_plan", "GET", "plan", "read", handlers.get_plan, "The dry-run plan"),
+    Route(
+        "get_plan",
+        "GET",
+        "plan",
+        "read",
+        handlers.get_plan,
+        "The dry-run plan, now or as it would be at a given time",
+        ("at",),
+    ),
     Route("get_report", "GET", "report", "read", handlers.get_report, "The security report (HTML)"),
     Route(
         "get_openapi", "GET", "openapi.json", "read", handlers.get_openapi, "This API's OpenAPI 3.1 document"

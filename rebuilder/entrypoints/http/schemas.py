@@ -85,6 +85,7 @@ _BUILD_PROPS: dict[str, S] = {
             "caller": maybe(STR),
             "caller_object_id": maybe(STR),
             "note": maybe(STR),
+            "bypassed": maybe(STR),
             "correlation_id": maybe(STR),
             "idempotency_key": STR,
         }
@@ -136,6 +137,9 @@ _SUMMARY_PROPS: dict[str, S] = {
     "root_source": maybe(STR),
     "candidate_version": maybe(STR),
     "newest_root_version": maybe(STR),
+    "policies": STR,
+    "next_due_at": maybe(TIME),
+    "next_due_why": maybe(STR),
     "last_build": maybe(ref("Build")),
     "open_builds": array(obj({"id": STR, "state": maybe(STR)})),
     "failing": BOOL,
@@ -209,6 +213,11 @@ _PLAN_ITEM = obj(
         "action": {"enum": ["rebuild", "none", "skip", "blocked"]},
         "reason": STR,
         "flags": array(STR),
+        "due": maybe({"enum": [r.value for r in BuildReason]}),
+        "policies": STR,
+        "next_due_at": maybe(TIME),
+        "next_due_why": maybe(STR),
+        "policy_problems": array(STR),
     }
 )
 
@@ -263,6 +272,7 @@ SCHEMAS: dict[str, S] = {
     "BuildPage": obj({"builds": array(ref("Build")), "next": maybe(STR), "count": INT}),
     "Plan": obj(
         {
+            "at": maybe(TIME),
             "templates": array(_PLAN_ITEM),
             "ignored": array(obj({"id": STR, "reason": STR})),
             "problems": array(STR),
