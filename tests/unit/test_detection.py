@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -26,10 +27,13 @@ from rebuilder.domain.model import (
 )
 from rebuilder.domain.planner import Action
 from rebuilder.domain.regions import Region
+from rebuilder.domain.runs import Policy
 from rebuilder.fakes import FixedClock, InMemoryGallery, InMemoryImageBuilder, InMemoryMarketplace
 from rebuilder.fakes.ledger import InMemoryLedger
 from rebuilder.services.detection import compute_plan, watch_pass
 from rebuilder.services.ports import Ports
+from rebuilder.services.requests import Caller, request_rebuild
+from rebuilder.services.watch_and_act import watch_and_act
 
 SUB = "11111111-2222-3333-4444-555555555555"
 SCOPE = Scope(SUB)
@@ -201,3 +205,65 @@ def test_a_source_that_cannot_be_read_blocks_only_its_templates(world: World) ->
     assert items["ubuntu"].action is Action.REBUILD
     assert items["nowhere"].action is Action.BLOCKED
     assert "retried next pass" in items["nowhere"].reason
+
+
+def test_a_pinned_version_scheduled_for_deprecation_is_flagged_and_announced_once(world: World) -> None:
+    when = datetime(2027, 3, 1, tzinfo=UTC)
+    world.template("pinned", latest(WINDOWS, "20348.2849.241106"))
+    world.template("pinned-too", latest(WINDOWS, "20348.2849.241106"))
+    first = watch_and_act(world.ports, [SCOPE], Policy(), now=world.clock.now(), trigger="timer")[1]
+    assert [e.type for e in first.events if e.type == "SourceDeprecationScheduled"] == []
+    world.marketplace.publish(WEU, WINDOWS, "20348.2849.241106", ImageState.SCHEDULED_FOR_DEPRECATION, when)
+    world.marketplace.publish(WEU, WINDOWS, "20348.2900.250101")  # a newer one, not deprecated
+    report, acted = watch_and_act(world.ports, [SCOPE], Policy(), now=world.clock.now(), trigger="timer")
+    items = {i.template.name: i for i in report.items}
+    assert "pinned-source-scheduled-for-deprecation" in items["pinned"].flags
+    assert (
+        "the pinned version 20348.2849.241106 is scheduled for deprecation on 2027-03-01"
+        in items["pinned"].reason
+    )
+    assert "the newest usable version is 20348.2900.250101" in items["pinned"].reason
+    [notice] = [e for e in acted.events if e.type == "SourceDeprecationScheduled"]
+    assert notice.data["version"] == "20348.2849.241106"
+    assert notice.data["templates"] == ["pinned", "pinned-too"]  # one notice for every template pinning it
+    assert notice.data["scheduledDeprecationTime"] == when.isoformat()
+    again = watch_and_act(world.ports, [SCOPE], Policy(), now=world.clock.now(), trigger="timer")[1]
+    assert [e for e in again.events if e.type == "SourceDeprecationScheduled"] == []  # once per version
+
+
+def test_a_deprecated_pinned_version_blocks_the_template(world: World) -> None:
+    world.marketplace.publish(WEU, WINDOWS, "20348.2849.241106", ImageState.DEPRECATED)
+    started = datetime(2026, 11, 1, tzinfo=UTC)
+    source = Source(
+        SourceKind.PLATFORM_IMAGE, WINDOWS, "20348.2849.241106", exact_version="20348.2849.241106"
+    )
+    world.template("pinned", source, last_run=LastRun(RunState.SUCCEEDED, None, started, started))
+    [item] = compute_plan(world.ports, [SCOPE], now=world.clock.now()).items
+    assert (item.action, item.baseline_version) == (Action.BLOCKED, "20348.2849.241106")
+    assert "the pinned version 20348.2849.241106 is deprecated" in item.reason
+    assert "Azure refuses new builds from it" in item.reason
+    assert "the newest usable version is 20348.587.220303" in item.reason
+
+
+def test_an_on_demand_build_goes_past_window_cooldown_and_minimum_age_and_says_so(world: World) -> None:
+    tags = {
+        "golden-image-rebuild": "auto",
+        "rebuild-window": "Sat,Sun 01:00-05:00",  # closed: 10 November 2026 is a Tuesday
+        "rebuild-cooldown-hours": "24",
+        "rebuild-min-release-age-hours": "48",
+    }
+    tid = world.template("ubuntu", latest(JAMMY))
+    template = dataclasses.replace(world.imagebuilder.get_template(tid), tags=tags)
+    world.imagebuilder.add_template(template)
+    scheduled, _ = watch_and_act(world.ports, [SCOPE], Policy(), now=world.clock.now(), trigger="timer")
+    [item] = scheduled.items
+    assert item.action is Action.NONE and "waiting: 22.04.202501150 becomes eligible" in item.reason
+    opened, acted = request_rebuild(
+        world.ports, template, Policy(), now=world.clock.now(), caller=Caller("cli", "ops@example.com")
+    )
+    bypassed = opened.build.provenance.bypassed
+    assert "window Sat,Sun 01:00-05:00 (closed; opens 2026-11-14 01:00 UTC)" in bypassed
+    assert "minimum release age 48 h (not applied)" in bypassed
+    assert acted.started == [opened.build.id]  # started at once, window or not
+    stored = world.ledger.get_build(opened.build.id).record
+    assert stored.provenance.bypassed == bypassed and stored.state is BuildState.RUNNING

@@ -40,6 +40,7 @@ from rebuilder.domain.model import (
     Source,
     SourceKind,
 )
+from rebuilder.domain.policies import NO_RULES, rules_of
 from rebuilder.domain.reconcile import decide
 from rebuilder.domain.regions import Region
 from rebuilder.domain.runs import Policy
@@ -358,3 +359,34 @@ def test_an_external_build_is_never_recreated() -> None:
         start(build(version="22.04.2", reason=BuildReason.EXTERNAL), pinned, now=NOW, policy=POLICY, by="r"),
         Lease,
     )
+
+
+# -- the maintenance window ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("reason", "window", "starts"),
+    [
+        (BuildReason.PATCH_DAY, "closed", False),  # an automatic build waits for the window
+        (BuildReason.SOURCE_UPDATE, "closed", False),
+        (BuildReason.MAX_AGE, "closed", False),
+        (BuildReason.PATCH_DAY, "open", True),
+        (BuildReason.ON_DEMAND, "closed", True),  # the emergency path goes past it
+        (BuildReason.SOURCE_UPDATE, "default closed", False),  # the service-wide default applies too
+    ],
+)
+def test_a_queued_build_starts_only_inside_its_window(reason: BuildReason, window: str, starts: bool) -> None:
+    hour = NOW.hour
+    shut = f"Mon-Sun {(hour + 2) % 24:02d}:00-{(hour + 3) % 24:02d}:00"  # opens in an hour or two
+    opened = f"Mon-Sun {hour:02d}:00-{(hour + 1) % 24:02d}:00"
+    tags = {"golden-image-rebuild": "auto"}
+    policy = POLICY
+    if window == "default closed":
+        policy = dataclasses.replace(POLICY, defaults=rules_of({"rebuild-window": shut}, NO_RULES))
+    else:
+        tags["rebuild-window"] = shut if window == "closed" else opened
+    decision = decide(
+        Gathered(state(), (build(reason=reason),), template(tags=tags)), now=NOW, policy=policy, by="r"
+    )
+    assert (decision.runnable is not None) is starts
+    if not starts:
+        [wait] = decision.actions
+        assert isinstance(wait, Wait) and f"waiting for window {shut} (opens " in wait.why
