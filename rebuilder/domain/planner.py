@@ -298,10 +298,13 @@ def _decide(
         key=due.key if due else "",
         build_version=due.version if due else "",
         rules=rules,
-        next_due_at=upcoming[0] if upcoming and action is not Action.SKIP else None,
-        next_due_why=upcoming[1] if upcoming and action is not Action.SKIP else "",
+        next_due_at=upcoming[0] if upcoming and action in _PLANNED else None,
+        next_due_why=upcoming[1] if upcoming and action in _PLANNED else "",
         problems=rules.problems,
     )
+
+
+_PLANNED = (Action.REBUILD, Action.NONE)  # a blocked or skipped template is due at no known time
 
 
 def built_at(template: ImageTemplate, state: TemplateState | None) -> datetime | None:

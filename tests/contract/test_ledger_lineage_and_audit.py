@@ -25,7 +25,13 @@ def test_provenance_and_lineage_round_trip(ledger: Ledger) -> None:
     child = build(
         "app",
         provenance=Provenance(
-            "http", "Ana Ops", "corr-9", "request:k1", "0000-oid", "CVE-2026-1234 <b>urgent</b>"
+            "http",
+            "Ana Ops",
+            "corr-9",
+            "request:k1",
+            "0000-oid",
+            "CVE-2026-1234 <b>urgent</b>",
+            "window Sat,Sun 01:00-05:00 (closed; opens 2026-11-14 01:00 UTC)",
         ),
         lineage=Lineage(
             "20261110T060000Z-0123456789abcdef-0123456789", "ubuntu", "22.04.2", UBUNTU, "22.04.1"

@@ -545,3 +545,27 @@ def test_an_unreadable_retry_hint_from_azure_still_answers_503() -> None:
     for delay in (float("nan"), float("inf"), -5.0, 1e12):
         answer = from_error(TemporaryError("throttled", delay=delay), "corr")
         assert answer.status == 503 and 1 <= int(answer.headers["Retry-After"]) <= 3600
+
+
+def test_the_plan_at_another_time_and_the_next_due_time_of_every_template() -> None:
+    world = HttpWorld(REBUILDER_DEFAULT_PATCH_DAY="+2")  # November 2026: Thursday the 12th
+    world.watch()
+    ahead = world.call("get_plan", params={"at": "2026-12-10T03:00:00Z"}).json()
+    assert ahead["at"] == "2026-12-10T03:00:00+00:00"
+    ubuntu = {t["name"]: t for t in ahead["templates"]}["ubuntu-golden"]
+    assert (ubuntu["action"], ubuntu["due"]) == ("rebuild", "patch-day")
+    assert "patch day 2026-12 (Patch Tuesday +2: 2026-12-10)" in ubuntu["reason"]
+    assert ubuntu["policies"] == "patch day +2"
+    today = {t["name"]: t for t in world.call("get_plan").json()["templates"]}["ubuntu-golden"]
+    assert (today["action"], today["next_due_at"]) == ("none", "2026-11-12T00:00:00+00:00")
+    assert world.ledger.list_builds(template_id("ubuntu-golden")).items == []  # a what-if claims nothing
+    listed = {t["name"]: t for t in world.call("list_templates").json()["templates"]}
+    assert listed["ubuntu-golden"]["next_due_at"] == "2026-11-12T00:00:00+00:00"
+    assert listed["ubuntu-golden"]["next_due_why"] == "patch day 2026-11 (Patch Tuesday +2)"
+    assert listed["manual-golden"]["next_due_why"] == "manual: rebuilt on request only"
+    assert "next due 2026-11-12 00:00: patch day 2026-11" in world.call("get_report").body.decode()
+
+
+@pytest.mark.parametrize("at", ["tomorrow", "2026-12-10T03:00:00", "1969-12-31T00:00:00Z"])
+def test_a_bad_plan_time_is_refused(world: HttpWorld, at: str) -> None:
+    assert "at" in str(problem(world.call("get_plan", params={"at": at}), 400)["detail"])
