@@ -26,6 +26,7 @@ from rebuilder.domain.model import (
     GalleryImageVersion,
     ImageState,
     ImageTemplate,
+    MarketplaceImageVersion,
     MarketplaceVersion,
     PlatformImage,
     ReplicationState,
@@ -174,8 +175,9 @@ class Watcher:
                 result.list_calls += 1
             listed = self._marketplace.list_versions(subscription, location, image)
             seen = self._record(ref, listed, result)
+            checked: dict[str, MarketplaceImageVersion] = {}
             candidate = self._marketplace_candidate(
-                ref, subscription, image, [v for v in listed if v in seen], seen
+                ref, subscription, image, [v for v in listed if v in seen], seen, checked
             )
         except RebuilderError as error:
             candidate = Candidate(
@@ -189,7 +191,7 @@ class Watcher:
             if is_pinned(template):
                 pinned[template.source.version or ""].append(template)
         for version, users in pinned.items():
-            status = self._pinned(ref, subscription, image, version, users, seen, result)
+            status = self._pinned(ref, subscription, image, version, users, seen, checked, result)
             self._assign(users, dataclasses.replace(candidate, pinned=status), result)
 
     def _pinned(
@@ -200,12 +202,13 @@ class Watcher:
         version: str,
         users: list[ImageTemplate],
         seen: dict[str, SeenVersion],
+        checked: dict[str, MarketplaceImageVersion],
         result: WatchResult,
     ) -> PinnedSource | None:
         """The deprecation status of a version pinned templates name; a change of it is recorded once
         (and announced once, when it becomes scheduled)."""
         try:
-            found = self._marketplace.get_version(
+            found = checked.get(version) or self._marketplace.get_version(
                 subscription, Region(ref.location), image, MarketplaceVersion(version)
             )
         except RebuilderError as error:
@@ -229,13 +232,16 @@ class Watcher:
         image: PlatformImage,
         listed: list[MarketplaceVersion],
         seen: dict[str, SeenVersion],
+        checked: dict[str, MarketplaceImageVersion],
     ) -> Candidate:
+        """The newest version not deprecated (the newest few are read; each read kept in `checked`)."""
         ordered = sorted(set(listed), key=version_key, reverse=True)
         if not ordered:
             return Candidate(problem=f"no version of {image} is listed in {ref.location}")
         usable = tuple(reversed(ordered))
         for version in ordered[:DEPRECATION_CHECKS]:
             found = self._marketplace.get_version(subscription, Region(ref.location), image, version)
+            checked[version] = found
             if seen[version].deprecation != found.state:
                 self._ledger.record_version(SeenVersion(ref, version, self._now, found.state))
             if found.state is ImageState.DEPRECATED:

@@ -267,3 +267,11 @@ def test_an_on_demand_build_goes_past_window_cooldown_and_minimum_age_and_says_s
     assert acted.started == [opened.build.id]  # started at once, window or not
     stored = world.ledger.get_build(opened.build.id).record
     assert stored.provenance.bypassed == bypassed and stored.state is BuildState.RUNNING
+
+
+def test_a_pinned_version_among_the_newest_costs_no_extra_read(world: World) -> None:
+    world.template("pinned", latest(WINDOWS, "20348.2849.241106"))  # the newest: read for the candidate
+    world.template("older", latest(WINDOWS, "20348.587.220303"))  # not among those read: one more read
+    compute_plan(world.ports, [SCOPE], now=world.clock.now())
+    gets = [c for c in world.marketplace.calls if c[0] == "get" and c[2] == WINDOWS]
+    assert len(gets) == 2
