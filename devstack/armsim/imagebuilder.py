@@ -72,6 +72,7 @@ class Run:
     distributing: bool = False
     versions: list[ImageVersion] = field(default_factory=list)
     cancel_requested_at: datetime | None = None
+    validation_failed: str = ""  # validation failed, distribution went on (continueDistributeOnFailure)
 
     def status(self) -> dict[str, Any]:
         status: dict[str, Any] = {
@@ -376,6 +377,10 @@ class ImageBuilder:
                 run.sub_state = sub_state
                 return
             if run.failure is not None and run.failure.sub_state == sub_state:
+                if sub_state == "Validating" and _distributes_anyway(template):
+                    run.validation_failed = run.failure.message  # the run fails once it has distributed
+                    run.failure = None
+                    continue
                 self._end(run, "Failed", run.failure.message, ends_at)
                 return
         distribution_start = run.phases[-1][1]
@@ -400,7 +405,9 @@ class ImageBuilder:
                 for r in v.replicas.values()
                 if r.state == "Failed"
             )
-            if failed:
+            if run.validation_failed:
+                self._end(run, "Failed", f"Validation failed: {run.validation_failed}", ended)
+            elif failed:
                 self._end(
                     run,
                     "PartiallySucceeded",
@@ -499,6 +506,12 @@ class ImageBuilder:
         day = at.timetuple().tm_yday
         seconds = at.hour * 3600 + at.minute * 60 + at.second
         return f"0.{at:%y}{day:03d}.{seconds}"
+
+
+def _distributes_anyway(template: Template) -> bool:
+    """`validate.continueDistributeOnFailure`: artifacts are distributed although validation failed."""
+    validate = template.properties.get("validate") or {}
+    return isinstance(validate, dict) and bool(validate.get("continueDistributeOnFailure"))
 
 
 def _validated(sub: str, rg: str, name: str, body: dict[str, Any], now: datetime) -> Template:

@@ -552,3 +552,70 @@ def test_a_template_reads_back_as_azure_answers_it(sim: SimControl, clients: Azu
     assert answers[-1].json()["properties"]["publishingProfile"]["publishedDate"].endswith("+00:00")
     assert published.publishing_profile.published_date is not None
     assert published.publishing_profile.published_date.utcoffset() is not None
+
+
+def test_a_gated_distributor_publishes_a_candidate_that_a_patch_promotes(
+    sim: SimControl, clients: AzureClients
+) -> None:
+    """excludeFromLatest on the AIB distributor: the version is published but not `latest` (a child's
+    `latest` source ignores it) until PATCH sets publishingProfile.excludeFromLatest false; tags PATCH too."""
+    make_gallery(clients, "ubuntu", "app")
+    sim.publish(*UBUNTU, "22.04.202411190", ["westeurope"])
+    templates = clients.imagebuilder(SUBSCRIPTION).virtual_machine_image_templates
+    versions = clients.compute(SUBSCRIPTION).gallery_image_versions
+    body = platform_template(UBUNTU, regions=("westeurope",))
+    templates.begin_create_or_update(RG, "plain", body).result()
+    templates.begin_run(RG, "plain", polling=False)
+    sim.advance(3 * 3600)
+    body["properties"]["distribute"][0]["excludeFromLatest"] = True
+    templates.begin_create_or_update(RG, "gated", body).result()
+    templates.begin_run(RG, "gated", polling=False)
+    sim.advance(3 * 3600)
+    candidate = versions.get(RG, GALLERY, "ubuntu", "1.0.2")
+    assert candidate.publishing_profile.exclude_from_latest is True
+    child = platform_template(UBUNTU, gallery_image="app", regions=("westeurope",))
+    child["properties"]["source"] = {
+        "type": "SharedImageVersion",
+        "imageVersionId": gallery_image_id("ubuntu") + "/versions/latest",
+    }
+    templates.begin_create_or_update(RG, "child", child).result()
+    templates.begin_run(RG, "child", polling=False)
+    sim.advance(3 * 3600)
+    assert templates.get(RG, "child").source.exact_version.endswith("/versions/1.0.1")  # not the candidate
+
+    update = {
+        "properties": {"publishingProfile": {"excludeFromLatest": False}},
+        "tags": {"rebuilder-build": "b-1"},
+    }
+    promoted = versions.begin_update(RG, GALLERY, "ubuntu", "1.0.2", update).result()
+    assert promoted.publishing_profile.exclude_from_latest is False
+    assert promoted.tags == {"rebuilder-build": "b-1"}
+    assert versions.get(RG, GALLERY, "ubuntu", "1.0.2").publishing_profile.target_regions  # kept
+    templates.begin_run(RG, "child", polling=False)
+    sim.advance(3 * 3600)
+    assert templates.get(RG, "child").source.exact_version.endswith("/versions/1.0.2")
+
+
+@pytest.mark.parametrize("distribute_anyway", [False, True])
+def test_a_failed_validation_fails_the_run_with_or_without_distribution(
+    sim: SimControl, clients: AzureClients, distribute_anyway: bool
+) -> None:
+    make_gallery(clients, "ubuntu")
+    sim.publish(*UBUNTU, "22.04.202411190", ["westeurope"])
+    templates = clients.imagebuilder(SUBSCRIPTION).virtual_machine_image_templates
+    body = platform_template(UBUNTU, regions=("westeurope",))
+    body["properties"]["validate"] = {
+        "continueDistributeOnFailure": distribute_anyway,
+        "inVMValidations": [{"type": "Shell", "name": "smoke", "inline": ["systemctl is-system-running"]}],
+    }
+    templates.begin_create_or_update(RG, "validated", body).result()
+    sim.fail_build("validated", sub_state="Validating", message="Validation script 'smoke' exited with 1")
+    templates.begin_run(RG, "validated", polling=False)
+    sim.advance(3 * 3600)
+    status = templates.get(RG, "validated").as_dict()["properties"]["lastRunStatus"]
+    assert status["runState"] == "Failed" and "smoke' exited with 1" in status["message"]
+    outputs = list(templates.list_run_outputs(RG, "validated"))
+    published = list(
+        clients.compute(SUBSCRIPTION).gallery_image_versions.list_by_gallery_image(RG, GALLERY, "ubuntu")
+    )
+    assert bool(outputs) is distribute_anyway and bool(published) is distribute_anyway
