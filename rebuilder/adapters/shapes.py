@@ -113,6 +113,7 @@ def distribution(body: Any) -> Distribution:
         run_output_name=_str(raw.get("runOutputName")) or "",
         gallery_image_id=image_id,
         target_regions=tuple(dict.fromkeys(region(t) for t in targets if t)),
+        excluded_from_latest=raw.get("excludeFromLatest") is True,
     )
 
 

@@ -205,3 +205,25 @@ def test_no_body_crashes_translation_beyond_a_clear_invalid_id(body: dict[str, A
 def test_invalid_resource_ids_are_refused_clearly(bad: str) -> None:
     with pytest.raises(resource_ids.InvalidResourceId, match="not an ARM resource id"):
         resource_ids.parse(bad)
+
+
+GALLERY_IMAGE = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g/images/u"
+
+
+@pytest.mark.parametrize(("flag", "gated"), [(True, True), (False, False), (None, False), ("true", False)])
+def test_a_gallery_distributor_excluding_from_latest_publishes_candidates(flag: Any, gated: bool) -> None:
+    body = {
+        "id": TEMPLATE_ID,
+        "properties": {
+            "distribute": [
+                {
+                    "type": "SharedImage",
+                    "runOutputName": "golden",
+                    "galleryImageId": GALLERY_IMAGE,
+                    "excludeFromLatest": flag,
+                }
+            ]
+        },
+    }
+    [distribution] = shapes.template(body).distributions
+    assert distribution.excluded_from_latest is gated  # only a JSON true gates
