@@ -45,6 +45,16 @@ class SdkGallery:
             )
             return [shapes.gallery_version(v.as_dict()) for v in found]
 
+    def set_excluded_from_latest(self, version_id: GalleryVersionId, excluded: bool) -> None:
+        parsed = resource_ids.parse(resource_ids.gallery_version_id(version_id))
+        (_, gallery), (_, image), (_, version) = parsed.segments
+        update = {"properties": {"publishingProfile": {"excludeFromLatest": excluded}}}
+        verb = "demote" if excluded else "promote"
+        with translated(f"{verb} {gallery}/{image}/{version}"):
+            self._versions(parsed.subscription_id).begin_update(
+                parsed.resource_group, gallery, image, version, update, polling=False
+            )
+
     def set_target_regions(self, version_id: GalleryVersionId, regions: Iterable[Region]) -> None:
         body = self._raw(version_id, with_replication=False)
         current = {

@@ -257,6 +257,10 @@ def build_to_entity(build: Build, *, transitions: int) -> Entity:
             "Lineage": _lineage_json(build.lineage),
             "SupersededBy": build.superseded_by,
             "TemporaryRefusals": build.temporary_refusals,
+            "CandidateAt": _aware(build.candidate_at, "candidate_at"),
+            "ApprovedBy": build.approved_by,
+            "PromotedAt": _aware(build.promoted_at, "promoted_at"),
+            "RunOutcome": build.run_outcome,
             "CreatedAt": build.created_at,
             "UpdatedAt": build.updated_at,
             "Transitions": transitions,
@@ -307,6 +311,10 @@ def build_from_entity(e: Mapping[str, Any]) -> Build:
         lineage=_lineage_from(e.get("Lineage")),
         superseded_by=e.get("SupersededBy", ""),
         temporary_refusals=int(e.get("TemporaryRefusals", 0)),
+        candidate_at=_utc(e.get("CandidateAt")),
+        approved_by=e.get("ApprovedBy", ""),
+        promoted_at=_utc(e.get("PromotedAt")),
+        run_outcome=e.get("RunOutcome", ""),
     )
 
 

@@ -140,7 +140,21 @@ class Wait:
         return "wait", self.why
 
 
-Action = Save | Settle | Account | Adopt | Cancel | Repair | Delete | Create | Wait
+@dataclass(frozen=True)
+class Promote:
+    """Let `latest` see a candidate's gallery versions (excludeFromLatest false): before the build is
+    written Promoted, so a crash in between is healed by doing it again."""
+
+    build: BuildId
+    versions: tuple[GalleryVersionId, ...]
+    why: str
+
+    def describe(self) -> tuple[str, str]:
+        names = ", ".join(v.rsplit("/", 1)[-1] for v in self.versions)
+        return f"promote {names} into latest", self.why
+
+
+Action = Save | Settle | Account | Adopt | Cancel | Repair | Delete | Create | Wait | Promote
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,12 @@ class BuildState(StrEnum):
     FAILED = "Failed"
     CANCELED = "Canceled"
     SUPERSEDED = "Superseded"  # a newer build of the same template made this one pointless
+    # A gated template's build (its distributor publishes with excludeFromLatest): the image is a
+    # candidate until it has earned promotion into `latest` (domain/releases.py).
+    CANDIDATE = "Candidate"  # replicated everywhere, excluded from latest: protects nobody yet
+    PROMOTED = "Promoted"  # in latest
+    REJECTED = "Rejected"  # never promoted: the run or a region did not fully succeed
+    REVOKED = "Revoked"  # rolled back: never chosen again
 
     @property
     def finished(self) -> bool:
@@ -48,8 +54,12 @@ _FINISHED = frozenset(
         BuildState.FAILED,
         BuildState.CANCELED,
         BuildState.SUPERSEDED,
+        BuildState.PROMOTED,
+        BuildState.REJECTED,
+        BuildState.REVOKED,
     }
 )
+SUCCEEDED = frozenset({BuildState.PUBLISHED, BuildState.PARTIALLY_PUBLISHED, BuildState.PROMOTED})
 
 # Which moves the machine allows. A move to the same state records a change of sub-state or a retry.
 ALLOWED: dict[BuildState, frozenset[BuildState]] = {
@@ -65,6 +75,8 @@ ALLOWED: dict[BuildState, frozenset[BuildState]] = {
             BuildState.PARTIALLY_PUBLISHED,
             BuildState.FAILED,
             BuildState.CANCELED,
+            BuildState.CANDIDATE,
+            BuildState.REJECTED,
         }
     ),
     BuildState.REPLICATING: frozenset(
@@ -73,9 +85,15 @@ ALLOWED: dict[BuildState, frozenset[BuildState]] = {
             BuildState.PUBLISHED,
             BuildState.PARTIALLY_PUBLISHED,
             BuildState.FAILED,
+            BuildState.CANDIDATE,
+            BuildState.REJECTED,
         }
     ),
     **{state: frozenset() for state in _FINISHED},
+    # A candidate is approved (a move to itself), promoted or rejected; what reached latest may be revoked.
+    BuildState.CANDIDATE: frozenset({BuildState.CANDIDATE, BuildState.PROMOTED, BuildState.REJECTED}),
+    BuildState.PUBLISHED: frozenset({BuildState.REVOKED}),
+    BuildState.PROMOTED: frozenset({BuildState.REVOKED}),
 }
 
 
@@ -167,6 +185,12 @@ class Build:
     lineage: Lineage | None = None  # a child's parent build and root source version (None: a baseline)
     superseded_by: str = ""  # the open build this one joined (Superseded): what a replay answers with
     temporary_refusals: int = 0  # run requests refused with a temporary error in a row (throttling)
+    candidate_at: datetime | None = (
+        None  # a gated build's image replicated everywhere: the bake counts from here
+    )
+    approved_by: str = ""  # who approved a manual promotion
+    promoted_at: datetime | None = None
+    run_outcome: str = ""  # how the build's last run ended, as AIB said it (Succeeded, PartiallySucceeded)
 
     @property
     def root_version(self) -> str:
@@ -223,8 +247,8 @@ def check_write(
     stored: BuildState, build: Build, transition: Transition | None, regions: Sequence[RegionStatus] = ()
 ) -> None:
     """Refuse a write that would record history the state machine does not allow, whoever built it.
-    A finished build is history: it is never written again."""
-    if stored.finished:
+    A finished build is history: it is never written again, but for a revocation of what it published."""
+    if not ALLOWED[stored] or (stored.finished and transition is None):
         raise IllegalTransition(build.id, stored, build.state)
     if transition is None:
         if build.state is not stored:

@@ -206,5 +206,6 @@ def is_failing(summary: TemplateSummary) -> bool:
     """Disabled, or its last build failed: a person should look."""
     last = summary.last_build
     return summary.state.disabled or (
-        last is not None and last.state in (BuildState.FAILED, BuildState.PARTIALLY_PUBLISHED)
+        last is not None
+        and last.state in (BuildState.FAILED, BuildState.PARTIALLY_PUBLISHED, BuildState.REJECTED)
     )

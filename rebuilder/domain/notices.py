@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .builds import Build, BuildState
+from .builds import SUCCEEDED, Build, BuildState
 from .standing import SeenVersion
 
 NOTICE_TYPES = (
@@ -19,6 +19,9 @@ NOTICE_TYPES = (
     "TemplateDisabled",
     "SourceVersionDetected",
     "SourceDeprecationScheduled",
+    "ImagePromoted",
+    "ImageRevoked",
+    "ImageRejected",
 )
 TYPE_PREFIX = "Rebuilder."  # CloudEvent types are namespaced: Rebuilder.BuildStarted, ...
 
@@ -55,12 +58,19 @@ def about(build: Build, kind: str, **data: Any) -> Notice:
 def ended(build: Build, image_version_id: str = "") -> list[Notice]:
     """What a finished build announces: the image (when published), and success or failure."""
     notices: list[Notice] = []
-    if build.state is BuildState.PUBLISHED:
+    if build.state is BuildState.PROMOTED:  # a gated build's image reached latest only now
+        notices.append(
+            about(build, "ImagePromoted", resourceUri=image_version_id, approvedBy=build.approved_by)
+        )
+    if build.state in (BuildState.PUBLISHED, BuildState.PROMOTED):
         notices.append(
             about(build, "ImagePublished", outputs=list(build.outputs), resourceUri=image_version_id)
         )
-    if build.state in (BuildState.PUBLISHED, BuildState.PARTIALLY_PUBLISHED):
+    if build.state in SUCCEEDED:
         notices.append(about(build, "BuildSucceeded", state=build.state.value))
+    elif build.state is BuildState.REJECTED:
+        notices.append(about(build, "ImageRejected", resourceUri=image_version_id, message=build.message))
+        notices.append(about(build, "BuildFailed", message=build.message))
     elif build.state is BuildState.FAILED:
         notices.append(about(build, "BuildFailed", message=build.message))
     return notices

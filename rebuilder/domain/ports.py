@@ -90,6 +90,10 @@ class Gallery(Protocol):
         """Re-apply a version's target regions: restarts failed replications without a rebuild."""
         ...
 
+    def set_excluded_from_latest(self, version_id: GalleryVersionId, excluded: bool) -> None:
+        """Promote (False) or demote (True) a version: `latest` ignores versions excluded from it."""
+        ...
+
 
 class Notifier(Protocol):
     def publish(self, notices: Sequence[Notice]) -> None:

@@ -24,6 +24,7 @@ from .actions import (
     Create,
     Decision,
     Gathered,
+    Promote,
     Repair,
     Save,
     Settle,
@@ -34,6 +35,7 @@ from .builds import Build, BuildReason, BuildState
 from .definition import TemplateDefinition
 from .model import ImageTemplate, LastRun, RunState
 from .policies import rules_of
+from .releases import Hold, gate_for, is_gated, promotion, versions_of
 from .replication import after_distribution, changed_rows, replication
 from .runs import Policy, Seen, Step, observe, unaccounted
 from .runs import decide as decide_run
@@ -88,6 +90,8 @@ def _missing(live: Sequence[Build], now: datetime, by: str) -> list[Action]:
 
 # -- one build ------------------------------------------------------------------------------------------
 def _follow(build: Build, gathered: Gathered, now: datetime, policy: Policy, by: str) -> Decision:
+    if build.state is BuildState.CANDIDATE:
+        return _candidate(build, gathered, now, by)
     if build.state is BuildState.RUNNING:
         return _running(build, gathered, now, policy, by)
     if build.state is BuildState.REPLICATING:
@@ -120,6 +124,18 @@ def _running(build: Build, gathered: Gathered, now: datetime, policy: Policy, by
     elif matched != build:
         actions.append(Save(build, matched, trace_lineage=_retraced(build, matched)))
     return Decision(tuple(actions))
+
+
+def _candidate(build: Build, gathered: Gathered, now: datetime, by: str) -> Decision:
+    """A gated build's image, replicated everywhere: promoted once baked (and approved, if manual)."""
+    assert gathered.template is not None  # noqa: S101 - decide() handles a missing template first
+    verdict = promotion(build, gate_for(gathered.template), now=now)
+    if isinstance(verdict, Hold):
+        return Decision((Wait(f"{build.id}: {verdict.why}"),))
+    promoted = dataclasses.replace(build, state=BuildState.PROMOTED, promoted_at=now)
+    return Decision(
+        (Promote(build.id, versions_of(build), verdict.why), move(build, promoted, verdict.why, now, by))
+    )
 
 
 def _matched(build: Build, template: ImageTemplate, started: datetime) -> Build:
@@ -165,8 +181,9 @@ def _distributing(
         if any(r.region in seen.repair for r in v.replication)
     ]
     rows = tuple(changed_rows(seen.rows, seen_here.rows))
+    gated = gathered.template is not None and is_gated(gathered.template)
     outcome = after_distribution(
-        read, step, seen, over=over, gallery=bool(seen_here.versions), now=now, policy=policy
+        read, step, seen, over=over, gallery=bool(seen_here.versions), now=now, policy=policy, gated=gated
     )
     if outcome.after is not None:
         save = move(stored, outcome.after, outcome.why, now, by)

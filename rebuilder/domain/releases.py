@@ -1,12 +1,12 @@
-"""Releases (DESIGN §3; issue 13): a gated template's published image is a candidate until it has
-earned promotion; a promoted one can be rolled back, which revokes it and flags every image built on it.
+"""Releases (issue 13): a gated template's published image is a candidate until it has earned
+promotion; a promoted one can be rolled back, which revokes it and flags every image built on it.
 
 Pure: no I/O, `now` passed in. A template is *gated* when its gallery distributor publishes with
 `excludeFromLatest: true`: gallery `latest` (and so every child and every VM scale set on automatic
 OS upgrades) ignores the version until rebuilder promotes it (`excludeFromLatest: false`).
 
-The release of a build moves through its own small machine — Candidate → Promoted | Rejected,
-Promoted → Revoked — recorded beside the build (a finished build is history and never rewritten).
+The build's own state machine carries the release (domain/builds.py): Replicating → Candidate →
+Promoted | Rejected; Published or Promoted → Revoked.
 """
 
 from __future__ import annotations
@@ -16,38 +16,16 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 
-from .builds import Build, BuildId, BuildState
+from . import resource_ids
+from .builds import Build, BuildState
 from .errors import PermanentError
-from .model import RunState
+from .model import GalleryVersionId, ImageTemplate
 
 PROMOTE_TAG = "rebuild-promote"  # auto (default) | manual
-BAKE_TAG = "rebuild-bake-hours"  # hours a Published candidate waits before promotion (default 0)
+BAKE_TAG = "rebuild-bake-hours"  # hours a candidate waits, from when it was replicated everywhere
 MAX_BAKE_HOURS = 720
-
-
-class ReleaseState(StrEnum):
-    CANDIDATE = "Candidate"  # published, excluded from latest: protects nobody yet
-    PROMOTED = "Promoted"  # in latest
-    REJECTED = "Rejected"  # never promoted: its run did not fully succeed (or failed validation)
-    REVOKED = "Revoked"  # rolled back: never chosen again
-
-
-ALLOWED: dict[ReleaseState, frozenset[ReleaseState]] = {
-    ReleaseState.CANDIDATE: frozenset({ReleaseState.PROMOTED, ReleaseState.REJECTED}),
-    ReleaseState.PROMOTED: frozenset({ReleaseState.REVOKED}),
-    ReleaseState.REJECTED: frozenset(),
-    ReleaseState.REVOKED: frozenset(),
-}
-
-
-class IllegalRelease(PermanentError):
-    def __init__(self, build_id: str, current: ReleaseState, requested: ReleaseState) -> None:
-        allowed = ", ".join(sorted(ALLOWED[current])) or "none"
-        super().__init__(
-            f"release of {build_id}: {current} → {requested} is not allowed (allowed: {allowed})"
-        )
+PARTIAL_RUN = "PartiallySucceeded"
 
 
 class NoFallback(PermanentError):
@@ -63,6 +41,10 @@ class Gate:
     manual: bool = False
     bake: timedelta = timedelta(0)
     problems: tuple[str, ...] = ()
+
+
+def is_gated(template: ImageTemplate) -> bool:
+    return any(d.excluded_from_latest and d.gallery_image_id for d in template.distributions)
 
 
 def gate_of(tags: Mapping[str, str], *, excluded_from_latest: bool) -> Gate:
@@ -84,38 +66,46 @@ def gate_of(tags: Mapping[str, str], *, excluded_from_latest: bool) -> Gate:
     return Gate(excluded_from_latest, manual, bake, tuple(problems))
 
 
+def gate_for(template: ImageTemplate) -> Gate:
+    return gate_of(template.tags, excluded_from_latest=is_gated(template))
+
+
+def versions_of(build: Build) -> tuple[GalleryVersionId, ...]:
+    """The gallery image versions a build published (its other artifacts are not releases)."""
+    found = []
+    for output in build.outputs:
+        try:
+            found.append(resource_ids.gallery_version_id(output))
+        except ValueError:
+            continue
+    return tuple(found)
+
+
+def version_name(build: Build) -> str:
+    names = [v.rstrip("/").rsplit("/", 1)[-1] for v in versions_of(build)]
+    return ", ".join(names) or build.id
+
+
+# -- entering: the end of distribution ------------------------------------------------------------------
+def released(build: Build, *, partial_regions: bool, now: datetime) -> tuple[Build, str]:
+    """A gated build whose distribution is over: a candidate when its run fully succeeded and every
+    region completed, else rejected for good (never promoted)."""
+    if build.run_outcome == PARTIAL_RUN or partial_regions:
+        why = "the run partially succeeded" if build.run_outcome == PARTIAL_RUN else "a region failed"
+        rejected = f"{version_name(build)} rejected: {why}; it is never promoted"
+        after = dataclasses.replace(
+            build, state=BuildState.REJECTED, sub_state=None, updated_at=now, message=rejected
+        )
+        return after, rejected
+    candidate = dataclasses.replace(
+        build, state=BuildState.CANDIDATE, sub_state=None, updated_at=now, candidate_at=now
+    )
+    return candidate, f"{version_name(build)} replicated everywhere as a candidate (excluded from latest)"
+
+
+# -- promotion ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Release:
-    """One build's published gallery version, as a release."""
-
-    build_id: BuildId
-    template_name: str
-    version_id: str  # the gallery image version it published
-    state: ReleaseState
-    at: datetime  # when it entered this state
-    published_at: datetime | None = None  # when every target region completed: the bake counts from here
-    approved_by: str = ""  # who approved a manual promotion
-    by: str = ""  # who made the last move
-    why: str = ""
-
-    @property
-    def version(self) -> str:
-        return self.version_id.rstrip("/").rsplit("/", 1)[-1]
-
-    def moved(self, to: ReleaseState, *, at: datetime, by: str, why: str) -> Release:
-        if to not in ALLOWED[self.state]:
-            raise IllegalRelease(self.build_id, self.state, to)
-        return dataclasses.replace(self, state=to, at=at, by=by, why=why)
-
-
-# -- promotion ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Promote:
-    why: str
-
-
-@dataclass(frozen=True)
-class Reject:
+class Ready:
     why: str
 
 
@@ -125,92 +115,67 @@ class Hold:
     until: datetime | None = None  # when it may be looked at again (the bake's end), if known
 
 
-Verdict = Promote | Reject | Hold
-
-
-def promotion(
-    build: Build,
-    release: Release,
-    gate: Gate,
-    *,
-    run: RunState | None,
-    validation_failed: bool,
-    now: datetime,
-) -> Verdict:
-    """Whether a candidate is promoted now: every gate must hold — Published everywhere, the run
-    Succeeded (a partial success or a failed validation is rejected for good), baked, and approved
-    when promotion is manual."""
-    if release.state is not ReleaseState.CANDIDATE:
-        return Hold(f"{release.version} is {release.state.value}")
-    rejected = _rejection(build, release, run, validation_failed)
-    if rejected:
-        return Reject(rejected)
-    held, until = _holding(build, release, gate, now)
-    if held:
-        return Hold(held, until)
-    approved = f", approved by {release.approved_by}" if release.approved_by else ""
-    baking = f" after {gate.bake.total_seconds() / 3600:g} h of bake" if gate.bake else ""
-    return Promote(f"{release.version} promoted{baking}{approved}")
-
-
-def _rejection(build: Build, release: Release, run: RunState | None, validation_failed: bool) -> str:
-    """Why the candidate can never be promoted ('' when it still may be)."""
-    if validation_failed:
-        return f"{release.version}: the run's validation failed"
-    if build.state is BuildState.PARTIALLY_PUBLISHED or run is RunState.PARTIALLY_SUCCEEDED:
-        return f"{release.version}: the build did not fully succeed ({build.state.value}, run {run})"
-    if run is not None and run is not RunState.SUCCEEDED:
-        return f"{release.version}: the run ended {run.value}"
-    return ""
-
-
-def _holding(build: Build, release: Release, gate: Gate, now: datetime) -> tuple[str, datetime | None]:
-    """Why the candidate waits, and until when if that is known ('' when it need not)."""
-    if build.state is not BuildState.PUBLISHED or release.published_at is None:
-        return f"{release.version} is not replicated to every target region yet", None
-    baked = release.published_at + gate.bake
+def promotion(build: Build, gate: Gate, *, now: datetime) -> Ready | Hold:
+    """Whether a candidate is promoted now: baked (counted from when it was replicated everywhere) and,
+    when promotion is manual, approved."""
+    if build.state is not BuildState.CANDIDATE or build.candidate_at is None:
+        return Hold(f"{build.id} is {build.state.value}, not a candidate")
+    baked = build.candidate_at + gate.bake
     if now < baked:
-        return f"{release.version} is baking until {baked:%Y-%m-%d %H:%M} UTC", baked
-    if gate.manual and not release.approved_by:
-        return (
-            f"{release.version} waits for approval (python -m rebuilder promote {release.template_name})",
-            None,
+        return Hold(f"{version_name(build)} is baking until {baked:%Y-%m-%d %H:%M} UTC", baked)
+    if gate.manual and not build.approved_by:
+        return Hold(
+            f"{version_name(build)} waits for approval (python -m rebuilder promote {build.template_name})"
         )
-    return "", None
+    approved = f", approved by {build.approved_by}" if build.approved_by else ""
+    baking = f" after {gate.bake.total_seconds() / 3600:g} h of bake" if gate.bake else ""
+    return Ready(f"{version_name(build)} promoted into latest{baking}{approved}")
 
 
-# -- rollback -----------------------------------------------------------------------------------------
+# -- rollback -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Rollback:
-    revoke: Release  # the current promoted version, moved to Revoked (demote: excludeFromLatest true)
-    fallback: Release  # the previous promoted version: `latest` again
+    revoke: Build  # the current version in latest: demoted (excludeFromLatest true), Revoked
+    fallback: Build  # the previous version in latest: `latest` again
 
 
-def rollback(releases: Sequence[Release], *, now: datetime, by: str, why: str) -> Rollback:
-    """Demote the template's current promoted version so the previous promoted one is `latest` again.
-    `releases`: the template's, in any order; refused when there is nothing to fall back to."""
-    promoted = sorted(
-        (r for r in releases if r.state is ReleaseState.PROMOTED), key=lambda r: (r.at, r.version)
-    )
+def in_latest(build: Build) -> datetime | None:
+    """When the build's image entered `latest` (None: it never did, or no longer is)."""
+    if build.state is BuildState.PROMOTED:
+        return build.promoted_at or build.updated_at
+    if build.state is BuildState.PUBLISHED:
+        return build.updated_at
+    return None
+
+
+def _entered(build: Build) -> datetime:
+    return in_latest(build) or build.updated_at
+
+
+def rollback(builds: Sequence[Build], *, now: datetime, by: str, why: str) -> Rollback:
+    """Demote the template's current version in latest so the previous one is `latest` again.
+    `builds`: the template's, in any order; refused when there is nothing to fall back to."""
     if not why.strip():
         raise PermanentError("a rollback needs a reason")
-    if not promoted:
-        raise NoFallback("nothing to roll back: no version of this template is promoted")
-    if len(promoted) < 2:
-        raise NoFallback(
-            f"cannot roll back {promoted[-1].version}: no earlier promoted version to fall back to"
-        )
-    current, previous = promoted[-1], promoted[-2]
-    return Rollback(current.moved(ReleaseState.REVOKED, at=now, by=by, why=why), previous)
+    live = sorted((b for b in builds if in_latest(b) is not None and versions_of(b)), key=_entered)
+    if not live:
+        raise NoFallback("nothing to roll back: no image of this template is in latest")
+    if len(live) < 2:
+        raise NoFallback(f"cannot roll back {version_name(live[-1])}: no earlier version to fall back to")
+    current, previous = live[-1], live[-2]
+    revoked = dataclasses.replace(
+        current, state=BuildState.REVOKED, updated_at=now, message=f"revoked by {by}: {why}"
+    )
+    return Rollback(revoked, previous)
 
 
-# -- revocation flows down -----------------------------------------------------------------------------
-def built_on_revoked(child_build: Build | None, revoked: Mapping[str, Release]) -> str:
+# -- revocation flows down ------------------------------------------------------------------------------
+def built_on_revoked(child_build: Build | None, revoked: Mapping[str, Build]) -> str:
     """Why a child's current image must be rebuilt ('' when it need not): it was built from a parent
-    version that has been revoked. `revoked`: revoked releases by the parent build id."""
+    version that has been revoked. `revoked`: revoked builds by id."""
     if child_build is None or child_build.lineage is None:
         return ""
     parent = revoked.get(child_build.lineage.parent_build_id)
-    if parent is None:
+    if parent is None or parent.state is not BuildState.REVOKED:
         return ""
-    return f"built on revoked {child_build.lineage.parent_template} {parent.version}"
+    return f"built on revoked {child_build.lineage.parent_template} {version_name(parent)}"

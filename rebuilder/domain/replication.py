@@ -11,6 +11,7 @@ from datetime import datetime
 from .builds import Build, BuildState, RegionStatus
 from .model import GalleryImageVersion, ReplicationState
 from .regions import Region
+from .releases import released
 from .runs import Policy, Step
 
 
@@ -97,13 +98,17 @@ def after_distribution(
     gallery: bool,
     now: datetime,
     policy: Policy,
+    gated: bool = False,
 ) -> Step:
     """The build's move once its gallery versions are read: Published when every region is Completed
     (or nothing went to a gallery), PartiallyPublished when the failed regions' repairs are spent and
     nothing else is pending, else the run's own move (`step`), if any. `over`: the run has ended.
-    `build` carries what was read (outputs); the run's move, when there is one, applies on top."""
+    `build` carries what was read (outputs); the run's move, when there is one, applies on top.
+    A gated template's build becomes a candidate (or is rejected) where another would be published."""
     base = step.after if step is not None and step.after is not None else build
     base = dataclasses.replace(base, outputs=build.outputs)
+    if gated and gallery and over and (seen.completed or (seen.given_up and not seen.pending)):
+        return Step(*released(base, partial_regions=not seen.completed, now=now))
     if over and (not gallery or seen.completed):
         why = f"replicated to every target region ({len(seen.rows)})" if gallery else "run succeeded"
         done = dataclasses.replace(base, state=BuildState.PUBLISHED, sub_state=None, updated_at=now)

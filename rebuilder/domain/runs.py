@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from .builds import Build, BuildReason, BuildState, RegionStatus
+from .builds import SUCCEEDED, Build, BuildReason, BuildState, RegionStatus
 from .model import LastRun, ReplicationState, RunState, RunSubState
 from .policies import NO_RULES, Rules
 from .standing import RegionStanding, TemplateState
@@ -152,6 +152,7 @@ def _over(build: Build, seen: Observation, now: datetime, policy: Policy) -> Ste
             sub_state=None,
             run_ended_at=ended,
             message=seen.message if partial else build.message,
+            run_outcome=RunState.PARTIALLY_SUCCEEDED.value if partial else RunState.SUCCEEDED.value,
             updated_at=now,
         )
         why = (
@@ -223,7 +224,7 @@ def settled(
     after = dataclasses.replace(
         state.without_open(build.id, at=now), last_build_id=build.id, last_build_state=build.state
     )
-    if build.state in (BuildState.PUBLISHED, BuildState.PARTIALLY_PUBLISHED):
+    if build.state in SUCCEEDED:
         version = build.source.resolved_version
         if version and (
             not state.baseline_version or version_key(version) >= version_key(state.baseline_version)
@@ -239,7 +240,7 @@ def settled(
                 after = after.with_region(
                     RegionStanding(row.region, build.id, version, image, row.state, row.completed_at), at=now
                 )
-    elif build.state is BuildState.FAILED and build.reason is not BuildReason.EXTERNAL:
+    elif build.state in (BuildState.FAILED, BuildState.REJECTED) and build.reason is not BuildReason.EXTERNAL:
         failures = state.consecutive_failures + 1
         after = dataclasses.replace(after, consecutive_failures=failures)
         if failures >= policy.disable_after and not state.disabled:

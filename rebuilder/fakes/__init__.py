@@ -266,6 +266,9 @@ class InMemoryGallery:
             dataclasses.replace(v, replication=()) for v in self.images[self._image_key(image_id)].values()
         ]
 
+    def set_excluded_from_latest(self, version_id: GalleryVersionId, excluded: bool) -> None:
+        self.add_version(dataclasses.replace(self.get_version(version_id), excluded_from_latest=excluded))
+
     def set_target_regions(self, version_id: GalleryVersionId, regions: Iterable[Region]) -> None:
         version = self.get_version(version_id)
         current = {r.region: r for r in version.replication}

@@ -93,6 +93,9 @@ class Applier:
                 self.report.recreated.append(template_id)
             case act.Wait(why=why):
                 self.report.waiting.append(why)
+            case act.Promote(versions=versions):
+                for version in versions:
+                    self.ports.gallery.set_excluded_from_latest(version, False)
 
     def save(self, save: act.Save, stored: dict[BuildId, Versioned[Build]]) -> None:
         before, after = stored[save.before.id], save.after

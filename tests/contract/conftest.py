@@ -5,6 +5,7 @@ Each backend is an `Estate`: the ports under test plus a way to arrange the worl
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
@@ -173,10 +174,8 @@ class MemoryEstate:
                     for r in version.replication
                 )
                 self._failing -= {r.region for r in replication if r.state is ReplicationState.FAILED}
-                image[name] = GalleryImageVersion(
-                    id=version.id,
-                    name=version.name,
-                    target_regions=version.target_regions,
+                image[name] = dataclasses.replace(  # what else the version says is kept
+                    version,
                     provisioning_state="Failed"
                     if any(r.state is ReplicationState.FAILED for r in replication)
                     else "Succeeded",

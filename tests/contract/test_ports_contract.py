@@ -202,3 +202,17 @@ def test_unknown_gallery_versions_and_images_are_not_found(estate: Estate) -> No
         estate.gallery.get_version(GalleryVersionId(f"{image_id('ubuntu')}/versions/9.9.9"))
     with pytest.raises(NotFound):
         estate.gallery.list_versions(image_id("nothing"))
+
+
+def test_a_version_excluded_from_latest_is_promoted_then_demoted(estate: Estate) -> None:
+    estate.add_gallery_image("ubuntu")
+    version_id = estate.add_gallery_version("ubuntu", "1.0.0", ["westeurope"])
+    estate.replicate()
+    estate.gallery.set_excluded_from_latest(version_id, True)
+    estate.replicate()
+    assert estate.gallery.get_version(version_id, with_replication=False).excluded_from_latest is True
+    estate.gallery.set_excluded_from_latest(version_id, False)
+    estate.replicate()
+    promoted = estate.gallery.get_version(version_id)
+    assert promoted.excluded_from_latest is False
+    assert [r.state for r in promoted.replication] == [ReplicationState.COMPLETED]  # replicas untouched

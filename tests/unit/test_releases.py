@@ -1,5 +1,6 @@
-"""Releases as pure decisions over literal inputs: the promotion gates, the release state machine,
-rollback and revocation flowing down to children (rebuilder/domain/releases.py)."""
+"""Releases as pure decisions over literal inputs: the promotion gates, the release states in the
+build's state machine, rollback and revocation flowing down to children (rebuilder/domain/releases.py,
+and the reconcile decision for a gated template)."""
 
 from __future__ import annotations
 
@@ -8,153 +9,110 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rebuilder.domain.builds import BuildId, BuildState, Lineage
+from rebuilder.domain.actions import Gathered, Promote, Save, Wait
+from rebuilder.domain.builds import ALLOWED, Build, BuildState, IllegalTransition, Lineage, check_write
 from rebuilder.domain.errors import PermanentError
-from rebuilder.domain.model import RunState
+from rebuilder.domain.model import Distribution, GalleryImageId, ImageTemplate, Source, SourceKind
+from rebuilder.domain.reconcile import decide
+from rebuilder.domain.regions import Region
 from rebuilder.domain.releases import (
     Gate,
     Hold,
-    IllegalRelease,
     NoFallback,
-    Promote,
-    Reject,
-    Release,
-    ReleaseState,
+    Ready,
     built_on_revoked,
     gate_of,
     promotion,
+    released,
     rollback,
 )
+from rebuilder.domain.runs import Policy
+from rebuilder.domain.standing import TemplateState
 from tests.records import UBUNTU, build
 
 T0 = datetime(2026, 12, 10, 3, 0, tzinfo=UTC)
-IMAGE = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g/images/u/versions/"
+IMAGE = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g/images/u"
 
 
-def release(version: str = "1.0.2", **changes: object) -> Release:
-    made = Release(BuildId(f"b-{version}"), "ubuntu2204", IMAGE + version, ReleaseState.CANDIDATE, T0, T0)
+def candidate(version: str = "1.0.2", **changes: object) -> Build:
+    made = build(
+        state=BuildState.CANDIDATE,
+        outputs=(f"{IMAGE}/imageversions/{version}",),
+        candidate_at=T0,
+        run_outcome="Succeeded",
+    )
     return dataclasses.replace(made, **changes)  # type: ignore[arg-type]
 
 
-PUBLISHED = build(state=BuildState.PUBLISHED)
 AUTO, BAKED, MANUAL = Gate(True), Gate(True, bake=timedelta(hours=24)), Gate(True, manual=True)
 
-CASES: dict[str, tuple[object, ...]] = {
-    # name: (build, release, gate, run state, validation failed, now, verdict type, words)
-    "published, succeeded, no bake: promoted": (
-        PUBLISHED,
-        release(),
-        AUTO,
-        RunState.SUCCEEDED,
-        False,
-        T0,
-        Promote,
-        "1.0.2 promoted",
-    ),
-    "still replicating: held": (
-        build(state=BuildState.REPLICATING),
-        release(published_at=None),
-        AUTO,
-        RunState.SUCCEEDED,
-        False,
-        T0,
-        Hold,
-        "not replicated to every target region",
-    ),
+CASES: dict[str, tuple[Build, Gate, datetime, type, str]] = {
+    "no bake, automatic: promoted": (candidate(), AUTO, T0, Ready, "1.0.2 promoted into latest"),
     "baking: held until the bake ends": (
-        PUBLISHED,
-        release(),
+        candidate(),
         BAKED,
-        RunState.SUCCEEDED,
-        False,
         T0 + timedelta(hours=23),
         Hold,
-        "baking until 2026-12-11 03:00 UTC",
+        "1.0.2 is baking until 2026-12-11 03:00 UTC",
     ),
-    "baked: promoted": (
-        PUBLISHED,
-        release(),
-        BAKED,
-        RunState.SUCCEEDED,
-        False,
-        T0 + timedelta(hours=24),
-        Promote,
-        "after 24 h of bake",
-    ),
+    "baked: promoted": (candidate(), BAKED, T0 + timedelta(hours=24), Ready, "after 24 h of bake"),
     "manual, not approved: held": (
-        PUBLISHED,
-        release(),
+        candidate(),
         MANUAL,
-        RunState.SUCCEEDED,
-        False,
-        T0,
+        T0 + timedelta(days=30),
         Hold,
         "waits for approval (python -m rebuilder promote ubuntu2204)",
     ),
     "manual, approved: promoted naming who": (
-        PUBLISHED,
-        release(approved_by="ana@example.com"),
+        candidate(approved_by="ana@example.com"),
         MANUAL,
-        RunState.SUCCEEDED,
-        False,
         T0,
-        Promote,
+        Ready,
         "approved by ana@example.com",
     ),
-    "partially succeeded run: rejected": (
-        PUBLISHED,
-        release(),
+    "not a candidate: nothing to do": (
+        candidate(state=BuildState.PROMOTED),
         AUTO,
-        RunState.PARTIALLY_SUCCEEDED,
-        False,
-        T0,
-        Reject,
-        "did not fully succeed",
-    ),
-    "partially published build: rejected": (
-        build(state=BuildState.PARTIALLY_PUBLISHED),
-        release(),
-        AUTO,
-        RunState.SUCCEEDED,
-        False,
-        T0,
-        Reject,
-        "PartiallyPublished",
-    ),
-    "validation failed: rejected, even approved": (
-        PUBLISHED,
-        release(approved_by="ana"),
-        MANUAL,
-        RunState.SUCCEEDED,
-        True,
-        T0,
-        Reject,
-        "validation failed",
-    ),
-    "already promoted: nothing to do": (
-        PUBLISHED,
-        release(state=ReleaseState.PROMOTED),
-        AUTO,
-        RunState.SUCCEEDED,
-        False,
         T0,
         Hold,
-        "is Promoted",
+        "is Promoted, not a candidate",
     ),
 }
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASES)
 def test_the_promotion_gates(case: str) -> None:
-    made, candidate, gate, run, failed, now, kind, words = CASES[case]
-    verdict = promotion(made, candidate, gate, run=run, validation_failed=failed, now=now)  # type: ignore[arg-type]
-    assert isinstance(verdict, kind)  # type: ignore[arg-type]
-    assert words in verdict.why  # type: ignore[operator]
+    made, gate, now, kind, words = CASES[case]
+    verdict = promotion(made, gate, now=now)
+    assert isinstance(verdict, kind)
+    assert words in verdict.why
 
 
 def test_a_held_bake_says_when_to_look_again() -> None:
-    verdict = promotion(PUBLISHED, release(), BAKED, run=RunState.SUCCEEDED, validation_failed=False, now=T0)
+    verdict = promotion(candidate(), BAKED, now=T0)
     assert isinstance(verdict, Hold) and verdict.until == T0 + timedelta(hours=24)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "partial_regions", "state", "words"),
+    [
+        ("Succeeded", False, BuildState.CANDIDATE, "replicated everywhere as a candidate"),
+        ("PartiallySucceeded", False, BuildState.REJECTED, "rejected: the run partially succeeded"),
+        ("Succeeded", True, BuildState.REJECTED, "rejected: a region failed; it is never promoted"),
+    ],
+)
+def test_a_gated_build_ends_its_distribution_a_candidate_or_rejected(
+    outcome: str, partial_regions: bool, state: BuildState, words: str
+) -> None:
+    replicating = build(
+        state=BuildState.REPLICATING, outputs=(f"{IMAGE}/imageversions/1.0.2",), run_outcome=outcome
+    )
+    after, why = released(replicating, partial_regions=partial_regions, now=T0)
+    assert after.state is state and words in why
+    assert (after.candidate_at == T0) is (state is BuildState.CANDIDATE)
+    check_write(
+        BuildState.REPLICATING, after, replicating.becomes(after, why=why, by="r")
+    )  # the machine allows it
 
 
 @pytest.mark.parametrize(
@@ -189,60 +147,98 @@ def test_an_invalid_gate_tag_is_reported_and_the_default_used(tags: dict[str, st
     assert words in gate.problems[0]
 
 
-def test_the_release_machine_refuses_what_could_not_have_happened() -> None:
-    promoted = release().moved(ReleaseState.PROMOTED, at=T0, by="rebuilder", why="baked")
-    assert promoted.state is ReleaseState.PROMOTED
-    revoked = promoted.moved(ReleaseState.REVOKED, at=T0, by="ana", why="bad kernel")
-    for done in (revoked, release().moved(ReleaseState.REJECTED, at=T0, by="r", why="partial")):
-        for to in ReleaseState:
-            with pytest.raises(IllegalRelease):
-                done.moved(to, at=T0, by="x", why="x")
-    with pytest.raises(IllegalRelease, match="Candidate → Revoked"):
-        release().moved(ReleaseState.REVOKED, at=T0, by="x", why="x")
+def test_the_machine_allows_release_moves_and_nothing_after_them() -> None:
+    assert ALLOWED[BuildState.CANDIDATE] == {BuildState.CANDIDATE, BuildState.PROMOTED, BuildState.REJECTED}
+    assert ALLOWED[BuildState.PROMOTED] == ALLOWED[BuildState.PUBLISHED] == {BuildState.REVOKED}
+    for final in (BuildState.REJECTED, BuildState.REVOKED, BuildState.FAILED):
+        assert ALLOWED[final] == frozenset()
+    promoted = candidate(state=BuildState.PROMOTED)
+    with pytest.raises(IllegalTransition):  # a finished build is written only by a move the machine allows
+        check_write(BuildState.PROMOTED, promoted, None)
+    with pytest.raises(IllegalTransition):
+        candidate().becomes(dataclasses.replace(candidate(), state=BuildState.REVOKED), why="x", by="x")
+
+
+def in_latest(version: str, at: datetime, state: BuildState = BuildState.PROMOTED) -> Build:
+    return candidate(version, state=state, promoted_at=at, updated_at=at)
 
 
 def test_a_rollback_revokes_the_current_version_and_falls_back_to_the_previous() -> None:
-    older = release("1.0.1", state=ReleaseState.PROMOTED, at=T0 - timedelta(days=30))
-    current = release("1.0.2", state=ReleaseState.PROMOTED, at=T0 - timedelta(days=1))
-    candidate = release("1.0.3")
-    done = rollback([current, candidate, older], now=T0, by="ana@example.com", why="boot loop")
-    assert (done.revoke.version, done.revoke.state, done.revoke.by, done.revoke.why) == (
-        "1.0.2",
-        ReleaseState.REVOKED,
-        "ana@example.com",
-        "boot loop",
-    )
-    assert done.fallback.version == "1.0.1"
+    older = in_latest("1.0.1", T0 - timedelta(days=30), BuildState.PUBLISHED)  # before the template was gated
+    current = in_latest("1.0.2", T0 - timedelta(days=1))
+    waiting = candidate("1.0.3")
+    done = rollback([current, waiting, older], now=T0, by="ana@example.com", why="boot loop")
+    assert (done.revoke.id, done.revoke.state) == (current.id, BuildState.REVOKED)
+    assert done.revoke.message == "revoked by ana@example.com: boot loop"
+    assert done.fallback.id == older.id
+    check_write(BuildState.PROMOTED, done.revoke, current.becomes(done.revoke, why="boot loop", by="ana"))
 
 
 @pytest.mark.parametrize(
-    ("releases", "words"),
+    ("builds", "words"),
     [
-        ([], "no version of this template is promoted"),
-        ([release("1.0.2", state=ReleaseState.PROMOTED)], "no earlier promoted version to fall back to"),
+        ([], "no image of this template is in latest"),
+        ([in_latest("1.0.2", T0)], "no earlier version to fall back to"),
         (
-            [release("1.0.1", state=ReleaseState.REVOKED), release("1.0.2", state=ReleaseState.PROMOTED)],
-            "no earlier promoted version",  # a revoked version is never fallen back to
+            [in_latest("1.0.1", T0 - timedelta(days=9), BuildState.REVOKED), in_latest("1.0.2", T0)],
+            "no earlier version",  # a revoked version is never fallen back to
         ),
+        ([candidate("1.0.1"), in_latest("1.0.2", T0)], "no earlier version"),  # nor a candidate
     ],
 )
-def test_a_rollback_without_a_fallback_is_refused(releases: list[Release], words: str) -> None:
+def test_a_rollback_without_a_fallback_is_refused(builds: list[Build], words: str) -> None:
     with pytest.raises(NoFallback, match=words):
-        rollback(releases, now=T0, by="ana", why="bad")
+        rollback(builds, now=T0, by="ana", why="bad")
 
 
 def test_a_rollback_needs_a_reason() -> None:
-    promoted = [release(v, state=ReleaseState.PROMOTED) for v in ("1.0.1", "1.0.2")]
     with pytest.raises(PermanentError, match="needs a reason"):
-        rollback(promoted, now=T0, by="ana", why="  ")
+        rollback([in_latest("1.0.1", T0), in_latest("1.0.2", T0)], now=T0, by="ana", why="  ")
 
 
 def test_children_built_on_a_revoked_parent_version_are_flagged() -> None:
-    parent = release("1.0.2", state=ReleaseState.REVOKED)
-    lineage = Lineage(parent.build_id, "ubuntu2204", "22.04.202501150", UBUNTU, "")
+    parent = in_latest("1.0.2", T0, BuildState.REVOKED)
+    lineage = Lineage(parent.id, "ubuntu2204", "22.04.202501150", UBUNTU, "")
     child = build("app", lineage=lineage)
-    assert built_on_revoked(child, {parent.build_id: parent}) == "built on revoked ubuntu2204 1.0.2"
+    assert built_on_revoked(child, {parent.id: parent}) == "built on revoked ubuntu2204 1.0.2"
     other = dataclasses.replace(child, lineage=dataclasses.replace(lineage, parent_build_id="b-other"))
-    assert built_on_revoked(other, {parent.build_id: parent}) == ""
-    assert built_on_revoked(build("app"), {parent.build_id: parent}) == ""  # a baseline has no parent
-    assert built_on_revoked(None, {parent.build_id: parent}) == ""
+    assert built_on_revoked(other, {parent.id: parent}) == ""
+    assert built_on_revoked(build("app"), {parent.id: parent}) == ""  # a baseline has no parent
+    assert built_on_revoked(None, {parent.id: parent}) == ""
+
+
+# -- the reconcile decision for a gated template ----------------------------------------------------------
+def gated_template(**tags: str) -> ImageTemplate:
+    b = build()
+    return ImageTemplate(
+        b.template_id,
+        "s",
+        "rg",
+        b.template_name,
+        Region("westeurope"),
+        Source(SourceKind.PLATFORM_IMAGE, None, "latest"),
+        {"golden-image-rebuild": "auto", **tags},
+        (Distribution("SharedImage", "golden", GalleryImageId(IMAGE), (Region("westeurope"),), True),),
+        "Succeeded",
+    )
+
+
+def test_a_candidate_is_promoted_before_it_is_written_promoted() -> None:
+    state = TemplateState(build().template_id, "ubuntu2204", Region("westeurope"), T0)
+    decision = decide(Gathered(state, (candidate(),), gated_template()), now=T0, policy=Policy(), by="r")
+    promote, save = decision.actions
+    assert isinstance(promote, Promote) and promote.versions == (f"{IMAGE}/versions/1.0.2",)
+    assert isinstance(save, Save) and save.after.state is BuildState.PROMOTED and save.after.promoted_at == T0
+
+
+def test_a_candidate_baking_or_awaiting_approval_waits() -> None:
+    state = TemplateState(build().template_id, "ubuntu2204", Region("westeurope"), T0)
+    for tags, words in (
+        ({"rebuild-bake-hours": "12"}, "baking until"),
+        ({"rebuild-promote": "manual"}, "approval"),
+    ):
+        decision = decide(
+            Gathered(state, (candidate(),), gated_template(**tags)), now=T0, policy=Policy(), by="r"
+        )
+        [wait] = decision.actions
+        assert isinstance(wait, Wait) and words in wait.why
