@@ -67,6 +67,14 @@ def parser() -> argparse.ArgumentParser:
     builds.add_argument("--limit", type=int, default=50, help="builds to show (1-200, default 50)")
     show = commands.add_parser("show", parents=[output], help="one build with its regions and transitions")
     show.add_argument("build", help="build id")
+    promote = commands.add_parser(
+        "promote", parents=[output], help="approve a gated template's candidate; promoted once baked"
+    )
+    promote.add_argument("template", help="template name or resource id")
+    promote.add_argument(
+        "--version", default="", help="the candidate's gallery version (default: the open one)"
+    )
+    promote.add_argument("--reason", default="", help="why (recorded with the approval)")
     enable = commands.add_parser("enable", parents=[output], help="re-enable an auto-disabled template")
     enable.add_argument("template", help="template name or resource id")
     enable.add_argument("--reason", default="", help="why (recorded in the template's audit trail)")
@@ -94,6 +102,7 @@ def main(argv: list[str], *, clock: Clock | None = None) -> int:
         "builds": _builds,
         "show": _show,
         "enable": _enable,
+        "promote": _promote,
         "report": _report,
         "export": _export,
     }
@@ -360,6 +369,29 @@ def _show(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
         ]
     )
     return build_document(build, regions, transitions), text
+
+
+def _promote(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
+    from rebuilder.services.requests import promote
+
+    from .http.inputs import note
+    from .views import build_document
+
+    why = _checked(lambda: note(args.reason))
+    _progress(f"approving the candidate of {args.template} …")
+    build, _ = promote(
+        services.detection(),
+        args.template,
+        services.policy(),
+        now=services.clock.now(),
+        caller=_caller(),
+        version=args.version,
+        note=why,
+    )
+    text = f"{build.template_name}: {build.id} is {build.state.value}" + (
+        f" (approved by {build.approved_by})" if build.approved_by else ""
+    )
+    return build_document(build), text
 
 
 def _enable(services: Services, args: argparse.Namespace) -> tuple[Any, str]:

@@ -39,6 +39,10 @@ def build_document(
         "message": build.message or None,
         "definition_hash_before": build.definition_hash_before or None,
         "definition_hash_after": build.definition_hash_after or None,
+        "run_outcome": build.run_outcome or None,
+        "candidate_at": build.candidate_at,
+        "approved_by": build.approved_by or None,
+        "promoted_at": build.promoted_at,
         "provenance": {
             "trigger": build.provenance.trigger,
             "caller": build.provenance.caller or None,

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rebuilder.domain import policies, resource_ids
-from rebuilder.domain.builds import Build, BuildReason, Provenance, requested
+from rebuilder.domain.builds import Build, BuildReason, BuildState, Provenance, requested
 from rebuilder.domain.errors import Conflict, NotFound, PermanentError, StaleWrite
 from rebuilder.domain.limits import check_idempotency_key
 from rebuilder.domain.model import ImageTemplate, Scope, SourceKind, TemplateId
 from rebuilder.domain.planner import is_pinned, last_started, mode_of
+from rebuilder.domain.ports import Versioned
+from rebuilder.domain.releases import versions_of
 from rebuilder.domain.runs import Policy
 from rebuilder.domain.standing import TemplateAction, TemplateState
 
@@ -30,6 +32,8 @@ from .ports import Ports
 from .reconciler import Reconciler, ReconcileReport
 from .records import Opened, covering, open_build, update_state
 from .watch import first_sight
+
+_ATTEMPTS = 20  # re-reads of a build that keeps changing under a promotion
 
 REQUEST_KEY_PREFIX = "request:"  # a caller's key lives in its own namespace, apart from the service's keys
 
@@ -236,3 +240,50 @@ def enable(
         ),
     )
     return updated or state, state.disabled
+
+
+def promote(
+    ports: Ports,
+    name_or_id: str,
+    policy: Policy,
+    *,
+    now: datetime,
+    caller: Caller,
+    version: str = "",
+    note: str = "",
+) -> tuple[Build, ReconcileReport]:
+    """Approve the template's candidate (its `version`, if given) for promotion, then let the reconcile
+    pass promote it if its other gates hold (the bake): (the build as it stands after, that pass)."""
+    state = find_state(where_we_stand(ports.ledger), name_or_id)
+    for _ in range(_ATTEMPTS):
+        found = _candidate(ports, state, version)
+        if found.record.approved_by:
+            break
+        approved = dataclasses.replace(found.record, approved_by=caller.who, updated_at=now)
+        why = f"promotion approved by {caller.who}" + (f": {note}" if note else "")
+        try:
+            ports.ledger.save_build(
+                approved,
+                etag=found.etag,
+                transition=found.record.becomes(approved, why=why, by=caller.trigger),
+            )
+        except StaleWrite:
+            continue
+        ports.ledger.record_action(
+            TemplateAction(state.template_id, now, "promotion-approved", caller.who, caller.object_id, why)
+        )
+        break
+    acted = Reconciler(ports, policy, now=now, by=caller.trigger, correlation_id=caller.correlation_id)
+    report = acted.run(only={state.template_id.lower()})
+    return ports.ledger.get_build(found.record.id).record, report
+
+
+def _candidate(ports: Ports, state: TemplateState, version: str) -> Versioned[Build]:
+    for build_id in state.open_builds:
+        with contextlib.suppress(NotFound):
+            found = ports.ledger.get_build(build_id)
+            names = {v.rsplit("/", 1)[-1] for v in versions_of(found.record)}
+            if found.record.state is BuildState.CANDIDATE and (not version or version in names):
+                return found
+    which = f" {version}" if version else ""
+    raise NotFound(f"no candidate{which} of {state.name} awaits promotion")

@@ -79,6 +79,10 @@ _BUILD_PROPS: dict[str, S] = {
     "message": maybe(STR),
     "definition_hash_before": maybe(STR),
     "definition_hash_after": maybe(STR),
+    "run_outcome": maybe(STR),
+    "candidate_at": maybe(TIME),
+    "approved_by": maybe(STR),
+    "promoted_at": maybe(TIME),
     "provenance": obj(
         {
             "trigger": STR,

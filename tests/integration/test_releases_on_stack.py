@@ -1,0 +1,134 @@
+"""Gated templates on the local stack (ARM simulator + Azurite, real SDK clients): a build whose
+distributor excludes new versions from latest is a candidate, baked, then promoted — automatically, or
+when a person approves it — and only then does its child build on it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from devstack import estate
+from devstack.armsim import ArmSimulator, SimControl
+from devstack.azurite import Azurite
+from rebuilder.adapters.azure_clients import AzureClients
+from rebuilder.domain.builds import BuildReason, BuildState
+from rebuilder.domain.model import GalleryVersionId
+from rebuilder.domain.releases import versions_of
+from tests.integration.orchestration import Driver, cli, make_driver
+
+PARENT, CHILD = "ubuntu2204-gated", "app-gated"
+
+
+@pytest.fixture
+def driver(armsim: ArmSimulator, sim: SimControl, azurite: Azurite) -> Iterator[Driver]:
+    made = make_driver(armsim, sim, azurite)
+    yield made
+    made.services.close()
+
+
+def add_gated(driver: Driver, **tags: str) -> None:
+    """A gated parent (its distributor publishes with excludeFromLatest) and a child built on it."""
+    clients = AzureClients(driver.services.settings)
+    try:
+        compute: Any = clients.compute(estate.SUBSCRIPTION)
+        templates = clients.imagebuilder(estate.SUBSCRIPTION).virtual_machine_image_templates
+        specs = (
+            estate.TemplateSpec(PARENT, "ubuntu-gated", estate.TEMPLATES[0].source),
+            estate.TemplateSpec(
+                CHILD,
+                "app-gated",
+                {
+                    "type": "SharedImageVersion",
+                    "imageVersionId": estate.gallery_image_id("ubuntu-gated") + "/versions/latest",
+                },
+            ),
+        )
+        for spec in specs:
+            compute.gallery_images.begin_create_or_update(
+                estate.IMAGES_RG,
+                estate.GALLERY,
+                spec.image,
+                {
+                    "location": estate.HOME,
+                    "properties": {
+                        "osType": "Linux",
+                        "osState": "Generalized",
+                        "hyperVGeneration": "V2",
+                        "identifier": {"publisher": "contoso", "offer": "gated", "sku": spec.image},
+                    },
+                },
+            ).result()
+            body = estate.template_body(spec)
+            if spec.name == PARENT:
+                body["properties"]["distribute"][0]["excludeFromLatest"] = True
+                body["tags"].update(tags)
+            templates.begin_create_or_update(estate.TEMPLATES_RG, spec.name, body).result()
+    finally:
+        clients.close()
+
+
+def excluded(driver: Driver, version_id: GalleryVersionId) -> bool:
+    return driver.services.gallery.get_version(version_id, with_replication=False).excluded_from_latest
+
+
+def test_a_gated_build_is_baked_promoted_and_only_then_built_on(driver: Driver, sim: SimControl) -> None:
+    add_gated(driver, **{"rebuild-bake-hours": "6"})
+    driver.watch()
+    driver.until(lambda: driver.last(PARENT).state is BuildState.CANDIDATE, step=600)
+    parent = driver.last(PARENT)
+    [version] = versions_of(parent)
+    assert excluded(driver, version) and parent.candidate_at is not None
+    assert parent.run_outcome == "Succeeded"
+    for _ in range(6):  # an hour at a time through most of the bake: the child sees nothing yet
+        sim.advance(3000)
+        driver.watch()
+        driver.reconcile()
+    assert driver.last(PARENT).state is BuildState.CANDIDATE
+    assert driver.builds(CHILD) == []  # its `latest` source ignores the candidate
+    driver.until(lambda: driver.last(PARENT).state is BuildState.PROMOTED, step=600)
+    promoted = driver.last(PARENT)
+    assert not excluded(driver, version)
+    assert promoted.promoted_at is not None
+    assert (promoted.promoted_at - parent.candidate_at).total_seconds() >= 6 * 3600
+    transitions = [t.to_state for t in driver.services.ledger.list_transitions(promoted.id)]
+    assert transitions[-2:] == [BuildState.CANDIDATE, BuildState.PROMOTED]
+    driver.until(lambda: bool(driver.builds(CHILD)) and driver.idle(), step=600)
+    child = driver.last(CHILD)
+    assert child.reason is BuildReason.PARENT_PUBLISHED and child.state is BuildState.PUBLISHED
+    assert child.lineage is not None and child.lineage.parent_build_id == promoted.id
+    assert child.source.resolved_version == version.rsplit("/", 1)[-1]
+    assert child.created_at > promoted.promoted_at
+
+
+def test_a_manual_gate_waits_for_a_person_to_promote(driver: Driver, sim: SimControl) -> None:
+    add_gated(driver, **{"rebuild-promote": "manual"})
+    driver.watch()
+    driver.until(lambda: driver.last(PARENT).state is BuildState.CANDIDATE, step=600)
+    for _ in range(4):  # two days: nobody approved it
+        sim.advance(12 * 3600)
+        driver.reconcile()
+    waiting = driver.last(PARENT)
+    assert waiting.state is BuildState.CANDIDATE and waiting.approved_by == ""
+    assert any("waits for approval" in w for w in driver.acted[-1].waiting)
+    shown = cli(driver, "promote", PARENT, "--reason", "smoke tests passed", "--output", "json")
+    assert shown["state"] == "Promoted" and shown["approved_by"]
+    promoted = driver.last(PARENT)
+    assert promoted.state is BuildState.PROMOTED and promoted.approved_by
+    [version] = versions_of(promoted)
+    assert not excluded(driver, version)
+    whys = [t.why for t in driver.services.ledger.list_transitions(promoted.id)]
+    assert any("promotion approved by" in w and "smoke tests passed" in w for w in whys)
+    again = subprocess.run(
+        [sys.executable, "-m", "devstack.simcli", "promote", PARENT],
+        env={**os.environ, **driver.env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert again.returncode == 1 and f"no candidate of {PARENT} awaits promotion" in again.stderr
