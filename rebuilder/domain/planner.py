@@ -267,7 +267,8 @@ def _decide(
     if obstacle is not None:
         action, reason = obstacle
     else:
-        due, reason = _due(template, candidate, base, adopted, rules, built, started, now)
+        found, why = _by_rule(template, candidate, base, adopted, rules, built, started, now)
+        due, reason = _windowed(found, why, rules, now)
         action = Action.REBUILD if due is not None else Action.NONE
     if pinned_note:
         reason += f"; {pinned_note}"
@@ -347,19 +348,8 @@ class Due:
     version: str
 
 
-def _due(
-    template: ImageTemplate,
-    candidate: Candidate,
-    base: str,
-    adopted: bool,
-    rules: Rules,
-    built: datetime | None,
-    started: datetime | None,
-    now: datetime,
-) -> tuple[Due | None, str]:
-    """The rule that makes the template due now, with the reason a person reads; or why none does.
-    Automatic builds of every reason wait for the template's window."""
-    found, reason = _by_rule(template, candidate, base, adopted, rules, built, started, now)
+def _windowed(found: Due | None, reason: str, rules: Rules, now: datetime) -> tuple[Due | None, str]:
+    """Automatic builds of every reason wait for the template's window."""
     if found is not None and rules.window is not None and not rules.window.contains(now):
         opens = rules.window.next_opening(now)
         return (
@@ -379,7 +369,8 @@ def _by_rule(
     started: datetime | None,
     now: datetime,
 ) -> tuple[Due | None, str]:
-    """Patch day first, then a new source version, then maximum age. A new eligible version is due
+    """The rule that makes the template due now, with the reason a person reads, or why none does:
+    patch day first, then a new source version, then maximum age. A new eligible version is due
     whatever the cooldown; a version younger than the minimum release age is never built, so a
     template that builds from `latest` (it would take that version) waits for it."""
     newer = not base or version_key(candidate.version) > version_key(base)
