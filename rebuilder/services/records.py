@@ -99,8 +99,8 @@ def covering(ledger: Ledger, state: TemplateState | None, mine: Build) -> Build 
             other = ledger.get_build(build_id).record
         except NotFound:
             continue
-        if other.state.finished or other.id == mine.id:
-            continue
+        if other.state.finished or other.id == mine.id or other.state is BuildState.CANDIDATE:
+            continue  # a candidate is built already: it awaits promotion, it cannot take a request
         theirs, wanted = other.source.resolved_version, mine.source.resolved_version
         if not theirs or not wanted or version_key(theirs) >= version_key(wanted):
             return other

@@ -174,6 +174,13 @@ def _refuse_if_busy(ports: Ports, state: TemplateState | None, build: Build) -> 
         with contextlib.suppress(NotFound):
             other = ports.ledger.get_build(build_id).record
             if not other.state.finished:
+                if other.state is BuildState.CANDIDATE:
+                    raise BuildInProgress(
+                        f"build {other.id} of {other.template_name} is a candidate awaiting promotion"
+                        f" (python -m rebuilder promote {other.template_name}); ask again once it is"
+                        " promoted or rejected",
+                        other,
+                    )
                 raise BuildInProgress(
                     f"build {other.id} of {other.template_name} is open ({other.state.value}, building "
                     f"{other.source.resolved_version or 'latest'}) and cannot take this request; "

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from rebuilder.domain.builds import BuildState
+from rebuilder.domain.builds import BuildReason, BuildState, Provenance, requested
 from rebuilder.domain.model import (
     GalleryImageId,
     GalleryImageVersion,
@@ -32,7 +32,8 @@ from rebuilder.fakes import FixedClock, InMemoryGallery, InMemoryImageBuilder, I
 from rebuilder.fakes.ledger import InMemoryLedger
 from rebuilder.services.detection import compute_plan, watch_pass
 from rebuilder.services.ports import Ports
-from rebuilder.services.requests import Caller, request_rebuild
+from rebuilder.services.records import open_build
+from rebuilder.services.requests import BuildInProgress, Caller, request_rebuild
 from rebuilder.services.watch_and_act import watch_and_act
 
 SUB = "11111111-2222-3333-4444-555555555555"
@@ -275,3 +276,21 @@ def test_a_pinned_version_among_the_newest_costs_no_extra_read(world: World) -> 
     compute_plan(world.ports, [SCOPE], now=world.clock.now())
     gets = [c for c in world.marketplace.calls if c[0] == "get" and c[2] == WINDOWS]
     assert len(gets) == 2
+
+
+def test_an_on_demand_request_while_a_candidate_awaits_promotion_is_refused(world: World) -> None:
+    tid = world.template("gated", latest(JAMMY))
+    template = world.imagebuilder.get_template(tid)
+    waiting = requested(
+        template,
+        reason=BuildReason.SOURCE_UPDATE,
+        key="source-update:22.04.202501150",
+        resolved_version="22.04.202501150",
+        now=world.clock.now(),
+        provenance=Provenance("timer"),
+        state=BuildState.CANDIDATE,
+    )
+    open_build(world.ledger, waiting, why="test", by="timer", now=world.clock.now())
+    with pytest.raises(BuildInProgress, match="is a candidate awaiting promotion"):
+        request_rebuild(world.ports, template, Policy(), now=world.clock.now(), caller=Caller("cli", "ana"))
+    assert [b.id for b in world.ledger.list_builds(tid).items] == [waiting.id]  # nothing joined it
