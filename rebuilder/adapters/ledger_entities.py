@@ -486,6 +486,8 @@ def template_to_entity(s: TemplateState) -> Entity:
             "FollowAfter": _aware(s.follow_after, "follow_after"),
             "FollowErrors": s.follow_errors,
             "Source": json.dumps(_source_dict(s.source), separators=(",", ":")) if s.source else None,
+            "CandidateBuild": s.candidate_build,
+            "CandidateVersion": s.candidate_version,
             "PolicyTags": json.dumps([list(p) for p in s.policy_tags]) if s.policy_tags else None,
             "UpdatedAt": s.updated_at,
         }
@@ -527,6 +529,8 @@ def template_from_entity(e: Mapping[str, Any]) -> TemplateState:
         follow_after=_utc(e.get("FollowAfter")),
         follow_errors=int(e.get("FollowErrors", 0)),
         source=_source_from(json.loads(e["Source"])) if e.get("Source") else None,
+        candidate_build=e.get("CandidateBuild", ""),
+        candidate_version=e.get("CandidateVersion", ""),
         policy_tags=tuple((str(n), str(v)) for n, v in json.loads(e.get("PolicyTags") or "[]")),
     )
 

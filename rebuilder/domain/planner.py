@@ -140,8 +140,9 @@ def plan(
     names = {_key(s.template_id): s.name for s in states.values()}
     names.update({_key(m.template.id): m.template.name for m in templates})
     cycles = cycles_in(graph, names)
+    items = [_awaiting_parent(item, graph, states) for item in items]
     by_id = {_key(i.template.id): i for i in items}
-    return [_ordered(item, graph, cycles, by_id, names) for item in items]
+    return [_ordered(item, graph, cycles, by_id, names) for item in items]  # a cycle is refused whatever
 
 
 def dependencies(
@@ -246,6 +247,30 @@ def _ordered(
         due=BuildReason.PARENT_PUBLISHED,
         key=item.key.replace(BuildReason.SOURCE_UPDATE, BuildReason.PARENT_PUBLISHED, 1),
     )
+
+
+def _awaiting_parent(
+    item: PlanItem,
+    graph: Mapping[TemplateId, tuple[TemplateId, ...]],
+    states: Mapping[TemplateId, TemplateState],
+) -> PlanItem:
+    """A child that is not due (or finds no usable parent image yet) says that its gated parent's
+    candidate, once promoted, will make it so."""
+    own = states.get(_key(item.template.id))
+    if item.action not in (Action.NONE, Action.BLOCKED) or (own is not None and own.disabled):
+        return item
+    for parent in graph.get(_key(item.template.id), ()):
+        state = states.get(parent)
+        if state is not None and state.candidate_build:
+            why = f"waiting for parent promotion: {state.name} {state.candidate_version} is a candidate"
+            return dataclasses.replace(item, action=Action.NONE, reason=f"{why}; {item.reason}")
+    return item
+
+
+def _busy(state: TemplateState) -> str:
+    if state.candidate_build in state.open_builds:
+        return f"candidate {state.candidate_version} (build {state.candidate_build}) awaits promotion"
+    return f"build {state.open_builds[-1]} is in progress"
 
 
 def _key(template_id: str) -> TemplateId:
@@ -429,7 +454,7 @@ def _obstacle(
     if candidate.problem:
         return Action.BLOCKED, candidate.problem
     if state is not None and state.open_builds:
-        return Action.NONE, f"build {state.open_builds[-1]} is in progress"
+        return Action.NONE, _busy(state)
     return None
 
 

@@ -224,6 +224,8 @@ def settled(
     after = dataclasses.replace(
         state.without_open(build.id, at=now), last_build_id=build.id, last_build_state=build.state
     )
+    if state.candidate_build == build.id:  # promoted or rejected: no longer awaiting promotion
+        after = dataclasses.replace(after, candidate_build="", candidate_version="")
     if build.state in SUCCEEDED:
         version = build.source.resolved_version
         if version and (

@@ -21,6 +21,7 @@ from rebuilder.domain.model import ImageTemplate, TemplateId
 from rebuilder.domain.notices import Notice, about, disabled, ended
 from rebuilder.domain.ports import Versioned
 from rebuilder.domain.regions import Region
+from rebuilder.domain.releases import version_name
 from rebuilder.domain.runs import Policy, settled
 from rebuilder.domain.standing import TemplateState
 
@@ -114,6 +115,8 @@ class Applier:
             for r in save.rows
             if r.state == "Completed" and r.completed_at == self.now
         ]
+        if after.state is BuildState.CANDIDATE and before.record.state is not BuildState.CANDIDATE:
+            update_state(self.ports.ledger, after.template_id, _awaiting(after, self.now))
         if after.state.finished:
             self.report.finished.append(after.id)
             image = next((v for v in map(resource_ids.maybe_gallery_version_id, after.outputs) if v), "")
@@ -167,6 +170,18 @@ class Applier:
         except PermanentError as error:
             return starting.Refusal("permanent", str(error))
         return None
+
+
+def _awaiting(build: Build, now: datetime) -> Callable[[TemplateState], TemplateState]:
+    """The template's row names its candidate: the plan and its children say it awaits promotion."""
+    version = version_name(build)
+
+    def change(state: TemplateState) -> TemplateState:
+        if state.candidate_build == build.id:
+            return state
+        return dataclasses.replace(state, candidate_build=build.id, candidate_version=version, updated_at=now)
+
+    return change
 
 
 def _accounting(started: datetime, now: datetime) -> Callable[[TemplateState], TemplateState]:

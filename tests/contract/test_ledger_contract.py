@@ -224,6 +224,8 @@ def test_template_state_is_created_once_then_updated_conditionally(ledger: Ledge
         follow_errors=2,
         consecutive_failures=1,
         baseline_at=T0,
+        candidate_build=str(build().id),
+        candidate_version="1.0.2",
         policy_tags=(("rebuild-patch-day", "+2"), ("rebuild-window", "Sat,Sun 01:00-05:00")),
     )
     second = ledger.save_template_state(newer, etag=version)

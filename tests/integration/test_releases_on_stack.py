@@ -90,6 +90,10 @@ def test_a_gated_build_is_baked_promoted_and_only_then_built_on(driver: Driver, 
         driver.reconcile()
     assert driver.last(PARENT).state is BuildState.CANDIDATE
     assert driver.builds(CHILD) == []  # its `latest` source ignores the candidate
+    plan = {t["name"]: t for t in cli(driver, "plan", "--output", "json")["templates"]}
+    name = version.rsplit("/", 1)[-1]
+    assert f"candidate {name} (build {parent.id}) awaits promotion" in plan[PARENT]["reason"]
+    assert f"waiting for parent promotion: {PARENT} {name} is a candidate" in plan[CHILD]["reason"]
     driver.until(lambda: driver.last(PARENT).state is BuildState.PROMOTED, step=600)
     promoted = driver.last(PARENT)
     assert not excluded(driver, version)
