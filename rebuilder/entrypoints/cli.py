@@ -75,6 +75,11 @@ def parser() -> argparse.ArgumentParser:
         "--version", default="", help="the candidate's gallery version (default: the open one)"
     )
     promote.add_argument("--reason", default="", help="why (recorded with the approval)")
+    back = commands.add_parser(
+        "rollback", parents=[output], help="demote a template's current image so the previous one is latest"
+    )
+    back.add_argument("template", help="template name or resource id")
+    back.add_argument("--reason", required=True, help="why (recorded with the revocation)")
     enable = commands.add_parser("enable", parents=[output], help="re-enable an auto-disabled template")
     enable.add_argument("template", help="template name or resource id")
     enable.add_argument("--reason", default="", help="why (recorded in the template's audit trail)")
@@ -103,6 +108,7 @@ def main(argv: list[str], *, clock: Clock | None = None) -> int:
         "show": _show,
         "enable": _enable,
         "promote": _promote,
+        "rollback": _rollback,
         "report": _report,
         "export": _export,
     }
@@ -392,6 +398,23 @@ def _promote(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
         f" (approved by {build.approved_by})" if build.approved_by else ""
     )
     return build_document(build), text
+
+
+def _rollback(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
+    from rebuilder.domain.releases import version_name
+    from rebuilder.services.requests import roll_back
+
+    from .http.inputs import note
+    from .views import build_document
+
+    why = _checked(lambda: note(args.reason))
+    revoked, fallback = roll_back(
+        services.detection(), args.template, now=services.clock.now(), caller=_caller(), reason=why
+    )
+    text = (
+        f"{revoked.template_name}: {version_name(revoked)} revoked; {version_name(fallback)} is latest again"
+    )
+    return {"revoked": build_document(revoked), "latest": build_document(fallback)}, text
 
 
 def _enable(services: Services, args: argparse.Namespace) -> tuple[Any, str]:

@@ -11,23 +11,31 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from rebuilder.domain import policies, resource_ids
-from rebuilder.domain.builds import Build, BuildReason, BuildState, Provenance, requested
+from rebuilder.domain.builds import (
+    Build,
+    BuildReason,
+    BuildState,
+    IllegalTransition,
+    Provenance,
+    requested,
+)
 from rebuilder.domain.errors import Conflict, NotFound, PermanentError, StaleWrite
 from rebuilder.domain.limits import check_idempotency_key
 from rebuilder.domain.model import ImageTemplate, Scope, SourceKind, TemplateId
 from rebuilder.domain.planner import is_pinned, last_started, mode_of
 from rebuilder.domain.ports import Versioned
-from rebuilder.domain.releases import versions_of
+from rebuilder.domain.releases import rollback, version_name, versions_of
 from rebuilder.domain.runs import Policy
 from rebuilder.domain.standing import TemplateAction, TemplateState
 
-from .history import where_we_stand
+from .history import every, where_we_stand
 from .ports import Ports
 from .reconciler import Reconciler, ReconcileReport
 from .records import Opened, covering, open_build, update_state
@@ -294,3 +302,40 @@ def _candidate(ports: Ports, state: TemplateState, version: str) -> Versioned[Bu
                 return found
     which = f" {version}" if version else ""
     raise NotFound(f"no candidate{which} of {state.name} awaits promotion")
+
+
+ROLLBACK_DEPTH = 200  # a template's newest builds looked at for its versions in latest
+
+
+def roll_back(
+    ports: Ports, name_or_id: str, *, now: datetime, caller: Caller, reason: str
+) -> tuple[Build, Build]:
+    """Demote the template's current version in latest so the previous one is `latest` again, and
+    revoke its build: (the revoked build, the one fallen back to). The gallery goes first: a crash
+    before the ledger is written leaves the build to revoke in latest's past, and asking again
+    finishes it (the demotion is idempotent)."""
+    state = find_state(where_we_stand(ports.ledger), name_or_id)
+    recent = list(
+        itertools.islice(
+            every(lambda token: ports.ledger.list_builds(state.template_id, continuation=token)),
+            ROLLBACK_DEPTH,
+        )
+    )
+    decided = rollback(recent, now=now, by=caller.who, why=reason)
+    for version in versions_of(decided.revoke):
+        ports.gallery.set_excluded_from_latest(version, True)
+    current = ports.ledger.get_build(decided.revoke.id)
+    why = f"rolled back by {caller.who}: {reason}; {version_name(decided.fallback)} is latest again"
+    try:
+        transition = current.record.becomes(decided.revoke, why=why, by=caller.trigger)
+        ports.ledger.save_build(decided.revoke, etag=current.etag, transition=transition)
+    except (StaleWrite, IllegalTransition):
+        raise Conflict(
+            f"{version_name(decided.revoke)} of {state.name} was rolled back by someone else at the same time"
+        ) from None
+    ports.ledger.record_action(
+        TemplateAction(
+            state.template_id, now, "rolled-back", caller.who, caller.object_id, why, caller.correlation_id
+        )
+    )
+    return decided.revoke, decided.fallback

@@ -127,12 +127,53 @@ def test_a_manual_gate_waits_for_a_person_to_promote(driver: Driver, sim: SimCon
     assert not excluded(driver, version)
     whys = [t.why for t in driver.services.ledger.list_transitions(promoted.id)]
     assert any("promotion approved by" in w and "smoke tests passed" in w for w in whys)
-    again = subprocess.run(
-        [sys.executable, "-m", "devstack.simcli", "promote", PARENT],
+    assert f"no candidate of {PARENT} awaits promotion" in cli_fails(driver, "promote", PARENT)
+
+
+def cli_fails(driver: Driver, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "devstack.simcli", *args],
         env={**os.environ, **driver.env},
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    assert again.returncode == 1 and f"no candidate of {PARENT} awaits promotion" in again.stderr
+    assert done.returncode == 1, done.stdout
+    return done.stderr
+
+
+def test_a_rollback_makes_the_previous_version_latest_and_revokes_the_build(
+    driver: Driver, sim: SimControl
+) -> None:
+    add_gated(driver)
+    driver.watch()
+    driver.until(lambda: driver.last(PARENT).state is BuildState.PROMOTED, step=600)
+    first = driver.last(PARENT)
+    assert "no earlier version to fall back to" in cli_fails(driver, "rollback", PARENT, "--reason", "x")
+    sim.publish(*estate.UBUNTU, estate.PATCH_DAY[estate.UBUNTU], list(estate.REGIONS))
+    driver.until(lambda: driver.last(PARENT).id != first.id and driver.idle(), step=600)
+    second = driver.last(PARENT)
+    assert second.state is BuildState.PROMOTED
+    [old], [new] = versions_of(first), versions_of(second)
+    shown = cli(driver, "rollback", PARENT, "--reason", "boot loop on v5 kernels", "--output", "json")
+    assert (shown["revoked"]["id"], shown["revoked"]["state"], shown["latest"]["id"]) == (
+        second.id,
+        "Revoked",
+        first.id,
+    )
+    assert excluded(driver, new) and not excluded(driver, old)
+    revoked = driver.services.ledger.get_build(second.id).record
+    assert revoked.state is BuildState.REVOKED and "boot loop on v5 kernels" in revoked.message
+    trail = driver.services.ledger.list_transitions(second.id)
+    assert trail[-1].to_state is BuildState.REVOKED and "is latest again" in trail[-1].why
+    # the child's `latest` is the previous version again
+    templates = AzureClients(driver.services.settings)
+    try:
+        ib = templates.imagebuilder(estate.SUBSCRIPTION).virtual_machine_image_templates
+        ib.begin_run(estate.TEMPLATES_RG, CHILD, polling=False)
+        sim.advance(3 * 3600)
+        assert ib.get(estate.TEMPLATES_RG, CHILD).source.exact_version.lower() == old.lower()
+    finally:
+        templates.close()
+    assert "no earlier version to fall back to" in cli_fails(driver, "rollback", PARENT, "--reason", "again")
