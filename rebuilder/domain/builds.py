@@ -102,6 +102,7 @@ class BuildReason(StrEnum):
     PARENT_PUBLISHED = "parent-published"
     MAX_AGE = "max-age"
     PATCH_DAY = "patch-day"
+    PARENT_REVOKED = "parent-revoked"  # the parent image it was built on was rolled back
     ON_DEMAND = "on-demand"
     EXTERNAL = "external"  # a run somebody else started
 

@@ -140,7 +140,7 @@ def plan(
     names = {_key(s.template_id): s.name for s in states.values()}
     names.update({_key(m.template.id): m.template.name for m in templates})
     cycles = cycles_in(graph, names)
-    items = [_awaiting_parent(item, graph, states) for item in items]
+    items = [_revoked_parent(_awaiting_parent(item, graph, states), graph, states, now) for item in items]
     by_id = {_key(i.template.id): i for i in items}
     return [_ordered(item, graph, cycles, by_id, names) for item in items]  # a cycle is refused whatever
 
@@ -264,6 +264,45 @@ def _awaiting_parent(
         if state is not None and state.candidate_build:
             why = f"waiting for parent promotion: {state.name} {state.candidate_version} is a candidate"
             return dataclasses.replace(item, action=Action.NONE, reason=f"{why}; {item.reason}")
+    return item
+
+
+def _revoked_parent(
+    item: PlanItem,
+    graph: Mapping[TemplateId, tuple[TemplateId, ...]],
+    states: Mapping[TemplateId, TemplateState],
+    now: datetime,
+) -> PlanItem:
+    """A child whose image was built on a parent version since revoked is due (`parent-revoked`),
+    rebuilt from the parent's `latest` now, even though that is older than what it was built from."""
+    own = states.get(_key(item.template.id))
+    if own is None or not own.baseline_parent_build or item.action is not Action.NONE or own.open_builds:
+        return item
+    for parent in graph.get(_key(item.template.id), ()):
+        state = states.get(parent)
+        version = dict(state.revoked).get(own.baseline_parent_build) if state is not None else None
+        if state is None or version is None or not item.candidate_version:
+            continue
+        why = f"built on revoked {state.name} {version}: rebuilt from {item.candidate_version}"
+        flags = (*item.flags, "built-on-revoked")
+        if item.mode is Mode.MANUAL:
+            return dataclasses.replace(
+                item, reason=f"manual template: {why}; rebuilt only on request", flags=flags
+            )
+        due = Due(
+            BuildReason.PARENT_REVOKED, f"parent-revoked:{own.baseline_parent_build}", item.candidate_version
+        )
+        found, reason = _windowed(due, why, item.rules, now)
+        return dataclasses.replace(
+            item,
+            action=Action.REBUILD if found else Action.NONE,
+            reason=reason,
+            flags=flags,
+            due=found.reason if found else None,
+            key=found.key if found else "",
+            build_version=found.version if found else "",
+            next_due_at=now if found else item.next_due_at,
+        )
     return item
 
 

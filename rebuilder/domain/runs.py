@@ -228,10 +228,18 @@ def settled(
         after = dataclasses.replace(after, candidate_build="", candidate_version="")
     if build.state in SUCCEEDED:
         version = build.source.resolved_version
+        rebuilt = build.reason is BuildReason.PARENT_REVOKED  # onto an older parent image, on purpose
         if version and (
-            not state.baseline_version or version_key(version) >= version_key(state.baseline_version)
+            rebuilt
+            or not state.baseline_version
+            or version_key(version) >= version_key(state.baseline_version)
         ):
-            after = dataclasses.replace(after, baseline_version=version, baseline_build_id=build.id)
+            after = dataclasses.replace(
+                after,
+                baseline_version=version,
+                baseline_build_id=build.id,
+                baseline_parent_build=build.lineage.parent_build_id if build.lineage else "",
+            )
         began = build.run_started_at or build.created_at
         if state.baseline_at is None or began > state.baseline_at:
             after = dataclasses.replace(after, baseline_at=began)

@@ -52,6 +52,8 @@ class TemplateState:
     follow_after: datetime | None = None  # Azure answered with a temporary error: look again from then
     follow_errors: int = 0  # temporary errors in a row while following its builds (the backoff grows)
     source: SourceRef | None = None  # where the ledger keeps its source's sightings (its candidates)
+    baseline_parent_build: str = ""  # a child: the parent build whose image its baseline was built on
+    revoked: tuple[tuple[str, str], ...] = ()  # (build id, gallery version) rolled back, newest last
     candidate_build: str = ""  # a gated build whose image awaits promotion (excluded from latest)
     candidate_version: str = ""  # its gallery version
     policy_tags: tuple[tuple[str, str], ...] = ()  # its rebuild-* tags (name lower-cased, value as written)

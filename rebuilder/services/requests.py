@@ -305,6 +305,7 @@ def _candidate(ports: Ports, state: TemplateState, version: str) -> Versioned[Bu
 
 
 ROLLBACK_DEPTH = 200  # a template's newest builds looked at for its versions in latest
+REVOKED_KEPT = 20  # revoked builds a template's row remembers (its children are checked against them)
 
 
 def roll_back(
@@ -333,6 +334,16 @@ def roll_back(
         raise Conflict(
             f"{version_name(decided.revoke)} of {state.name} was rolled back by someone else at the same time"
         ) from None
+    entry = (str(decided.revoke.id), version_name(decided.revoke))
+    update_state(
+        ports.ledger,
+        state.template_id,
+        lambda s: (
+            s
+            if entry in s.revoked
+            else dataclasses.replace(s, revoked=(*s.revoked, entry)[-REVOKED_KEPT:], updated_at=now)
+        ),
+    )
     ports.ledger.record_action(
         TemplateAction(
             state.template_id, now, "rolled-back", caller.who, caller.object_id, why, caller.correlation_id

@@ -224,6 +224,8 @@ def test_template_state_is_created_once_then_updated_conditionally(ledger: Ledge
         follow_errors=2,
         consecutive_failures=1,
         baseline_at=T0,
+        baseline_parent_build="20261110T060000Z-0123456789abcdef-0123456789",
+        revoked=(("20261101T060000Z-0123456789abcdef-9876543210", "1.0.4"),),
         candidate_build=str(build().id),
         candidate_version="1.0.2",
         policy_tags=(("rebuild-patch-day", "+2"), ("rebuild-window", "Sat,Sun 01:00-05:00")),

@@ -167,13 +167,23 @@ def test_a_rollback_makes_the_previous_version_latest_and_revokes_the_build(
     assert revoked.state is BuildState.REVOKED and "boot loop on v5 kernels" in revoked.message
     trail = driver.services.ledger.list_transitions(second.id)
     assert trail[-1].to_state is BuildState.REVOKED and "is latest again" in trail[-1].why
-    # the child's `latest` is the previous version again
-    templates = AzureClients(driver.services.settings)
-    try:
-        ib = templates.imagebuilder(estate.SUBSCRIPTION).virtual_machine_image_templates
-        ib.begin_run(estate.TEMPLATES_RG, CHILD, polling=False)
-        sim.advance(3 * 3600)
-        assert ib.get(estate.TEMPLATES_RG, CHILD).source.exact_version.lower() == old.lower()
-    finally:
-        templates.close()
+    # revocation flows down: the child built on the revoked version is rebuilt from latest, the older one
+    built_on = driver.last(CHILD)
+    assert built_on.lineage is not None and built_on.lineage.parent_build_id == second.id
+    plan = {t["name"]: t for t in cli(driver, "plan", "--output", "json")["templates"]}
+    old_name, new_name = old.rsplit("/", 1)[-1], new.rsplit("/", 1)[-1]
+    assert (plan[CHILD]["action"], plan[CHILD]["due"]) == ("rebuild", "parent-revoked")
+    assert f"built on revoked {PARENT} {new_name}: rebuilt from {old_name}" in plan[CHILD]["reason"]
+    assert "built-on-revoked" in plan[CHILD]["flags"]
+    driver.watch()
+    driver.until(driver.idle, step=600)
+    rebuilt = driver.last(CHILD)
+    assert (rebuilt.reason, rebuilt.state, rebuilt.source.resolved_version) == (
+        BuildReason.PARENT_REVOKED,
+        BuildState.PUBLISHED,
+        old_name,
+    )
+    assert rebuilt.lineage is not None and rebuilt.lineage.parent_build_id == first.id
+    after = {t["name"]: t for t in cli(driver, "plan", "--output", "json")["templates"]}
+    assert after[CHILD]["action"] == "none"  # rebuilt once: not due again
     assert "no earlier version to fall back to" in cli_fails(driver, "rollback", PARENT, "--reason", "again")
