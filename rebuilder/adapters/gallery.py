@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rebuilder.adapters import shapes
@@ -44,6 +44,15 @@ class SdkGallery:
                 parsed.resource_group, gallery, image
             )
             return [shapes.gallery_version(v.as_dict()) for v in found]
+
+    def add_tags(self, version_id: GalleryVersionId, tags: Mapping[str, str]) -> None:
+        current = self._raw(version_id, with_replication=False).get("tags") or {}
+        parsed = resource_ids.parse(resource_ids.gallery_version_id(version_id))
+        (_, gallery), (_, image), (_, version) = parsed.segments
+        with translated(f"tag {gallery}/{image}/{version}"):
+            self._versions(parsed.subscription_id).begin_update(
+                parsed.resource_group, gallery, image, version, {"tags": {**current, **tags}}, polling=False
+            )
 
     def set_excluded_from_latest(self, version_id: GalleryVersionId, excluded: bool) -> None:
         parsed = resource_ids.parse(resource_ids.gallery_version_id(version_id))

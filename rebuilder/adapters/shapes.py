@@ -177,4 +177,5 @@ def gallery_version(body: Mapping[str, Any]) -> GalleryImageVersion:
         excluded_from_latest=bool(publishing.get("excludeFromLatest", False)),
         published_at=timestamp(publishing.get("publishedDate")),
         replication=replication,
+        tags=tuple(sorted((str(k), str(v)) for k, v in _dict(body.get("tags")).items())),
     )

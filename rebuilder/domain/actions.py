@@ -154,7 +154,21 @@ class Promote:
         return f"promote {names} into latest", self.why
 
 
-Action = Save | Settle | Account | Adopt | Cancel | Repair | Delete | Create | Wait | Promote
+@dataclass(frozen=True)
+class Tag:
+    """Provenance tags on the gallery versions a build published (before the build's end is written:
+    a crash in between tags them again)."""
+
+    build: BuildId
+    versions: tuple[GalleryVersionId, ...]
+    tags: Mapping[str, str]
+
+    def describe(self) -> tuple[str, str]:
+        names = ", ".join(v.rsplit("/", 1)[-1] for v in self.versions)
+        return f"tag {names} with its provenance", f"build {self.build}"
+
+
+Action = Save | Settle | Account | Adopt | Cancel | Repair | Delete | Create | Wait | Promote | Tag
 
 
 @dataclass(frozen=True)

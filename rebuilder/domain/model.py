@@ -178,6 +178,7 @@ class GalleryImageVersion:
     excluded_from_latest: bool = False
     published_at: datetime | None = None
     replication: tuple[RegionReplication, ...] = ()  # empty unless asked for
+    tags: tuple[tuple[str, str], ...] = ()  # sorted by name
 
 
 # -- what the ledger keys sources by ---------------------------------------------------------------------

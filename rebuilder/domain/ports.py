@@ -6,7 +6,7 @@ memory for unit tests. One contract suite (tests/contract) runs against both.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
@@ -88,6 +88,10 @@ class Gallery(Protocol):
 
     def set_target_regions(self, version_id: GalleryVersionId, regions: Iterable[Region]) -> None:
         """Re-apply a version's target regions: restarts failed replications without a rebuild."""
+        ...
+
+    def add_tags(self, version_id: GalleryVersionId, tags: Mapping[str, str]) -> None:
+        """Add (or overwrite) tags on a version, keeping the others (AIB's artifactTags)."""
         ...
 
     def set_excluded_from_latest(self, version_id: GalleryVersionId, excluded: bool) -> None:

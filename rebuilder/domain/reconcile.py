@@ -28,14 +28,15 @@ from .actions import (
     Repair,
     Save,
     Settle,
+    Tag,
     Wait,
     move,
 )
 from .builds import Build, BuildReason, BuildState
 from .definition import TemplateDefinition
-from .model import ImageTemplate, LastRun, RunState
+from .model import GalleryImageVersion, ImageTemplate, LastRun, RunState
 from .policies import rules_of
-from .releases import Hold, gate_for, is_gated, promotion, versions_of
+from .releases import Hold, gate_for, is_gated, promotion, provenance_tags, versions_of
 from .replication import after_distribution, changed_rows, replication
 from .runs import Policy, Seen, Step, observe, unaccounted
 from .runs import decide as decide_run
@@ -138,6 +139,22 @@ def _candidate(build: Build, gathered: Gathered, now: datetime, by: str) -> Deci
     )
 
 
+_DISTRIBUTED = (
+    BuildState.PUBLISHED,
+    BuildState.PARTIALLY_PUBLISHED,
+    BuildState.CANDIDATE,
+    BuildState.REJECTED,
+)
+
+
+def _provenance(build: Build, versions: Sequence[GalleryImageVersion], gathered: Gathered) -> Tag:
+    template = gathered.template
+    known = template.definition.hash if template is not None and template.definition is not None else ""
+    return Tag(
+        build.id, tuple(v.id for v in versions), provenance_tags(build, build.definition_hash_after or known)
+    )
+
+
 def _matched(build: Build, template: ImageTemplate, started: datetime) -> Build:
     """First sight of the build's run in AIB: its real start and the source version it resolved."""
     exact = resource_ids.version_name(template.source.exact_version)
@@ -188,6 +205,8 @@ def _distributing(
     if outcome.after is not None:
         save = move(stored, outcome.after, outcome.why, now, by)
         save = dataclasses.replace(save, rows=rows, trace_lineage=_retraced(stored, outcome.after))
+        if outcome.after.state in _DISTRIBUTED and seen_here.versions:
+            repairs.append(_provenance(outcome.after, seen_here.versions, gathered))
     elif rows or read != stored:
         save = Save(
             stored,

@@ -179,3 +179,20 @@ def built_on_revoked(child_build: Build | None, revoked: Mapping[str, Build]) ->
     if parent is None or parent.state is not BuildState.REVOKED:
         return ""
     return f"built on revoked {child_build.lineage.parent_template} {version_name(parent)}"
+
+
+# -- provenance on the image itself ------------------------------------------------------------------------
+TAG_PREFIX = "rebuilder-"
+_TAG_VALUE = 256  # Azure's limit on a tag value
+
+
+def provenance_tags(build: Build, definition_hash: str) -> dict[str, str]:
+    """Tags every gallery version a build publishes carries: where the image came from."""
+    tags = {
+        "rebuilder-build": build.id,
+        "rebuilder-reason": build.reason.value,
+        "rebuilder-source-version": build.source.resolved_version,
+        "rebuilder-root-version": build.root_version,
+        "rebuilder-definition-hash": definition_hash,
+    }
+    return {name: value[:_TAG_VALUE] for name, value in tags.items() if value}

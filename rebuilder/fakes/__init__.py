@@ -5,7 +5,7 @@ same suite against these and against the SDK adapters on the ARM simulator.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 from rebuilder.domain import resource_ids
@@ -265,6 +265,11 @@ class InMemoryGallery:
         return [
             dataclasses.replace(v, replication=()) for v in self.images[self._image_key(image_id)].values()
         ]
+
+    def add_tags(self, version_id: GalleryVersionId, tags: Mapping[str, str]) -> None:
+        version = self.get_version(version_id)
+        merged = tuple(sorted({**dict(version.tags), **tags}.items()))
+        self.add_version(dataclasses.replace(version, tags=merged))
 
     def set_excluded_from_latest(self, version_id: GalleryVersionId, excluded: bool) -> None:
         self.add_version(dataclasses.replace(self.get_version(version_id), excluded_from_latest=excluded))

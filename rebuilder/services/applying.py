@@ -84,9 +84,8 @@ class Applier:
                 self.report.external.append(adopted.record.id)
             case act.Cancel(build=build):
                 ib.cancel_run(build.template_id)
-            case act.Repair(build=build_id, version=version, regions=regions, failed=failed):
-                self.ports.gallery.set_target_regions(version, regions)
-                self.report.repaired.extend((build_id, r) for r in failed)
+            case act.Repair() | act.Tag() | act.Promote():
+                self.gallery(action)
             case act.Delete():
                 ib.delete_template(template_id)
             case act.Create(definition=definition):
@@ -94,9 +93,20 @@ class Applier:
                 self.report.recreated.append(template_id)
             case act.Wait(why=why):
                 self.report.waiting.append(why)
+
+    def gallery(self, action: act.Repair | act.Tag | act.Promote) -> None:
+        """The Compute Gallery changes: repairs, provenance tags, promotion into latest (each idempotent)."""
+        gallery = self.ports.gallery
+        match action:
+            case act.Repair(build=build_id, version=version, regions=regions, failed=failed):
+                gallery.set_target_regions(version, regions)
+                self.report.repaired.extend((build_id, r) for r in failed)
+            case act.Tag(versions=versions, tags=tags):
+                for version in versions:
+                    gallery.add_tags(version, tags)
             case act.Promote(versions=versions):
                 for version in versions:
-                    self.ports.gallery.set_excluded_from_latest(version, False)
+                    gallery.set_excluded_from_latest(version, False)
 
     def save(self, save: act.Save, stored: dict[BuildId, Versioned[Build]]) -> None:
         before, after = stored[save.before.id], save.after

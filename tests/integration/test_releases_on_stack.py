@@ -156,6 +156,11 @@ def test_a_rollback_makes_the_previous_version_latest_and_revokes_the_build(
     second = driver.last(PARENT)
     assert second.state is BuildState.PROMOTED
     [old], [new] = versions_of(first), versions_of(second)
+    for made, version in ((first, old), (second, new)):  # provenance on the image itself
+        tags = dict(driver.services.gallery.get_version(version, with_replication=False).tags)
+        assert tags["rebuilder-build"] == made.id and tags["rebuilder-reason"] == made.reason.value
+        assert tags["rebuilder-source-version"] == made.source.resolved_version
+        assert tags["rebuilder-root-version"] == made.root_version and tags["rebuilder-definition-hash"]
     shown = cli(driver, "rollback", PARENT, "--reason", "boot loop on v5 kernels", "--output", "json")
     assert (shown["revoked"]["id"], shown["revoked"]["state"], shown["latest"]["id"]) == (
         second.id,

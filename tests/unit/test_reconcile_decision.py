@@ -22,6 +22,7 @@ from rebuilder.domain.actions import (
     Repair,
     Save,
     Settle,
+    Tag,
     Wait,
 )
 from rebuilder.domain.builds import Build, BuildReason, BuildState
@@ -233,8 +234,16 @@ CASES: dict[str, tuple[Gathered, list[str], Check, bool]] = {
             template(),
             replicated((WEU, ReplicationState.COMPLETED), (NEU, ReplicationState.COMPLETED)),
         ),
-        ["Save"],
-        lambda a: a[0].after.state is BuildState.PUBLISHED and len(a[0].rows) == 2,  # type: ignore[attr-defined]
+        ["Tag", "Save"],  # the published version is tagged with its provenance before the build is written
+        lambda a: (
+            a[1].after.state is BuildState.PUBLISHED  # type: ignore[attr-defined]
+            and len(a[1].rows) == 2  # type: ignore[attr-defined]
+            and a[0].versions == (VERSION,)  # type: ignore[attr-defined]
+            and a[0].tags["rebuilder-build"] == build().id  # type: ignore[attr-defined]
+            and a[0].tags["rebuilder-source-version"] == "22.04.202501150"  # type: ignore[attr-defined]
+            and a[0].tags["rebuilder-reason"] == "source-update"  # type: ignore[attr-defined]
+            and a[0].tags["rebuilder-definition-hash"] == template().definition.hash  # type: ignore[union-attr, attr-defined]
+        ),
         False,
     ),
     "a failed region is repaired, no rebuild": (
@@ -287,7 +296,8 @@ def test_a_run_that_ended_is_read_then_published() -> None:
     second = decide(
         dataclasses.replace(gathered, distributions={seen.build_id: seen}), now=NOW, policy=POLICY, by="r"
     )
-    [save] = second.actions
+    tag, save = second.actions
+    assert isinstance(tag, Tag) and tag.versions == (VERSION,)
     assert isinstance(save, Save) and save.transition is not None
     assert (save.transition.from_state, save.after.state, save.after.outputs) == (
         BuildState.RUNNING,
