@@ -45,13 +45,12 @@ class SdkGallery:
             )
             return [shapes.gallery_version(v.as_dict()) for v in found]
 
-    def add_tags(self, version_id: GalleryVersionId, tags: Mapping[str, str]) -> None:
-        current = self._raw(version_id, with_replication=False).get("tags") or {}
+    def set_tags(self, version_id: GalleryVersionId, tags: Mapping[str, str]) -> None:
         parsed = resource_ids.parse(resource_ids.gallery_version_id(version_id))
         (_, gallery), (_, image), (_, version) = parsed.segments
         with translated(f"tag {gallery}/{image}/{version}"):
             self._versions(parsed.subscription_id).begin_update(
-                parsed.resource_group, gallery, image, version, {"tags": {**current, **tags}}, polling=False
+                parsed.resource_group, gallery, image, version, {"tags": dict(tags)}, polling=False
             )
 
     def set_excluded_from_latest(self, version_id: GalleryVersionId, excluded: bool) -> None:

@@ -156,16 +156,15 @@ class Promote:
 
 @dataclass(frozen=True)
 class Tag:
-    """Provenance tags on the gallery versions a build published (before the build's end is written:
-    a crash in between tags them again)."""
+    """A gallery version's tags with the build's provenance merged in (before the build's end is
+    written: a crash in between tags it again)."""
 
     build: BuildId
-    versions: tuple[GalleryVersionId, ...]
-    tags: Mapping[str, str]
+    version: GalleryVersionId
+    tags: Mapping[str, str]  # the whole set: what the version had, and the provenance
 
     def describe(self) -> tuple[str, str]:
-        names = ", ".join(v.rsplit("/", 1)[-1] for v in self.versions)
-        return f"tag {names} with its provenance", f"build {self.build}"
+        return f"tag {self.version.rsplit('/', 1)[-1]} with its provenance", f"build {self.build}"
 
 
 Action = Save | Settle | Account | Adopt | Cancel | Repair | Delete | Create | Wait | Promote | Tag

@@ -90,8 +90,8 @@ class Gallery(Protocol):
         """Re-apply a version's target regions: restarts failed replications without a rebuild."""
         ...
 
-    def add_tags(self, version_id: GalleryVersionId, tags: Mapping[str, str]) -> None:
-        """Add (or overwrite) tags on a version, keeping the others (AIB's artifactTags)."""
+    def set_tags(self, version_id: GalleryVersionId, tags: Mapping[str, str]) -> None:
+        """Replace a version's tags (callers merge with the tags they read: AIB's artifactTags)."""
         ...
 
     def set_excluded_from_latest(self, version_id: GalleryVersionId, excluded: bool) -> None:

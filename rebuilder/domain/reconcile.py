@@ -147,12 +147,14 @@ _DISTRIBUTED = (
 )
 
 
-def _provenance(build: Build, versions: Sequence[GalleryImageVersion], gathered: Gathered) -> Tag:
+def _provenance(build: Build, versions: Sequence[GalleryImageVersion], gathered: Gathered) -> list[Action]:
+    """Tag each version the build published with its provenance, merged into the tags it has (read
+    in this pass: no extra call); a version that carries them already is left alone."""
     template = gathered.template
     known = template.definition.hash if template is not None and template.definition is not None else ""
-    return Tag(
-        build.id, tuple(v.id for v in versions), provenance_tags(build, build.definition_hash_after or known)
-    )
+    wanted = provenance_tags(build, build.definition_hash_after or known)
+    tags = [(v, {**dict(v.tags), **wanted}) for v in versions]
+    return [Tag(build.id, v.id, merged) for v, merged in tags if merged != dict(v.tags)]
 
 
 def _matched(build: Build, template: ImageTemplate, started: datetime) -> Build:
@@ -205,8 +207,8 @@ def _distributing(
     if outcome.after is not None:
         save = move(stored, outcome.after, outcome.why, now, by)
         save = dataclasses.replace(save, rows=rows, trace_lineage=_retraced(stored, outcome.after))
-        if outcome.after.state in _DISTRIBUTED and seen_here.versions:
-            repairs.append(_provenance(outcome.after, seen_here.versions, gathered))
+        if outcome.after.state in _DISTRIBUTED:
+            repairs.extend(_provenance(outcome.after, seen_here.versions, gathered))
     elif rows or read != stored:
         save = Save(
             stored,

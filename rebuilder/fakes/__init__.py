@@ -266,10 +266,9 @@ class InMemoryGallery:
             dataclasses.replace(v, replication=()) for v in self.images[self._image_key(image_id)].values()
         ]
 
-    def add_tags(self, version_id: GalleryVersionId, tags: Mapping[str, str]) -> None:
+    def set_tags(self, version_id: GalleryVersionId, tags: Mapping[str, str]) -> None:
         version = self.get_version(version_id)
-        merged = tuple(sorted({**dict(version.tags), **tags}.items()))
-        self.add_version(dataclasses.replace(version, tags=merged))
+        self.add_version(dataclasses.replace(version, tags=tuple(sorted(tags.items()))))
 
     def set_excluded_from_latest(self, version_id: GalleryVersionId, excluded: bool) -> None:
         self.add_version(dataclasses.replace(self.get_version(version_id), excluded_from_latest=excluded))

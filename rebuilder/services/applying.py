@@ -101,9 +101,8 @@ class Applier:
             case act.Repair(build=build_id, version=version, regions=regions, failed=failed):
                 gallery.set_target_regions(version, regions)
                 self.report.repaired.extend((build_id, r) for r in failed)
-            case act.Tag(versions=versions, tags=tags):
-                for version in versions:
-                    gallery.add_tags(version, tags)
+            case act.Tag(version=version, tags=tags):
+                gallery.set_tags(version, tags)
             case act.Promote(versions=versions):
                 for version in versions:
                     gallery.set_excluded_from_latest(version, False)

@@ -218,12 +218,18 @@ def test_a_version_excluded_from_latest_is_promoted_then_demoted(estate: Estate)
     assert [r.state for r in promoted.replication] == [ReplicationState.COMPLETED]  # replicas untouched
 
 
-def test_tags_are_added_to_a_version_keeping_the_others(estate: Estate) -> None:
+def test_a_version_s_tags_are_read_and_replaced(estate: Estate) -> None:
     estate.add_gallery_image("ubuntu")
     version_id = estate.add_gallery_version("ubuntu", "1.0.0", ["westeurope"])
     estate.replicate()
-    estate.gallery.add_tags(version_id, {"owner": "platform"})
-    estate.gallery.add_tags(version_id, {"rebuilder-build": "b-1", "owner": "platform-team"})
+    estate.gallery.set_tags(version_id, {"owner": "platform"})
+    estate.replicate()
+    read = dict(estate.gallery.get_version(version_id).tags)
+    assert read == {"owner": "platform"}
+    estate.gallery.set_tags(version_id, {**read, "rebuilder-build": "b-1"})
     estate.replicate()
     tags = dict(estate.gallery.get_version(version_id, with_replication=False).tags)
-    assert tags == {"owner": "platform-team", "rebuilder-build": "b-1"}
+    assert tags == {"owner": "platform", "rebuilder-build": "b-1"}
+    assert [r.state for r in estate.gallery.get_version(version_id).replication] == [
+        ReplicationState.COMPLETED
+    ]

@@ -111,7 +111,8 @@ def test_a_failed_region_is_repaired_without_a_rebuild(driver: Driver, sim: SimC
     assert all(r.repairs == 0 for name, r in regions.items() if name != "eastus2")
     assert any(r == (build.id, "eastus2") for a in driver.acted for r in a.repaired)
     assert driver.runs()["ubuntu2204-golden"] == 2  # the baseline and this build: no rebuild
-    assert sim.counters().get("gallery_image_versions.update", 0) == 1
+    # one re-application of the target regions, and one PATCH of the provenance tags
+    assert sim.counters().get("gallery_image_versions.update", 0) == 2
 
 
 def test_a_region_failing_beyond_the_repair_limit_ends_partially_published(

@@ -238,7 +238,7 @@ CASES: dict[str, tuple[Gathered, list[str], Check, bool]] = {
         lambda a: (
             a[1].after.state is BuildState.PUBLISHED  # type: ignore[attr-defined]
             and len(a[1].rows) == 2  # type: ignore[attr-defined]
-            and a[0].versions == (VERSION,)  # type: ignore[attr-defined]
+            and a[0].version == VERSION  # type: ignore[attr-defined]
             and a[0].tags["rebuilder-build"] == build().id  # type: ignore[attr-defined]
             and a[0].tags["rebuilder-source-version"] == "22.04.202501150"  # type: ignore[attr-defined]
             and a[0].tags["rebuilder-reason"] == "source-update"  # type: ignore[attr-defined]
@@ -297,7 +297,7 @@ def test_a_run_that_ended_is_read_then_published() -> None:
         dataclasses.replace(gathered, distributions={seen.build_id: seen}), now=NOW, policy=POLICY, by="r"
     )
     tag, save = second.actions
-    assert isinstance(tag, Tag) and tag.versions == (VERSION,)
+    assert isinstance(tag, Tag) and tag.version == VERSION
     assert isinstance(save, Save) and save.transition is not None
     assert (save.transition.from_state, save.after.state, save.after.outputs) == (
         BuildState.RUNNING,
