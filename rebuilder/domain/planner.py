@@ -17,6 +17,7 @@ from . import policies, resource_ids
 from .builds import BuildReason
 from .model import ImageState, ImageTemplate, RunState, SourceKind, TemplateId
 from .policies import NO_RULES, Rules
+from .releases import gate_for
 from .standing import TemplateState
 from .versions import version_key
 
@@ -365,7 +366,7 @@ def _decide(
         rules=rules,
         next_due_at=upcoming[0] if upcoming and action in _PLANNED else None,
         next_due_why=upcoming[1] if upcoming and action in _PLANNED else "",
-        problems=rules.problems,
+        problems=(*rules.problems, *gate_for(template).problems),
     )
 
 

@@ -72,13 +72,7 @@ def gate_for(template: ImageTemplate) -> Gate:
 
 def versions_of(build: Build) -> tuple[GalleryVersionId, ...]:
     """The gallery image versions a build published (its other artifacts are not releases)."""
-    found = []
-    for output in build.outputs:
-        try:
-            found.append(resource_ids.gallery_version_id(output))
-        except ValueError:
-            continue
-    return tuple(found)
+    return tuple(v for v in map(resource_ids.maybe_gallery_version_id, build.outputs) if v)
 
 
 def version_name(build: Build) -> str:
@@ -167,18 +161,6 @@ def rollback(builds: Sequence[Build], *, now: datetime, by: str, why: str) -> Ro
         current, state=BuildState.REVOKED, updated_at=now, message=f"revoked by {by}: {why}"
     )
     return Rollback(revoked, previous)
-
-
-# -- revocation flows down ------------------------------------------------------------------------------
-def built_on_revoked(child_build: Build | None, revoked: Mapping[str, Build]) -> str:
-    """Why a child's current image must be rebuilt ('' when it need not): it was built from a parent
-    version that has been revoked. `revoked`: revoked builds by id."""
-    if child_build is None or child_build.lineage is None:
-        return ""
-    parent = revoked.get(child_build.lineage.parent_build_id)
-    if parent is None or parent.state is not BuildState.REVOKED:
-        return ""
-    return f"built on revoked {child_build.lineage.parent_template} {version_name(parent)}"
 
 
 # -- provenance on the image itself ------------------------------------------------------------------------

@@ -139,7 +139,20 @@ def cli(driver: Driver, *args: str) -> Any:
 
 def run_cli(env: dict[str, str], *args: str, module: str = "rebuilder") -> Any:
     """`python -m MODULE ARGS` with `env` as the whole environment; exit 0 and JSON on stdout."""
-    done = subprocess.run(
+    done = _run(env, args, module)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def cli_refused(driver: Driver, *args: str) -> str:
+    """The CLI on the stack's simulated time, refusing the request (exit 1): what it said on stderr."""
+    done = _run({**os.environ, **driver.env}, args, "devstack.simcli")
+    assert done.returncode == 1, done.stdout
+    return done.stderr
+
+
+def _run(env: dict[str, str], args: tuple[str, ...], module: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
         env=env,
@@ -148,5 +161,3 @@ def run_cli(env: dict[str, str], *args: str, module: str = "rebuilder") -> Any:
         timeout=120,
         check=False,
     )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)

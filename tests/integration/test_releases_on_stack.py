@@ -4,9 +4,6 @@ when a person approves it — and only then does its child build on it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +16,7 @@ from rebuilder.adapters.azure_clients import AzureClients
 from rebuilder.domain.builds import BuildReason, BuildState
 from rebuilder.domain.model import GalleryVersionId
 from rebuilder.domain.releases import versions_of
-from tests.integration.orchestration import Driver, cli, make_driver
+from tests.integration.orchestration import Driver, cli, cli_refused, make_driver
 
 PARENT, CHILD = "ubuntu2204-gated", "app-gated"
 
@@ -127,20 +124,7 @@ def test_a_manual_gate_waits_for_a_person_to_promote(driver: Driver, sim: SimCon
     assert not excluded(driver, version)
     whys = [t.why for t in driver.services.ledger.list_transitions(promoted.id)]
     assert any("promotion approved by" in w and "smoke tests passed" in w for w in whys)
-    assert f"no candidate of {PARENT} awaits promotion" in cli_fails(driver, "promote", PARENT)
-
-
-def cli_fails(driver: Driver, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "devstack.simcli", *args],
-        env={**os.environ, **driver.env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 1, done.stdout
-    return done.stderr
+    assert f"no candidate of {PARENT} awaits promotion" in cli_refused(driver, "promote", PARENT)
 
 
 def test_a_rollback_makes_the_previous_version_latest_and_revokes_the_build(
@@ -150,7 +134,7 @@ def test_a_rollback_makes_the_previous_version_latest_and_revokes_the_build(
     driver.watch()
     driver.until(lambda: driver.last(PARENT).state is BuildState.PROMOTED, step=600)
     first = driver.last(PARENT)
-    assert "no earlier version to fall back to" in cli_fails(driver, "rollback", PARENT, "--reason", "x")
+    assert "no earlier version to fall back to" in cli_refused(driver, "rollback", PARENT, "--reason", "x")
     sim.publish(*estate.UBUNTU, estate.PATCH_DAY[estate.UBUNTU], list(estate.REGIONS))
     driver.until(lambda: driver.last(PARENT).id != first.id and driver.idle(), step=600)
     second = driver.last(PARENT)
@@ -191,4 +175,6 @@ def test_a_rollback_makes_the_previous_version_latest_and_revokes_the_build(
     assert rebuilt.lineage is not None and rebuilt.lineage.parent_build_id == first.id
     after = {t["name"]: t for t in cli(driver, "plan", "--output", "json")["templates"]}
     assert after[CHILD]["action"] == "none"  # rebuilt once: not due again
-    assert "no earlier version to fall back to" in cli_fails(driver, "rollback", PARENT, "--reason", "again")
+    assert "no earlier version to fall back to" in cli_refused(
+        driver, "rollback", PARENT, "--reason", "again"
+    )

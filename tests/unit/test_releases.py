@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rebuilder.domain.actions import Gathered, Promote, Save, Wait
-from rebuilder.domain.builds import ALLOWED, Build, BuildState, IllegalTransition, Lineage, check_write
+from rebuilder.domain.builds import ALLOWED, Build, BuildReason, BuildState, IllegalTransition, check_write
 from rebuilder.domain.errors import PermanentError
-from rebuilder.domain.model import Distribution, GalleryImageId, ImageTemplate, Source, SourceKind
+from rebuilder.domain.model import Distribution, GalleryImageId, ImageTemplate, Source, SourceKind, TemplateId
+from rebuilder.domain.planner import Action, Candidate, Managed, Mode, PlanItem, plan
 from rebuilder.domain.reconcile import decide
 from rebuilder.domain.regions import Region
 from rebuilder.domain.releases import (
@@ -20,7 +21,6 @@ from rebuilder.domain.releases import (
     Hold,
     NoFallback,
     Ready,
-    built_on_revoked,
     gate_of,
     promotion,
     released,
@@ -28,7 +28,7 @@ from rebuilder.domain.releases import (
 )
 from rebuilder.domain.runs import Policy
 from rebuilder.domain.standing import TemplateState
-from tests.records import UBUNTU, build
+from tests.records import build
 
 T0 = datetime(2026, 12, 10, 3, 0, tzinfo=UTC)
 IMAGE = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g/images/u"
@@ -196,15 +196,66 @@ def test_a_rollback_needs_a_reason() -> None:
         rollback([in_latest("1.0.1", T0), in_latest("1.0.2", T0)], now=T0, by="ana", why="  ")
 
 
-def test_children_built_on_a_revoked_parent_version_are_flagged() -> None:
-    parent = in_latest("1.0.2", T0, BuildState.REVOKED)
-    lineage = Lineage(parent.id, "ubuntu2204", "22.04.202501150", UBUNTU, "")
-    child = build("app", lineage=lineage)
-    assert built_on_revoked(child, {parent.id: parent}) == "built on revoked ubuntu2204 1.0.2"
-    other = dataclasses.replace(child, lineage=dataclasses.replace(lineage, parent_build_id="b-other"))
-    assert built_on_revoked(other, {parent.id: parent}) == ""
-    assert built_on_revoked(build("app"), {parent.id: parent}) == ""  # a baseline has no parent
-    assert built_on_revoked(None, {parent.id: parent}) == ""
+def child_template(name: str = "app") -> ImageTemplate:
+    b = build(name)
+    source = Source(SourceKind.SHARED_IMAGE_VERSION, image_version_id=f"{IMAGE}/versions/latest")
+    return ImageTemplate(
+        b.template_id, "s", "rg", name, Region("westeurope"), source, {"golden-image-rebuild": "auto"}
+    )
+
+
+def revocation_plan(revoked: tuple[tuple[str, str], ...], mode: Mode = Mode.AUTO) -> PlanItem:
+    parent, child = gated_template(), child_template()
+    states = {
+        TemplateId(parent.id.lower()): TemplateState(
+            parent.id, parent.name, Region("westeurope"), T0, baseline_version="22.04.1", revoked=revoked
+        ),
+        TemplateId(child.id.lower()): TemplateState(
+            child.id,
+            child.name,
+            Region("westeurope"),
+            T0,
+            baseline_version="1.0.2",
+            baseline_parent_build="b-2",
+        ),
+    }
+    candidates = {
+        TemplateId(parent.id.lower()): Candidate("22.04.1", T0, ("22.04.1",)),
+        TemplateId(child.id.lower()): Candidate("1.0.1", T0, ("1.0.1",)),  # latest: the older version again
+    }
+    items = plan([Managed(parent, Mode.AUTO), Managed(child, mode)], candidates, states, now=T0)
+    return items[1]
+
+
+def test_a_child_built_on_a_revoked_parent_version_is_due_from_the_older_latest() -> None:
+    item = revocation_plan((("b-1", "1.0.0"), ("b-2", "1.0.2")))
+    assert (item.action, item.due, item.build_version, item.key) == (
+        Action.REBUILD,
+        BuildReason.PARENT_REVOKED,
+        "1.0.1",
+        "parent-revoked:b-2",
+    )
+    assert "built on revoked ubuntu2204 1.0.2: rebuilt from 1.0.1" in item.reason
+    assert "built-on-revoked" in item.flags
+
+
+def test_a_child_built_on_a_version_still_in_latest_is_not_flagged() -> None:
+    item = revocation_plan((("b-1", "1.0.0"),))
+    assert (item.action, item.due) == (Action.NONE, None) and "built-on-revoked" not in item.flags
+
+
+def test_a_manual_child_built_on_a_revoked_version_is_flagged_not_rebuilt() -> None:
+    item = revocation_plan((("b-2", "1.0.2"),), Mode.MANUAL)
+    assert (item.action, item.due) == (Action.NONE, None)
+    assert "manual template: built on revoked ubuntu2204 1.0.2" in item.reason
+
+
+def test_an_invalid_gate_tag_is_shown_in_the_plan() -> None:
+    parent = dataclasses.replace(
+        gated_template(), tags={"golden-image-rebuild": "auto", "rebuild-promote": "x"}
+    )
+    [item] = plan([Managed(parent, Mode.AUTO)], {}, {}, now=T0)
+    assert any("rebuild-promote='x' is neither 'auto' nor 'manual'" in p for p in item.problems)
 
 
 # -- the reconcile decision for a gated template ----------------------------------------------------------
