@@ -104,8 +104,18 @@ class HttpWorld:
         self.add("manual-golden", ubuntu, "manual", mode="manual")
         self.add("sandbox", ubuntu, "sandbox", mode=None)
 
-    def add(self, name: str, source: Source, image: str, *, mode: str | None) -> ImageTemplate:
-        tags = {"golden-image-rebuild": mode} if mode else {}
+    def add(
+        self,
+        name: str,
+        source: Source,
+        image: str,
+        *,
+        mode: str | None,
+        gated: bool = False,
+        **more_tags: str,
+    ) -> ImageTemplate:
+        """A template; `gated`: its distributor publishes candidates (excludeFromLatest)."""
+        tags = {"golden-image-rebuild": mode, **more_tags} if mode else {}
         raw_source: dict[str, Any] = {"type": source.kind.value}
         if source.image is not None:
             raw_source.update(
@@ -128,7 +138,7 @@ class HttpWorld:
             WEU,
             source,
             tags,
-            (Distribution("SharedImage", image, gallery_image(image), (WEU, NEU)),),
+            (Distribution("SharedImage", image, gallery_image(image), (WEU, NEU), gated),),
             "Succeeded",
             LastRun(RunState.SUCCEEDED, None, self.clock.now() - DAY, self.clock.now() - DAY / 2),
             definition=TemplateDefinition.from_body(body),
@@ -151,6 +161,7 @@ class HttpWorld:
         self.versions += 1
         template = self.imagebuilder.get_template(template_id(name))
         image = template.distributions[0].gallery_image_id
+        gated = template.distributions[0].excluded_from_latest
         assert image is not None
         version_id = GalleryVersionId(f"{image}/versions/1.0.{self.versions}")
         self.imagebuilder.finish_run(
@@ -162,6 +173,7 @@ class HttpWorld:
                 GalleryVersionName(f"1.0.{self.versions}"),
                 "Succeeded",
                 target_regions=(WEU, NEU),
+                excluded_from_latest=gated,
                 replication=tuple(
                     RegionReplication(
                         r, ReplicationState.FAILED if r in failed else ReplicationState.COMPLETED, 100

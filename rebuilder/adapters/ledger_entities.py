@@ -261,6 +261,9 @@ def build_to_entity(build: Build, *, transitions: int) -> Entity:
             "ApprovedBy": build.approved_by,
             "PromotedAt": _aware(build.promoted_at, "promoted_at"),
             "RunOutcome": build.run_outcome,
+            "Claim": build.claim,
+            "ClaimedAt": _aware(build.claimed_at, "claimed_at"),
+            "ClaimedBy": build.claimed_by,
             "CreatedAt": build.created_at,
             "UpdatedAt": build.updated_at,
             "Transitions": transitions,
@@ -315,6 +318,9 @@ def build_from_entity(e: Mapping[str, Any]) -> Build:
         approved_by=e.get("ApprovedBy", ""),
         promoted_at=_utc(e.get("PromotedAt")),
         run_outcome=e.get("RunOutcome", ""),
+        claim=e.get("Claim", ""),
+        claimed_at=_utc(e.get("ClaimedAt")),
+        claimed_by=e.get("ClaimedBy", ""),
     )
 
 

@@ -192,6 +192,9 @@ class Build:
     approved_by: str = ""  # who approved a manual promotion
     promoted_at: datetime | None = None
     run_outcome: str = ""  # how the build's last run ended, as AIB said it (Succeeded, PartiallySucceeded)
+    claim: str = ""  # a release step under way on its image (promote, revoke): one caller at a time
+    claimed_at: datetime | None = None
+    claimed_by: str = ""
 
     @property
     def root_version(self) -> str:
@@ -248,8 +251,9 @@ def check_write(
     stored: BuildState, build: Build, transition: Transition | None, regions: Sequence[RegionStatus] = ()
 ) -> None:
     """Refuse a write that would record history the state machine does not allow, whoever built it.
-    A finished build is history: it is never written again, but for a revocation of what it published."""
-    if not ALLOWED[stored] or (stored.finished and transition is None):
+    A finished build is history: it is never written again, but for a revocation of what it published
+    (and the claim written just before it, which changes no state)."""
+    if not ALLOWED[stored] or (stored.finished and transition is None and not build.claim):
         raise IllegalTransition(build.id, stored, build.state)
     if transition is None:
         if build.state is not stored:

@@ -9,6 +9,8 @@ lineage) — for a child, the exposure that matters to security. For a baseline 
 Versions at or below the oldest baseline the ledger knows are history from before the service
 managed the template, and open no window. Several versions built as one (coalesced) each keep their
 own window: the exposure to the first one began when it was first seen, not when the newest was.
+A gated template's image closes its windows when it is promoted, not when it is replicated (a
+candidate protects nobody yet); a revoked image closes none.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from .builds import Build, BuildId, RegionStatus
+from .builds import Build, BuildId, BuildState, RegionStatus
 from .model import ReplicationState
 from .regions import Region
 from .standing import SeenVersion
@@ -87,10 +89,12 @@ def _windows(
 ) -> list[ExposureWindow]:
     regions = sorted({r.region for _, rows in builds for r in rows if r.target})
     completions = [
-        (row.region, row.completed_at, build)
+        (row.region, at, build)
         for build, rows in builds
         for row in rows
-        if row.state == ReplicationState.COMPLETED and row.completed_at is not None and built_from(build)
+        if row.state == ReplicationState.COMPLETED
+        and built_from(build)
+        and (at := protects_from(build, row.completed_at)) is not None
     ]
     exposing = [
         s
@@ -119,6 +123,19 @@ def _windows(
                 )
             )
     return windows
+
+
+def protects_from(build: Build, completed_at: datetime | None) -> datetime | None:
+    """When the build's image, replicated in a region at `completed_at`, began to protect it: at once
+    for an ungated template; at its promotion for a gated one (a candidate is out of `latest`, so no
+    scale set, child or new VM takes it); never for a revoked image (withdrawn, it protects nobody)."""
+    if completed_at is None or build.state is BuildState.REVOKED:
+        return None
+    if build.candidate_at is None:
+        return completed_at
+    if build.state is not BuildState.PROMOTED or build.promoted_at is None:
+        return None
+    return max(completed_at, build.promoted_at)
 
 
 def _oldest(versions: Iterable[str]) -> str:

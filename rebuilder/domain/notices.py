@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from .builds import SUCCEEDED, Build, BuildState
+from .resource_ids import maybe_gallery_version_id
 from .standing import SeenVersion
 
 NOTICE_TYPES = (
@@ -74,6 +75,21 @@ def ended(build: Build, image_version_id: str = "") -> list[Notice]:
     elif build.state is BuildState.FAILED:
         notices.append(about(build, "BuildFailed", message=build.message))
     return notices
+
+
+def revoked(build: Build, fallback: Build) -> Notice:
+    """A rollback: the build's image left latest for good; `fallback`'s is latest again. Consumers
+    (VM scale sets pinned to the version, other teams' pipelines) learn it was revoked, and why."""
+    versions = [v for v in map(maybe_gallery_version_id, build.outputs) if v]
+    again = [v for v in map(maybe_gallery_version_id, fallback.outputs) if v]
+    return about(
+        build,
+        "ImageRevoked",
+        resourceUri=versions[0] if versions else "",
+        message=build.message,
+        fallbackBuildId=fallback.id,
+        fallbackResourceUri=again[0] if again else "",
+    )
 
 
 def disabled(build: Build, reason: str) -> Notice:

@@ -36,9 +36,20 @@ from .builds import Build, BuildReason, BuildState
 from .definition import TemplateDefinition
 from .model import GalleryImageVersion, ImageTemplate, LastRun, RunState
 from .policies import rules_of
-from .releases import Hold, gate_for, is_gated, promotion, provenance_tags, versions_of
+from .releases import (
+    PROMOTE,
+    Hold,
+    claimed,
+    gate_for,
+    is_gated,
+    promotion,
+    provenance_tags,
+    unclaimed,
+    under_way,
+    versions_of,
+)
 from .replication import after_distribution, changed_rows, replication
-from .runs import Policy, Seen, Step, observe, unaccounted
+from .runs import Policy, Seen, Step, failed_validation, observe, unaccounted
 from .runs import decide as decide_run
 from .standing import TemplateState
 from .starts import unprovisioned
@@ -111,7 +122,8 @@ def _running(build: Build, gathered: Gathered, now: datetime, policy: Policy, by
         if known is None or known < seen.started_at:
             actions.append(Account(seen.started_at))
         matched = _matched(build, template, seen.started_at)
-    step = decide_run(matched, seen, now=now, policy=policy)
+    rejected = failed_validation(matched, seen, now) if is_gated(template) else None
+    step = rejected or decide_run(matched, seen, now=now, policy=policy)
     retraced = _retraced(build, matched)
     if step.cancel:
         asked = dataclasses.replace(matched, cancel_requested_at=now, message=step.why, updated_at=now)
@@ -133,9 +145,17 @@ def _candidate(build: Build, gathered: Gathered, now: datetime, by: str) -> Deci
     verdict = promotion(build, gate_for(gathered.template), now=now)
     if isinstance(verdict, Hold):
         return Decision((Wait(f"{build.id}: {verdict.why}"),))
-    promoted = dataclasses.replace(build, state=BuildState.PROMOTED, promoted_at=now)
+    held = under_way(build, PROMOTE, now)
+    if held:
+        return Decision((Wait(f"{build.id}: {held}"),))
+    claim = claimed(build, PROMOTE, by, now)  # of two passes racing, one changes the gallery
+    promoted = dataclasses.replace(unclaimed(claim), state=BuildState.PROMOTED, promoted_at=now)
     return Decision(
-        (Promote(build.id, versions_of(build), verdict.why), move(build, promoted, verdict.why, now, by))
+        (
+            Save(build, claim),
+            Promote(build.id, versions_of(build), verdict.why),
+            move(claim, promoted, verdict.why, now, by),
+        )
     )
 
 

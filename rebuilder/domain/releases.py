@@ -26,6 +26,34 @@ PROMOTE_TAG = "rebuild-promote"  # auto (default) | manual
 BAKE_TAG = "rebuild-bake-hours"  # hours a candidate waits, from when it was replicated everywhere
 MAX_BAKE_HOURS = 720
 PARTIAL_RUN = "PartiallySucceeded"
+FAILED_RUN = "Failed"  # a run whose validation failed, distributed anyway (continueDistributeOnFailure)
+_RUN_WHY = {PARTIAL_RUN: "the run partially succeeded", FAILED_RUN: "its validation failed"}
+
+
+PROMOTE, REVOKE = "promote", "revoke"  # the release steps claimed on a build
+CLAIM_LEASE = timedelta(minutes=5)  # how long a claimed step is left to its claimant (then taken over)
+
+
+def claimed(build: Build, step: str, by: str, now: datetime) -> Build:
+    """The build claimed for a release step: written (etag-checked) before the gallery is changed, so
+    of two callers racing for one step only one changes the gallery."""
+    return dataclasses.replace(build, claim=step, claimed_at=now, claimed_by=by, updated_at=now)
+
+
+def unclaimed(build: Build) -> Build:
+    return dataclasses.replace(build, claim="", claimed_at=None, claimed_by="")
+
+
+def under_way(build: Build, step: str, now: datetime) -> str:
+    """Why the step is left alone now: somebody claimed it within the lease ("" when it is free; a
+    claim older than the lease is a caller that died, and is taken over)."""
+    if build.claim != step or build.claimed_at is None or now >= build.claimed_at + CLAIM_LEASE:
+        return ""
+    free = build.claimed_at + CLAIM_LEASE
+    return (
+        f"{step} of {version_name(build)} is under way by {build.claimed_by or 'another caller'} since "
+        f"{build.claimed_at:%Y-%m-%d %H:%M:%S} UTC (taken over from {free:%H:%M:%S} UTC if unfinished)"
+    )
 
 
 class NoFallback(PermanentError):
@@ -84,8 +112,8 @@ def version_name(build: Build) -> str:
 def released(build: Build, *, partial_regions: bool, now: datetime) -> tuple[Build, str]:
     """A gated build whose distribution is over: a candidate when its run fully succeeded and every
     region completed, else rejected for good (never promoted)."""
-    if build.run_outcome == PARTIAL_RUN or partial_regions:
-        why = "the run partially succeeded" if build.run_outcome == PARTIAL_RUN else "a region failed"
+    if build.run_outcome in (PARTIAL_RUN, FAILED_RUN) or partial_regions:
+        why = _RUN_WHY.get(build.run_outcome, "a region failed")
         rejected = f"{version_name(build)} rejected: {why}; it is never promoted"
         after = dataclasses.replace(
             build, state=BuildState.REJECTED, sub_state=None, updated_at=now, message=rejected
@@ -154,13 +182,15 @@ def rollback(builds: Sequence[Build], *, now: datetime, by: str, why: str) -> Ro
     live = sorted((b for b in builds if in_latest(b) is not None and versions_of(b)), key=_entered)
     if not live:
         raise NoFallback("nothing to roll back: no image of this template is in latest")
-    if len(live) < 2:
-        raise NoFallback(f"cannot roll back {version_name(live[-1])}: no earlier version to fall back to")
-    current, previous = live[-1], live[-2]
+    # a rollback that claimed its build and did not finish (its caller died) is finished first
+    at = next((i for i in reversed(range(len(live))) if live[i].claim == REVOKE), len(live) - 1)
+    current, earlier = live[at], live[:at]
+    if not earlier:
+        raise NoFallback(f"cannot roll back {version_name(current)}: no earlier version to fall back to")
     revoked = dataclasses.replace(
-        current, state=BuildState.REVOKED, updated_at=now, message=f"revoked by {by}: {why}"
+        unclaimed(current), state=BuildState.REVOKED, updated_at=now, message=f"revoked by {by}: {why}"
     )
-    return Rollback(revoked, previous)
+    return Rollback(revoked, earlier[-1])
 
 
 # -- provenance on the image itself ------------------------------------------------------------------------

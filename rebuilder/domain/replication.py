@@ -11,7 +11,7 @@ from datetime import datetime
 from .builds import Build, BuildState, RegionStatus
 from .model import GalleryImageVersion, ReplicationState
 from .regions import Region
-from .releases import released
+from .releases import FAILED_RUN, released
 from .runs import Policy, Step
 
 
@@ -109,6 +109,9 @@ def after_distribution(
     base = dataclasses.replace(base, outputs=build.outputs)
     if gated and gallery and over and (seen.completed or (seen.given_up and not seen.pending)):
         return Step(*released(base, partial_regions=not seen.completed, now=now))
+    if over and not gallery and base.run_outcome == FAILED_RUN:  # validation failed, nothing distributed
+        failed = dataclasses.replace(base, state=BuildState.FAILED, sub_state=None, updated_at=now)
+        return Step(failed, f"the run failed its validation: {base.message}")
     if over and (not gallery or seen.completed):
         why = f"replicated to every target region ({len(seen.rows)})" if gallery else "run succeeded"
         done = dataclasses.replace(base, state=BuildState.PUBLISHED, sub_state=None, updated_at=now)

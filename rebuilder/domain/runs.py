@@ -47,6 +47,9 @@ class Policy:
 
 
 # -- the run --------------------------------------------------------------------------------------------
+VALIDATION_FAILED = "validation failed"  # how AIB begins the message of a run whose validation failed
+
+
 class Seen(StrEnum):
     NOT_VISIBLE = "not-visible"  # AIB shows no run since the build asked for one
     IN_PROGRESS = "in-progress"
@@ -168,6 +171,25 @@ def _over(build: Build, seen: Observation, now: datetime, policy: Policy) -> Ste
     if seen.seen is Seen.CANCELED:
         message = f"timed out and canceled: {message}"
     return failed_attempt(build, message, now, policy, ended_at=ended)
+
+
+def failed_validation(build: Build, seen: Observation, now: datetime) -> Step | None:
+    """A run that failed its `validate` step, for a gated template: its distributed versions are read
+    and the build is rejected (never retried: the same inputs would fail the same tests, and a
+    version that failed its validation is never promoted)."""
+    validating = build.sub_state is RunSubState.VALIDATING
+    if seen.seen is not Seen.FAILED or not (validating or seen.message.lower().startswith(VALIDATION_FAILED)):
+        return None
+    after = dataclasses.replace(
+        build,
+        state=BuildState.REPLICATING,
+        sub_state=None,
+        run_ended_at=seen.ended_at or now,
+        message=seen.message,
+        run_outcome=RunState.FAILED.value,
+        updated_at=now,
+    )
+    return Step(after, f"AIB: {seen.message}", follow_outputs=True)
 
 
 def failed_attempt(

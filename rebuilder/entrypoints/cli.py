@@ -381,11 +381,12 @@ def _promote(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
     from rebuilder.services.requests import promote
 
     from .http.inputs import note
+    from .triggers import announce
     from .views import build_document
 
     why = _checked(lambda: note(args.reason))
     _progress(f"approving the candidate of {args.template} …")
-    build, _ = promote(
+    build, acted = promote(
         services.detection(),
         args.template,
         services.policy(),
@@ -394,6 +395,7 @@ def _promote(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
         version=args.version,
         note=why,
     )
+    announce(services, acted.events)
     text = f"{build.template_name}: {build.id} is {build.state.value}" + (
         f" (approved by {build.approved_by})" if build.approved_by else ""
     )
@@ -401,16 +403,19 @@ def _promote(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _rollback(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
+    from rebuilder.domain.notices import revoked as revoked_notice
     from rebuilder.domain.releases import version_name
     from rebuilder.services.requests import roll_back
 
     from .http.inputs import note
+    from .triggers import announce
     from .views import build_document
 
     why = _checked(lambda: note(args.reason))
     revoked, fallback = roll_back(
         services.detection(), args.template, now=services.clock.now(), caller=_caller(), reason=why
     )
+    announce(services, [revoked_notice(revoked, fallback)])
     text = (
         f"{revoked.template_name}: {version_name(revoked)} revoked; {version_name(fallback)} is latest again"
     )

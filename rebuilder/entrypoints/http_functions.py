@@ -78,6 +78,18 @@ def enable_template(req: func.HttpRequest, context: func.Context) -> func.HttpRe
     return _serve("enable_template", req, context)
 
 
+@bp.function_name("promote_template")
+@bp.route(route="templates/{name}/promote", methods=[func.HttpMethod.POST], auth_level=FUNCTION)
+def promote_template(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return _serve("promote_template", req, context)
+
+
+@bp.function_name("rollback_template")
+@bp.route(route="templates/{name}/rollback", methods=[func.HttpMethod.POST], auth_level=FUNCTION)
+def rollback_template(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return _serve("rollback_template", req, context)
+
+
 @bp.function_name("list_builds")
 @bp.route(route="builds", methods=[func.HttpMethod.GET], auth_level=FUNCTION)
 def list_builds(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:

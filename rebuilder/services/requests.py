@@ -31,7 +31,7 @@ from rebuilder.domain.limits import check_idempotency_key
 from rebuilder.domain.model import ImageTemplate, Scope, SourceKind, TemplateId
 from rebuilder.domain.planner import is_pinned, last_started, mode_of
 from rebuilder.domain.ports import Versioned
-from rebuilder.domain.releases import rollback, version_name, versions_of
+from rebuilder.domain.releases import REVOKE, claimed, rollback, under_way, version_name, versions_of
 from rebuilder.domain.runs import Policy
 from rebuilder.domain.standing import TemplateAction, TemplateState
 
@@ -312,9 +312,14 @@ def roll_back(
     ports: Ports, name_or_id: str, *, now: datetime, caller: Caller, reason: str
 ) -> tuple[Build, Build]:
     """Demote the template's current version in latest so the previous one is `latest` again, and
-    revoke its build: (the revoked build, the one fallen back to). The gallery goes first: a crash
-    before the ledger is written leaves the build to revoke in latest's past, and asking again
-    finishes it (the demotion is idempotent)."""
+    revoke its build: (the revoked build, the one fallen back to).
+
+    Order: the build is claimed (etag-checked: of two racing rollbacks one goes on, the other is
+    refused before touching the gallery), the template's audit trail records the intent, the gallery
+    demotes the version, the template's row remembers the revoked build (its children are checked
+    against it), and only then is the build written Revoked. A caller that dies after the claim leaves
+    the build claimed and not revoked: asking again finishes that rollback (each step is idempotent)
+    rather than rolling back one more version."""
     state = find_state(where_we_stand(ports.ledger), name_or_id)
     recent = list(
         itertools.islice(
@@ -323,17 +328,25 @@ def roll_back(
         )
     )
     decided = rollback(recent, now=now, by=caller.who, why=reason)
+    current = ports.ledger.get_build(decided.revoke.id)
+    busy = under_way(current.record, REVOKE, now)
+    if busy:
+        raise Conflict(busy)
+    raced = Conflict(
+        f"{version_name(decided.revoke)} of {state.name} was rolled back by someone else at the same time"
+    )
+    try:
+        etag = ports.ledger.save_build(claimed(current.record, REVOKE, caller.who, now), etag=current.etag)
+    except (StaleWrite, IllegalTransition):  # claimed or revoked since the builds were listed
+        raise raced from None
+    why = f"rolled back by {caller.who}: {reason}; {version_name(decided.fallback)} is latest again"
+    ports.ledger.record_action(
+        TemplateAction(
+            state.template_id, now, "rolled-back", caller.who, caller.object_id, why, caller.correlation_id
+        )
+    )
     for version in versions_of(decided.revoke):
         ports.gallery.set_excluded_from_latest(version, True)
-    current = ports.ledger.get_build(decided.revoke.id)
-    why = f"rolled back by {caller.who}: {reason}; {version_name(decided.fallback)} is latest again"
-    try:
-        transition = current.record.becomes(decided.revoke, why=why, by=caller.trigger)
-        ports.ledger.save_build(decided.revoke, etag=current.etag, transition=transition)
-    except (StaleWrite, IllegalTransition):
-        raise Conflict(
-            f"{version_name(decided.revoke)} of {state.name} was rolled back by someone else at the same time"
-        ) from None
     entry = (str(decided.revoke.id), version_name(decided.revoke))
     update_state(
         ports.ledger,
@@ -344,9 +357,9 @@ def roll_back(
             else dataclasses.replace(s, revoked=(*s.revoked, entry)[-REVOKED_KEPT:], updated_at=now)
         ),
     )
-    ports.ledger.record_action(
-        TemplateAction(
-            state.template_id, now, "rolled-back", caller.who, caller.object_id, why, caller.correlation_id
-        )
-    )
+    transition = current.record.becomes(decided.revoke, why=why, by=caller.trigger)
+    try:
+        ports.ledger.save_build(decided.revoke, etag=etag, transition=transition)
+    except StaleWrite:
+        raise raced from None
     return decided.revoke, decided.fallback

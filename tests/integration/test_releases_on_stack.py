@@ -28,7 +28,7 @@ def driver(armsim: ArmSimulator, sim: SimControl, azurite: Azurite) -> Iterator[
     made.services.close()
 
 
-def add_gated(driver: Driver, **tags: str) -> None:
+def add_gated(driver: Driver, validate: dict[str, Any] | None = None, **tags: str) -> None:
     """A gated parent (its distributor publishes with excludeFromLatest) and a child built on it."""
     clients = AzureClients(driver.services.settings)
     try:
@@ -64,6 +64,8 @@ def add_gated(driver: Driver, **tags: str) -> None:
             if spec.name == PARENT:
                 body["properties"]["distribute"][0]["excludeFromLatest"] = True
                 body["tags"].update(tags)
+                if validate is not None:
+                    body["properties"]["validate"] = validate
             templates.begin_create_or_update(estate.TEMPLATES_RG, spec.name, body).result()
     finally:
         clients.close()
@@ -104,6 +106,29 @@ def test_a_gated_build_is_baked_promoted_and_only_then_built_on(driver: Driver, 
     assert child.lineage is not None and child.lineage.parent_build_id == promoted.id
     assert child.source.resolved_version == version.rsplit("/", 1)[-1]
     assert child.created_at > promoted.promoted_at
+
+
+def test_a_failed_validation_is_rejected_and_never_promoted(driver: Driver, sim: SimControl) -> None:
+    smoke = {"type": "Shell", "name": "smoke", "inline": ["systemctl is-system-running"]}
+    add_gated(driver, {"continueDistributeOnFailure": True, "inVMValidations": [smoke]})
+    sim.fail_build(PARENT, sub_state="Validating", message="Validation script 'smoke' exited with 1")
+    driver.watch()
+    driver.until(lambda: driver.last(PARENT).state.finished, step=600)
+    rejected = driver.last(PARENT)
+    assert rejected.state is BuildState.REJECTED and rejected.run_outcome == "Failed"
+    assert "its validation failed; it is never promoted" in rejected.message
+    [version] = versions_of(rejected)
+    assert excluded(driver, version)  # distributed anyway, still out of latest
+    assert driver.runs()[PARENT] == 1  # not retried: the same inputs would fail the same tests
+    for _ in range(3):
+        sim.advance(12 * 3600)
+        driver.watch()
+        driver.reconcile()
+    assert excluded(driver, version) and driver.last(PARENT).state is BuildState.REJECTED
+    assert driver.builds(CHILD) == []
+    assert f"no candidate of {PARENT} awaits promotion" in cli_refused(driver, "promote", PARENT)
+    kinds = [e.type for acted in driver.acted for e in acted.events]
+    assert "ImageRejected" in kinds and "ImagePromoted" not in kinds
 
 
 def test_a_manual_gate_waits_for_a_person_to_promote(driver: Driver, sim: SimControl) -> None:

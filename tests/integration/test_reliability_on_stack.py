@@ -16,8 +16,8 @@ from devstack.azurite import Azurite
 from rebuilder.adapters.azure_clients import AzureClients
 from rebuilder.domain.builds import BuildState
 from rebuilder.services.events import ResourceEvent, on_resource_event
-from rebuilder.services.ports import Ports
 from rebuilder.services.requests import Caller, request_rebuild
+from tests.crashes import Crash, CrashPlan
 from tests.integration.orchestration import NEW_WINDOWS, Driver, make_driver, states_by_name, template_id
 
 
@@ -90,66 +90,6 @@ def test_fifty_concurrent_triggers_for_one_template_and_version_start_one_run(
         )
     finally:
         driver.services.close()
-
-
-class Crash(BaseException):
-    """The process dies: not an Exception, so no handler in the service can swallow it."""
-
-
-class CrashAfter:
-    """Wraps a port: the k-th state-changing call (counted across ports) succeeds, then the process dies."""
-
-    MUTATING = frozenset(
-        {
-            "claim_build",
-            "save_build",
-            "save_template_state",
-            "start_run",
-            "cancel_run",
-            "delete_template",
-            "create_template",
-            "set_target_regions",
-        }
-    )
-
-    def __init__(self, inner: Any, plan: CrashPlan) -> None:
-        self._inner = inner
-        self._plan = plan
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._inner, name)
-        if name not in self.MUTATING:
-            return attribute
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            result = attribute(*args, **kwargs)
-            self._plan.step(name)
-            return result
-
-        return call
-
-
-class CrashPlan:
-    def __init__(self, at: int | None) -> None:
-        self.at = at
-        self.steps: list[str] = []
-        self.crashed = False
-        self._lock = threading.Lock()
-
-    def step(self, name: str) -> None:
-        with self._lock:
-            self.steps.append(name)
-            if self.at is not None and len(self.steps) == self.at and not self.crashed:
-                self.crashed = True
-                raise Crash(f"crash after step {self.at}: {name}")
-
-    def wrap(self, ports: Ports) -> Ports:
-        return Ports(
-            CrashAfter(ports.imagebuilder, self),
-            ports.marketplace,
-            CrashAfter(ports.gallery, self),
-            CrashAfter(ports.ledger, self),
-        )
 
 
 def _patch_day(driver: Driver, sim: SimControl, plan: CrashPlan) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
-from rebuilder.domain.builds import Build, RegionStatus
+from rebuilder.domain.builds import Build, BuildState, RegionStatus
 from rebuilder.domain.exposure import exposure_windows
 from rebuilder.domain.regions import Region
 from rebuilder.domain.standing import SeenVersion
@@ -140,3 +141,25 @@ def test_a_baselines_root_windows_are_its_direct_windows() -> None:
     sightings = [seen("22.04.202501150", H)]
     root = root_windows([(b, rows)], sightings)
     assert spans(root) == spans(exposure_windows([(b, rows)], sightings)) and root[0].basis is Basis.ROOT
+
+
+def test_a_gated_image_closes_its_windows_at_promotion_and_a_revoked_one_closes_none() -> None:
+    sightings = [seen("22.04.202501150", H)]
+    b = build(version="22.04.202501150", state=BuildState.CANDIDATE, candidate_at=T0 + 5 * H)
+    rows = [completed(b, WEU, 3 * H), completed(b, EUS, 5 * H)]
+    assert spans(exposure_windows([(b, rows)], sightings)) == {  # a candidate protects nobody yet
+        (WEU, "22.04.202501150", None),
+        (EUS, "22.04.202501150", None),
+    }
+    promoted = dataclasses.replace(b, state=BuildState.PROMOTED, promoted_at=T0 + 29 * H)
+    assert spans(exposure_windows([(promoted, rows)], sightings)) == {
+        (WEU, "22.04.202501150", 28 * H),
+        (EUS, "22.04.202501150", 28 * H),
+    }
+    for withdrawn in (
+        dataclasses.replace(promoted, state=BuildState.REVOKED),
+        dataclasses.replace(b, state=BuildState.REJECTED),
+    ):
+        assert {w.replicated_at for w in exposure_windows([(withdrawn, rows)], sightings)} == {None}
+    ungated = build(version="22.04.202501150", state=BuildState.PUBLISHED)  # replicated: protects at once
+    assert (WEU, "22.04.202501150", 2 * H) in spans(exposure_windows([(ungated, rows)], sightings))

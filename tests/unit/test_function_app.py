@@ -26,6 +26,8 @@ EXPECTED = {
     "list_templates": ("httpTrigger", "templates", ["GET"], "function"),
     "get_template": ("httpTrigger", "templates/{name}", ["GET"], "function"),
     "enable_template": ("httpTrigger", "templates/{name}/enable", ["POST"], "function"),
+    "promote_template": ("httpTrigger", "templates/{name}/promote", ["POST"], "function"),
+    "rollback_template": ("httpTrigger", "templates/{name}/rollback", ["POST"], "function"),
     "list_builds": ("httpTrigger", "builds", ["GET"], "function"),
     "get_plan": ("httpTrigger", "plan", ["GET"], "function"),
     "get_report": ("httpTrigger", "report", ["GET"], "function"),

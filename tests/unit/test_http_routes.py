@@ -25,6 +25,7 @@ from tests.http_world import (
     UBUNTU,
     WEU,
     HttpWorld,
+    gallery_image,
     principal,
     template_id,
 )
@@ -55,6 +56,8 @@ def route_args(name: str) -> dict[str, object]:
         "get_rebuild": {"route": {"build_id": "20261110T060000Z-0123456789abcdef-0123456789"}},
         "get_template": {"route": {"name": "ubuntu-golden"}},
         "enable_template": {"method": "POST", "route": {"name": "ubuntu-golden"}},
+        "promote_template": {"method": "POST", "route": {"name": "ubuntu-golden"}},
+        "rollback_template": {"method": "POST", "route": {"name": "ubuntu-golden"}, "body": {"reason": "x"}},
     }.get(name, {})
 
 
@@ -321,6 +324,132 @@ def test_enabling_a_disabled_template_is_recorded_with_who(world: HttpWorld) -> 
         "enable_template", method="POST", route={"name": "ubuntu-golden"}, body={"why": "x"}, roles=(ADMIN,)
     )
     problem(bad, 400)
+
+
+# -- POST /api/templates/{name}/promote and /rollback ----------------------------------------------------
+def gated_release(world: HttpWorld) -> tuple[str, str]:
+    """A manually promoted gated template with one candidate: (the template, the candidate's version)."""
+    ubuntu = Source(SourceKind.PLATFORM_IMAGE, UBUNTU, "latest", exact_version="22.04.202411190")
+    world.add("ubuntu-gated", ubuntu, "gated", mode="auto", gated=True, **{"rebuild-promote": "manual"})
+    world.watch()
+    world.clock.advance(hours=1)
+    world.marketplace.publish(WEU, UBUNTU, NEW)
+    world.watch()
+    version = world.finish("ubuntu-gated", exact=NEW)
+    world.reconcile()
+    return "ubuntu-gated", version
+
+
+def test_promoting_a_candidate_is_recorded_with_who_and_changes_latest(world: HttpWorld) -> None:
+    name, version = gated_release(world)
+    [candidate] = world.ledger.list_builds(template_id(name)).items
+    assert candidate.state is BuildState.CANDIDATE
+    version_id = f"{gallery_image('gated')}/versions/{version}"
+    assert world.gallery.get_version(version_id, with_replication=False).excluded_from_latest
+    wrong = world.call(
+        "promote_template", method="POST", route={"name": name}, body={"version": "9.9.9"}, roles=(ADMIN,)
+    )
+    assert "no candidate 9.9.9 of ubuntu-gated awaits promotion" in str(problem(wrong, 404)["detail"])
+    bad = world.call(
+        "promote_template", method="POST", route={"name": name}, body={"version": "latest"}, roles=(ADMIN,)
+    )
+    assert "Major.Minor.Patch" in str(problem(bad, 400)["detail"])
+    answer = world.call(
+        "promote_template",
+        method="POST",
+        route={"name": name},
+        body={"version": version, "reason": "smoke tests green"},
+        roles=(ADMIN,),
+    )
+    assert answer.status == 200, answer.body
+    shown = answer.json()
+    assert (shown["promoted"], shown["waiting"], shown["build"]["state"]) == (True, [], "Promoted")
+    assert shown["build"]["approved_by"] == "ana@contoso.com"
+    assert not world.gallery.get_version(version_id, with_replication=False).excluded_from_latest
+    [action] = world.ledger.list_actions(template_id(name)).items
+    assert (action.action, action.by, action.by_id) == ("promotion-approved", "ana@contoso.com", OBJECT_ID)
+    assert "smoke tests green" in action.why
+    again = world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
+    assert "awaits promotion" in str(problem(again, 404)["detail"])
+
+
+def test_a_promotion_approved_while_baking_waits_and_says_until_when(world: HttpWorld) -> None:
+    ubuntu = Source(SourceKind.PLATFORM_IMAGE, UBUNTU, "latest", exact_version="22.04.202411190")
+    tags = {"rebuild-promote": "manual", "rebuild-bake-hours": "12"}
+    world.add("ubuntu-gated", ubuntu, "gated", mode="auto", gated=True, **tags)
+    world.watch()
+    world.marketplace.publish(WEU, UBUNTU, NEW)
+    world.watch()
+    world.finish("ubuntu-gated", exact=NEW)
+    world.reconcile()
+    answer = world.call("promote_template", method="POST", route={"name": "ubuntu-gated"}, roles=(ADMIN,))
+    shown = answer.json()
+    assert answer.status == 200 and shown["promoted"] is False and shown["build"]["state"] == "Candidate"
+    assert shown["build"]["approved_by"] == "ana@contoso.com"
+    assert "baking until" in shown["waiting"][0]
+    world.clock.advance(hours=12)
+    world.reconcile()  # approved and baked: the pass promotes it
+    [promoted] = world.ledger.list_builds(template_id("ubuntu-gated")).items
+    assert promoted.state is BuildState.PROMOTED
+
+
+def test_a_rollback_revokes_the_current_image_and_says_which_is_latest_again(world: HttpWorld) -> None:
+    world.patch_day()  # ubuntu-golden: the first-sight baseline was adopted; its patch-day build published
+    builds = world.ledger.list_builds(template_id("ubuntu-golden")).items
+    published = [b for b in builds if b.state is BuildState.PUBLISHED]
+    assert "no earlier version to fall back to" in str(
+        problem(
+            world.call(
+                "rollback_template",
+                method="POST",
+                route={"name": "ubuntu-golden"},
+                body={"reason": "boot loop"},
+                roles=(ADMIN,),
+            ),
+            409,
+        )["detail"]
+    )
+    assert len(published) == 1
+    for body in ({}, {"reason": "   "}, {"reason": "x", "version": "1.0.1"}):
+        refused = world.call(
+            "rollback_template", method="POST", route={"name": "ubuntu-golden"}, body=body, roles=(ADMIN,)
+        )
+        problem(refused, 400)
+    assert world.ledger.list_actions(template_id("ubuntu-golden")).items == []
+
+
+def test_a_rollback_over_http_demotes_the_version_and_records_who_and_why(world: HttpWorld) -> None:
+    name, first = gated_release(world)
+    world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
+    world.clock.advance(days=1)
+    world.marketplace.publish(WEU, UBUNTU, "22.04.202502110")
+    world.watch()
+    second = world.finish(name, exact="22.04.202502110")
+    world.reconcile()
+    world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
+    answer = world.call(
+        "rollback_template",
+        method="POST",
+        route={"name": name},
+        body={"reason": "kernel panic on v5 hosts"},
+        roles=(ADMIN,),
+    )
+    assert answer.status == 200, answer.body
+    shown = answer.json()
+    assert shown["revoked"]["state"] == "Revoked" and shown["revoked"]["outputs"][0].endswith(second)
+    assert shown["latest"]["outputs"][0].endswith(first)
+    assert shown["revoked"]["message"] == "revoked by ana@contoso.com: kernel panic on v5 hosts"
+    image = gallery_image("gated")
+    assert world.gallery.get_version(
+        f"{image}/versions/{second}", with_replication=False
+    ).excluded_from_latest
+    assert not world.gallery.get_version(
+        f"{image}/versions/{first}", with_replication=False
+    ).excluded_from_latest
+    actions = [a.action for a in world.ledger.list_actions(template_id(name)).items]
+    assert actions.count("rolled-back") == 1
+    state = world.ledger.get_template_state(template_id(name))
+    assert state is not None and state.record.revoked[-1] == (shown["revoked"]["id"], second)
 
 
 # -- GET /api/builds ----------------------------------------------------------------------------------

@@ -9,10 +9,26 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from rebuilder.domain.actions import Distribution as Read
 from rebuilder.domain.actions import Gathered, Promote, Save, Wait
 from rebuilder.domain.builds import ALLOWED, Build, BuildReason, BuildState, IllegalTransition, check_write
 from rebuilder.domain.errors import PermanentError
-from rebuilder.domain.model import Distribution, GalleryImageId, ImageTemplate, Source, SourceKind, TemplateId
+from rebuilder.domain.model import (
+    Distribution,
+    GalleryImageId,
+    GalleryImageVersion,
+    GalleryVersionId,
+    GalleryVersionName,
+    ImageTemplate,
+    LastRun,
+    RegionReplication,
+    ReplicationState,
+    RunState,
+    RunSubState,
+    Source,
+    SourceKind,
+    TemplateId,
+)
 from rebuilder.domain.planner import Action, Candidate, Managed, Mode, PlanItem, plan
 from rebuilder.domain.reconcile import decide
 from rebuilder.domain.regions import Region
@@ -25,6 +41,8 @@ from rebuilder.domain.releases import (
     promotion,
     released,
     rollback,
+    under_way,
+    version_name,
 )
 from rebuilder.domain.runs import Policy
 from rebuilder.domain.standing import TemplateState
@@ -99,6 +117,7 @@ def test_a_held_bake_says_when_to_look_again() -> None:
         ("Succeeded", False, BuildState.CANDIDATE, "replicated everywhere as a candidate"),
         ("PartiallySucceeded", False, BuildState.REJECTED, "rejected: the run partially succeeded"),
         ("Succeeded", True, BuildState.REJECTED, "rejected: a region failed; it is never promoted"),
+        ("Failed", False, BuildState.REJECTED, "rejected: its validation failed; it is never promoted"),
     ],
 )
 def test_a_gated_build_ends_its_distribution_a_candidate_or_rejected(
@@ -157,6 +176,10 @@ def test_the_machine_allows_release_moves_and_nothing_after_them() -> None:
         check_write(BuildState.PROMOTED, promoted, None)
     with pytest.raises(IllegalTransition):
         candidate().becomes(dataclasses.replace(candidate(), state=BuildState.REVOKED), why="x", by="x")
+    # the claim written just before a revocation changes no state, and only a revocable build takes it
+    check_write(BuildState.PROMOTED, dataclasses.replace(promoted, claim="revoke", claimed_by="ana"), None)
+    with pytest.raises(IllegalTransition):
+        check_write(BuildState.REVOKED, dataclasses.replace(promoted, claim="revoke"), None)
 
 
 def in_latest(version: str, at: datetime, state: BuildState = BuildState.PROMOTED) -> Build:
@@ -274,12 +297,41 @@ def gated_template(**tags: str) -> ImageTemplate:
     )
 
 
-def test_a_candidate_is_promoted_before_it_is_written_promoted() -> None:
+def test_a_candidate_is_claimed_then_promoted_then_written_promoted() -> None:
     state = TemplateState(build().template_id, "ubuntu2204", Region("westeurope"), T0)
     decision = decide(Gathered(state, (candidate(),), gated_template()), now=T0, policy=Policy(), by="r")
-    promote, save = decision.actions
+    claim, promote, save = decision.actions
+    assert isinstance(claim, Save) and claim.transition is None  # the etag-checked claim: one pass goes on
+    claimed = (claim.after.state, claim.after.claim, claim.after.claimed_at)
+    assert claimed == (BuildState.CANDIDATE, "promote", T0)
     assert isinstance(promote, Promote) and promote.versions == (f"{IMAGE}/versions/1.0.2",)
     assert isinstance(save, Save) and save.after.state is BuildState.PROMOTED and save.after.promoted_at == T0
+    assert save.before == claim.after and save.after.claim == "" and save.after.claimed_at is None
+
+
+def test_a_promotion_claimed_by_another_pass_is_left_to_it_until_its_lease_runs_out() -> None:
+    state = TemplateState(build().template_id, "ubuntu2204", Region("westeurope"), T0)
+    taken = dataclasses.replace(candidate(), claim="promote", claimed_at=T0, claimed_by="timer")
+    for minutes, kinds in ((0, [Wait]), (4, [Wait]), (5, [Save, Promote, Save])):
+        now = T0 + timedelta(minutes=minutes)
+        decision = decide(Gathered(state, (taken,), gated_template()), now=now, policy=Policy(), by="r")
+        assert [type(a) for a in decision.actions] == kinds, minutes
+    [wait] = decide(Gathered(state, (taken,), gated_template()), now=T0, policy=Policy(), by="r").actions
+    assert isinstance(wait, Wait) and "promote of 1.0.2 is under way by timer since" in wait.why
+
+
+def test_an_unfinished_rollback_is_finished_before_another_version_is_rolled_back() -> None:
+    oldest = in_latest("1.0.1", T0 - timedelta(days=30), BuildState.PUBLISHED)
+    middle = dataclasses.replace(
+        in_latest("1.0.2", T0 - timedelta(days=2)), claim="revoke", claimed_at=T0, claimed_by="ana"
+    )
+    newest = in_latest("1.0.3", T0 - timedelta(days=1))
+    done = rollback([newest, middle, oldest], now=T0, by="ana", why="again")
+    assert (version_name(done.revoke), version_name(done.fallback)) == ("1.0.2", "1.0.1")
+    assert done.revoke.claim == "" and done.revoke.state is BuildState.REVOKED
+    assert under_way(middle, "revoke", T0 + timedelta(minutes=1)).startswith("revoke of 1.0.2 is under way")
+    assert under_way(middle, "revoke", T0 + timedelta(minutes=5)) == ""
+    assert under_way(middle, "promote", T0) == ""
 
 
 def test_a_candidate_baking_or_awaiting_approval_waits() -> None:
@@ -293,3 +345,48 @@ def test_a_candidate_baking_or_awaiting_approval_waits() -> None:
         )
         [wait] = decision.actions
         assert isinstance(wait, Wait) and words in wait.why
+
+
+@pytest.mark.parametrize(
+    ("gated", "message", "sub_state", "state"),
+    [
+        (True, "Validation failed: script 'smoke' exited with 1", None, BuildState.REJECTED),
+        (True, "script 'smoke' exited with 1", RunSubState.VALIDATING, BuildState.REJECTED),
+        (True, "Customization failed: exit 2", RunSubState.CUSTOMIZING, BuildState.QUEUED),
+        (False, "Validation failed: script 'smoke' exited with 1", None, BuildState.QUEUED),
+    ],
+)
+def test_a_failed_validation_of_a_gated_template_is_rejected_not_retried(
+    gated: bool, message: str, sub_state: RunSubState | None, state: BuildState
+) -> None:
+    """Rejected once its distributed versions are read (never retried); other failures, and those of
+    ungated templates, are failed attempts as before."""
+    started = T0 - timedelta(hours=2)
+    running = build(state=BuildState.RUNNING, sub_state=sub_state, attempts=1, run_started_at=started)
+    template = dataclasses.replace(
+        gated_template(),
+        distributions=tuple(
+            dataclasses.replace(d, excluded_from_latest=gated) for d in gated_template().distributions
+        ),
+        last_run=LastRun(RunState.FAILED, None, started, T0 - timedelta(minutes=5), message),
+    )
+    row = TemplateState(running.template_id, "ubuntu2204", Region("westeurope"), T0)
+    policy = Policy(max_attempts=3)
+    decision = decide(Gathered(row, (running,), template), now=T0, policy=policy, by="r")
+    if state is BuildState.REJECTED:
+        assert decision.read_distributions == (running.id,)
+        version = GalleryImageVersion(
+            GalleryVersionId(f"{IMAGE}/versions/1.0.2"),
+            GalleryVersionName("1.0.2"),
+            "Succeeded",
+            target_regions=(Region("westeurope"),),
+            replication=(RegionReplication(Region("westeurope"), ReplicationState.COMPLETED, 100),),
+        )
+        outputs = (f"{IMAGE}/imageversions/1.0.2",)
+        read = {running.id: Read(running.id, outputs, (version,), ())}
+        decision = decide(Gathered(row, (running,), template, read), now=T0, policy=policy, by="r")
+    [moved] = [a for a in decision.actions if isinstance(a, Save) and a.transition is not None]
+    assert moved.after.state is state, moved.transition
+    if state is BuildState.REJECTED:
+        assert "its validation failed; it is never promoted" in moved.after.message
+        assert moved.after.run_outcome == "Failed" and moved.after.attempts == 1

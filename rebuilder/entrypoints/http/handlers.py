@@ -10,13 +10,22 @@ from urllib.parse import quote, urlencode
 
 from rebuilder.domain.builds import BuildReason, BuildState, parse_build_id
 from rebuilder.domain.model import TemplateId
+from rebuilder.domain.notices import revoked as revoked_notice
 from rebuilder.domain.standing import TemplateState
 from rebuilder.domain.waves import waves
 from rebuilder.services.build_history import HistoryQuery, Position, list_history
 from rebuilder.services.detection import compute_plan
 from rebuilder.services.estate import summary_of, survey
 from rebuilder.services.history import where_we_stand
-from rebuilder.services.requests import Caller, enable, find_state, find_template, request_rebuild
+from rebuilder.services.requests import (
+    Caller,
+    enable,
+    find_state,
+    find_template,
+    promote,
+    request_rebuild,
+    roll_back,
+)
 from rebuilder.settings import SettingsError
 
 from .. import export, report_html
@@ -142,6 +151,51 @@ def post_enable(services: Services, request: ApiRequest, principal: Principal) -
         note=note,
     )
     return json_result(200, {"template": template_document(updated), "was_disabled": was})
+
+
+def post_promote(services: Services, request: ApiRequest, principal: Principal) -> HttpResult:
+    """Approve the template's candidate (or the one named by `version`); promoted at once when baked."""
+    body = inputs.json_body(request, {"version": str, "reason": str})
+    version = inputs.version_name(body.get("version", ""))
+    note = inputs.note(body.get("reason", ""))
+    state = _state(services, request)
+    build, acted = promote(
+        services.detection(),
+        state.template_id,
+        services.policy(),
+        now=services.clock.now(),
+        caller=_caller(principal, request),
+        version=version,
+        note=note,
+    )
+    announce(services, acted.events)
+    waiting = [w for w in acted.waiting if w.startswith(f"{build.id}:")]
+    return json_result(
+        200,
+        {
+            "build": build_document(build),
+            "promoted": build.state is BuildState.PROMOTED,
+            "waiting": [w.removeprefix(f"{build.id}: ") for w in waiting],
+        },
+    )
+
+
+def post_rollback(services: Services, request: ApiRequest, principal: Principal) -> HttpResult:
+    """Demote the template's current image so the previous one is latest again; revoke its build."""
+    body = inputs.json_body(request, {"reason": str}, required=("reason",))
+    note = inputs.note(body["reason"])
+    if not note.strip():
+        raise BadRequest("a rollback needs a reason: say why the image is revoked")
+    state = _state(services, request)
+    revoked, fallback = roll_back(
+        services.detection(),
+        state.template_id,
+        now=services.clock.now(),
+        caller=_caller(principal, request),
+        reason=note,
+    )
+    announce(services, [revoked_notice(revoked, fallback)])
+    return json_result(200, {"revoked": build_document(revoked), "latest": build_document(fallback)})
 
 
 _STATES = {s.value: s for s in BuildState}

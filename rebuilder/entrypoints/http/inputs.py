@@ -119,6 +119,16 @@ def template_name(value: str) -> str:
     return value
 
 
+GALLERY_VERSION = re.compile(r"[0-9]{1,10}\.[0-9]{1,10}\.[0-9]{1,10}")
+
+
+def version_name(value: str) -> str:
+    """A gallery image version name (Major.Minor.Patch), or "" for whichever candidate awaits."""
+    if value and not GALLERY_VERSION.fullmatch(value):
+        raise BadRequest("version must be a gallery image version name: Major.Minor.Patch (e.g. 1.0.2)")
+    return value
+
+
 def note(value: str, *, field: str = "reason") -> str:
     """Free text a person wrote: printable (no control characters that would forge log lines or rows)."""
     if len(value) > NOTE_LIMIT:

@@ -19,12 +19,19 @@ ANSWERS: dict[str, tuple[int, str]] = {
     "list_templates": (200, "TemplateList"),
     "get_template": (200, "TemplateDetail"),
     "enable_template": (200, "EnableResult"),
+    "promote_template": (200, "PromoteResult"),
+    "rollback_template": (200, "RollbackResult"),
     "list_builds": (200, "BuildPage"),
     "get_plan": (200, "Plan"),
     "get_report": (200, HTML),
     "get_openapi": (200, "OpenApi"),
 }
-BODIES = {"request_rebuild": "RebuildRequest", "enable_template": "EnableRequest"}
+BODIES = {
+    "request_rebuild": "RebuildRequest",
+    "enable_template": "EnableRequest",
+    "promote_template": "PromoteRequest",
+    "rollback_template": "RollbackRequest",
+}
 _ERRORS = {
     "400": "The request is malformed: body, parameter or header (the detail names it)",
     "401": "No App Service Authentication principal, or one that cannot be read",
@@ -47,6 +54,18 @@ _SPECIFIC = {
     "enable_template": {
         "404": "The ledger knows no such template",
         "409": "The template's row kept changing; ask again",
+        "413": f"The body is larger than {MAX_BODY} bytes",
+        "415": "The body is not application/json",
+    },
+    "promote_template": {
+        "404": "The ledger knows no such template, or no candidate (of that version) awaits promotion",
+        "409": "The candidate changed meanwhile; ask again",
+        "413": f"The body is larger than {MAX_BODY} bytes",
+        "415": "The body is not application/json",
+    },
+    "rollback_template": {
+        "404": "The ledger knows no such template",
+        "409": "No earlier version to fall back to, or a rollback of this image is under way",
         "413": f"The body is larger than {MAX_BODY} bytes",
         "415": "The body is not application/json",
     },

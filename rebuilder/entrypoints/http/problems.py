@@ -20,6 +20,7 @@ from rebuilder.domain.errors import (
     StaleWrite,
     TemporaryError,
 )
+from rebuilder.domain.releases import NoFallback
 from rebuilder.services.requests import Ambiguous, BuildInProgress, NotManaged
 from rebuilder.settings import SettingsError
 
@@ -77,6 +78,7 @@ _MAPPING: tuple[tuple[type[BaseException], int, str, bool], ...] = (
     (InvalidRecord, 400, "Value cannot be recorded", True),
     (StaleWrite, 409, "Changed meanwhile; try again", False),
     (Conflict, 409, "Conflict", True),
+    (NoFallback, 409, "Nothing to fall back to", True),
     (TemporaryError, 503, "Azure is busy or unavailable; try again later", False),
     (SettingsError, 503, "The service is not configured", False),
     (PermanentError, 502, "Azure refused a call this request needed", False),

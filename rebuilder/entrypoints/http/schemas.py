@@ -236,6 +236,11 @@ SCHEMAS: dict[str, S] = {
         "required": ["template"],
     },
     "EnableRequest": {**obj({"reason": {**STR, "maxLength": 500}}), "required": []},
+    "PromoteRequest": {
+        **obj({"version": {**STR, "maxLength": 64}, "reason": {**STR, "maxLength": 500}}),
+        "required": [],
+    },
+    "RollbackRequest": {**obj({"reason": {**STR, "minLength": 1, "maxLength": 500}}), "required": ["reason"]},
     "Build": obj(_BUILD_PROPS),
     "BuildDetail": obj({**_BUILD_PROPS, "regions": array(_REGION_ROW), "transitions": array(_TRANSITION)}),
     "BuildSummary": obj(
@@ -273,6 +278,8 @@ SCHEMAS: dict[str, S] = {
         {"generated_at": TIME, "templates": array(ref("TemplateSummary")), "waves": array(_WAVE)}
     ),
     "EnableResult": obj({"template": ref("TemplateState"), "was_disabled": BOOL}),
+    "PromoteResult": obj({"build": ref("Build"), "promoted": BOOL, "waiting": array(STR)}),
+    "RollbackResult": obj({"revoked": ref("Build"), "latest": ref("Build")}),
     "BuildPage": obj({"builds": array(ref("Build")), "next": maybe(STR), "count": INT}),
     "Plan": obj(
         {
