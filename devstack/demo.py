@@ -152,6 +152,19 @@ def _say(now: object, text: str) -> None:
     print(f"  {now:%H:%M} {text}", flush=True)
 
 
+_NARRATED = (
+    "Replicating",
+    "Published",
+    "PartiallyPublished",
+    "Failed",
+    "Queued",
+    "Canceled",
+    "Candidate",
+    "Promoted",
+    "Rejected",
+)
+
+
 def _narrate(services: Services, now: object, acted: object) -> None:
     from rebuilder.services.reconciler import ReconcileReport
 
@@ -168,7 +181,7 @@ def _narrate(services: Services, now: object, acted: object) -> None:
     for build_id in acted.started:
         _say(now, f"{name(build_id)}: run started ({build_id})")
     for build_id, state, why in acted.moved:
-        if state.value in ("Replicating", "Published", "PartiallyPublished", "Failed", "Queued", "Canceled"):
+        if state.value in _NARRATED:
             _say(now, f"{name(build_id)}: {state.value} — {why}")
     for build_id, where in acted.repaired:
         _say(now, f"{name(build_id)}: replication to {where} failed; target regions re-applied (no rebuild)")
@@ -232,6 +245,53 @@ def show_ledger(services: Services) -> None:
     print("\nPatch waves (per root source version)")
     for wave in waves(survey(services.ledger, now=now), now=now):
         print(f"  {wave.image} {wave.describe()}")
+
+
+GATED_BAKE_HOURS = 2
+
+
+def gated_release(services: Services, control: SimControl) -> int:
+    """A gated template (its distributor publishes with excludeFromLatest): its image is a candidate,
+    bakes, is promoted into latest, and only then is its child built on it. Returns the ticks taken."""
+    from rebuilder.adapters.azure_clients import AzureClients
+    from rebuilder.services.reconciler import Reconciler
+    from rebuilder.services.watch_and_act import watch_and_act
+
+    print(
+        f"\nA gated release: {estate.GATED} publishes candidates (excludeFromLatest: true, "
+        f"rebuild-bake-hours: {GATED_BAKE_HOURS}); {estate.GATED_CHILD} builds on its latest"
+    )
+    clients = AzureClients(services.settings)
+    try:
+        estate.create_gated(clients, {"rebuild-bake-hours": str(GATED_BAKE_HOURS)})
+    finally:
+        clients.close()
+    ports, policy, scopes = services.detection(), services.policy(), services.settings.scopes
+    said: set[str] = set()
+    for tick in range(1, 200):
+        control.advance(TICK_SECONDS)
+        now = services.clock.now()
+        acts = [Reconciler(ports, policy, now=now).run()]
+        if tick % WATCH_EVERY == 1:
+            acts.append(watch_and_act(ports, scopes, policy, now=now, trigger="timer")[1])
+        for acted in acts:
+            _narrate(services, now, acted)
+            for why in acted.waiting:
+                text = why.split(": ", 1)[-1]
+                if ("baking until" in text or "promotion" in text) and text not in said:
+                    said.add(text)
+                    _say(now, f"{estate.GATED}: {text}")
+        if _published(services, estate.GATED_CHILD):
+            return tick
+    raise RuntimeError("the gated release did not end within 200 ticks")
+
+
+def _published(services: Services, name: str) -> bool:
+    from rebuilder.domain.builds import BuildState
+    from rebuilder.services.history import where_we_stand
+
+    state = next((s for s in where_we_stand(services.ledger) if s.name == name), None)
+    return state is not None and not state.open_builds and state.last_build_state is BuildState.PUBLISHED
 
 
 def late_day(services: Services, control: SimControl) -> None:
@@ -339,6 +399,8 @@ def main(argv: list[str]) -> int:
             show_ledger(services)
             calls = control.counters()
             print(f"\nARM calls served by the simulator: {sum(calls.values())} over {len(calls)} routes")
+            ticks = gated_release(services, control)
+            progress.step(f"the gated release ended after {ticks * TICK_SECONDS / 3600:.1f} simulated hours")
             late_day(services, control)
             report = write_report(services, Path(args.report))
             print(f"\nSecurity report: {report}")

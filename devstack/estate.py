@@ -8,6 +8,7 @@ Marketplace versions are chosen so that text order and numeric order disagree.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,3 +183,51 @@ def build_baselines(clients: AzureClients, control: SimControl) -> None:
     control.advance(3 * 3600)
     templates.begin_run(TEMPLATES_RG, "app-ubuntu2204", polling=False)
     control.advance(3 * 3600)
+
+
+# A gated pair (issue 13): the parent's distributor publishes candidates (excludeFromLatest), so its
+# child — whose source is the parent image's `latest` — builds only once a candidate is promoted.
+GATED, GATED_CHILD = "ubuntu2204-gated", "app-gated"
+
+
+def create_gated(
+    clients: AzureClients, tags: Mapping[str, str], *, validate: dict[str, Any] | None = None
+) -> tuple[TemplateSpec, TemplateSpec]:
+    """The gated parent (with `tags`, and `validate` if given) and its child, with their image
+    definitions, through the SDK clients."""
+    compute: Any = clients.compute(SUBSCRIPTION)
+    templates = clients.imagebuilder(SUBSCRIPTION).virtual_machine_image_templates
+    specs = (
+        TemplateSpec(GATED, "ubuntu-gated", _platform(UBUNTU)),
+        TemplateSpec(
+            GATED_CHILD,
+            "app-gated",
+            {
+                "type": "SharedImageVersion",
+                "imageVersionId": gallery_image_id("ubuntu-gated") + "/versions/latest",
+            },
+        ),
+    )
+    for spec in specs:
+        compute.gallery_images.begin_create_or_update(
+            IMAGES_RG,
+            GALLERY,
+            spec.image,
+            {
+                "location": HOME,
+                "properties": {
+                    "osType": "Linux",
+                    "osState": "Generalized",
+                    "hyperVGeneration": "V2",
+                    "identifier": {"publisher": "contoso", "offer": "gated", "sku": spec.image},
+                },
+            },
+        ).result()
+        body = template_body(spec)
+        if spec.name == GATED:
+            body["properties"]["distribute"][0]["excludeFromLatest"] = True
+            body["tags"].update(tags)
+            if validate is not None:
+                body["properties"]["validate"] = validate
+        templates.begin_create_or_update(TEMPLATES_RG, spec.name, body).result()
+    return specs

@@ -14,6 +14,7 @@ from .exposure import Basis, ExposureWindow
 from .model import ImageState, ReplicationState, SourceRef
 from .policies import NO_RULES, Rules, eligible_at, next_due, opening, rules_of
 from .regions import Region
+from .releases import version_name
 from .standing import SeenVersion, TemplateState
 from .versions import version_key
 
@@ -40,6 +41,9 @@ class Cell:
     newer: str  # the newest usable root version seen that the region's image lacks ('' if none)
     root: Exposure | None
     direct: Exposure | None
+    promoted: bool = False  # the image there reached latest by promotion (a gated template)
+    candidate: str = ""  # a candidate version replicated there, awaiting promotion (out of latest)
+    revoked: str = ""  # a version rolled back there, newer than the image it stands on again
 
     @property
     def failed(self) -> bool:
@@ -67,6 +71,7 @@ class TemplateSummary:
     next_due_at: datetime | None = None  # when a rule next makes it due (None: a new version, or never)
     next_due_why: str = ""
     policies: str = ""  # its rebuild policies, in words
+    built_on_revoked: str = ""  # a child: "built on revoked <parent> <version>" when its image is
 
     @property
     def is_child(self) -> bool:
@@ -97,18 +102,23 @@ def summarise(
     now: datetime,
     older: Sequence[Build] = (),
     defaults: Rules = NO_RULES,
+    revoked: Mapping[str, tuple[str, str]] | None = None,
 ) -> TemplateSummary:
     """`older`: builds whose images are still in some region although not among `builds`; `defaults`:
-    the service-wide rebuild policies its tags override."""
+    the service-wide rebuild policies its tags override; `revoked`: every revoked build the ledger's
+    rows remember, by id → (its template, its version)."""
     by_id = {b.id: b for b in (*older, *(b for b, _ in builds))}
+    gated = any(b.candidate_at is not None for b, _ in builds)
     newest_root = _newest(root_seen)
     regions = sorted(
         {r.region for r in state.regions} | {row.region for _, rows in builds[:1] for row in rows}
     )
     cells = []
     for where in regions:
-        build_id, image, source_version, root_version = _image_in(where, state, builds, by_id)
+        build_id, image, source_version, root_version = _image_in(where, state, builds, by_id, gated)
         latest = next((row for _, rows in builds for row in rows if row.region == where), None)
+        there = by_id.get(BuildId(build_id))
+        candidate, withdrawn = _releases_in(where, builds, there)
         lacking = newest_root and (not root_version or version_key(newest_root) > version_key(root_version))
         cells.append(
             Cell(
@@ -121,6 +131,9 @@ def summarise(
                 newest_root if lacking else "",
                 _exposure(root_windows, where, now),
                 _exposure(windows, where, now),
+                there is not None and there.state is BuildState.PROMOTED,
+                candidate,
+                withdrawn,
             )
         )
     rules = rules_of(dict(state.policy_tags), defaults)
@@ -136,7 +149,40 @@ def summarise(
         due_at,
         why,
         rules.describe(),
+        _built_on_revoked(state, revoked or {}),
     )
+
+
+def _built_on_revoked(state: TemplateState, revoked: Mapping[str, tuple[str, str]]) -> str:
+    parent = revoked.get(state.baseline_parent_build) if state.baseline_parent_build else None
+    return f"built on revoked {parent[0]} {parent[1]}" if parent else ""
+
+
+def revoked_builds(states: Sequence[TemplateState]) -> dict[str, tuple[str, str]]:
+    """Every revoked build the templates' rows remember: id → (template name, version)."""
+    return {build_id: (s.name, version) for s in states for build_id, version in s.revoked}
+
+
+_OUT_OF_LATEST = (BuildState.CANDIDATE, BuildState.REJECTED, BuildState.REVOKED)
+
+
+def _completed_in(rows: Sequence[RegionStatus], where: Region) -> bool:
+    return any(r.region == where and r.state == ReplicationState.COMPLETED for r in rows)
+
+
+def _releases_in(
+    where: Region, builds: Sequence[tuple[Build, Sequence[RegionStatus]]], there: Build | None
+) -> tuple[str, str]:
+    """(a candidate replicated in the region awaiting promotion, a revoked version there newer than
+    the image the region stands on) — each a version name, or ''."""
+
+    def newest(state: BuildState) -> Build | None:
+        return next((b for b, rows in builds if b.state is state and _completed_in(rows, where)), None)
+
+    candidate, revoked = newest(BuildState.CANDIDATE), newest(BuildState.REVOKED)
+    if revoked is not None and there is not None and revoked.created_at < there.created_at:
+        revoked = None  # rolled back before the image there was built: history
+    return (version_name(candidate) if candidate else ""), (version_name(revoked) if revoked else "")
 
 
 def due_next(
@@ -169,15 +215,18 @@ def _image_in(
     state: TemplateState,
     builds: Sequence[tuple[Build, Sequence[RegionStatus]]],
     by_id: Mapping[BuildId, Build],
+    gated: bool,
 ) -> tuple[str, str, str, str]:
     """(build id, image version id, source version, root version) of the image in a region: the newest
-    build replicated there — one still replicating elsewhere counts here already — else the row's."""
+    build in latest replicated there — one still replicating elsewhere counts here already, unless the
+    template is gated (it is a candidate first) — else the row's."""
     standing = next((r for r in state.regions if r.region == where), None)
     for build, rows in builds:  # newest first
         if standing is not None and build.id == standing.build_id:
             break
-        done = any(r.region == where and r.state == ReplicationState.COMPLETED for r in rows)
-        if done and build.outputs:
+        if build.state in _OUT_OF_LATEST or (gated and build.state is not BuildState.PROMOTED):
+            continue
+        if _completed_in(rows, where) and build.outputs:
             return build.id, build.outputs[0], build.source.resolved_version, build.root_version
     if standing is None:
         return "", "", "", ""

@@ -56,9 +56,13 @@ def exposure_windows(
     builds: Sequence[tuple[Build, Sequence[RegionStatus]]], seen: Iterable[SeenVersion]
 ) -> list[ExposureWindow]:
     """Every direct window of one template, by region then version. When no build says what the
-    template was built from before (its first build), every version seen counts: there was no image."""
+    template was built from before (a new template's first builds), versions older than the oldest it
+    was built from are history from before it existed, not exposure."""
     floor = _oldest(b.previous_baseline for b, _ in builds)
-    return _windows(builds, seen, floor, lambda b: b.source.resolved_version, Basis.DIRECT)
+    if floor:
+        return _windows(builds, seen, floor, lambda b: b.source.resolved_version, Basis.DIRECT)
+    oldest = _oldest(b.source.resolved_version for b, _ in builds)
+    return _windows(builds, seen, "", lambda b: b.source.resolved_version, Basis.DIRECT, since=oldest)
 
 
 def root_windows(

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from . import resource_ids
-from .builds import Build, BuildState
+from .builds import Build, BuildState, RegionStatus
 from .errors import PermanentError
-from .model import GalleryVersionId, ImageTemplate
+from .model import GalleryVersionId, ImageTemplate, ReplicationState
+from .standing import RegionStanding, TemplateState
 
 PROMOTE_TAG = "rebuild-promote"  # auto (default) | manual
 BAKE_TAG = "rebuild-bake-hours"  # hours a candidate waits, from when it was replicated everywhere
@@ -191,6 +192,40 @@ def rollback(builds: Sequence[Build], *, now: datetime, by: str, why: str) -> Ro
         unclaimed(current), state=BuildState.REVOKED, updated_at=now, message=f"revoked by {by}: {why}"
     )
     return Rollback(revoked, earlier[-1])
+
+
+REVOKED_KEPT = 20  # revoked builds a template's row remembers (its children are checked against them)
+
+
+def after_rollback(
+    state: TemplateState,
+    revoked: Build,
+    fallback: Build,
+    fallback_rows: Sequence[RegionStatus],
+    *,
+    now: datetime,
+) -> TemplateState:
+    """The template's row once `revoked` is rolled back (idempotent): it remembers the revoked build
+    (its children are checked against it), and every region it stood in stands on the fallback's image
+    again. The baseline version is kept: the same source is not rebuilt automatically into the same
+    image; the next source version, a changed definition or an on-demand request rebuilds it."""
+    entry = (str(revoked.id), version_name(revoked))
+    after = state
+    if entry not in state.revoked:
+        after = dataclasses.replace(state, revoked=(*state.revoked, entry)[-REVOKED_KEPT:], updated_at=now)
+    image = next(iter(versions_of(fallback)), "")
+    for row in fallback_rows:
+        standing = next((r for r in after.regions if r.region == row.region), None)
+        if (
+            row.state == ReplicationState.COMPLETED
+            and standing is not None
+            and standing.build_id == revoked.id
+        ):
+            back = RegionStanding(
+                row.region, fallback.id, fallback.source.resolved_version, image, row.state, row.completed_at
+            )
+            after = after.with_region(back, at=now)
+    return after
 
 
 # -- provenance on the image itself ------------------------------------------------------------------------

@@ -44,6 +44,9 @@ def cell_document(cell: Cell) -> dict[str, Any]:
         "newer_source_version": cell.newer or None,
         "exposure": exposure_document(cell.root),
         "direct_exposure": exposure_document(cell.direct),
+        "promoted": cell.promoted,
+        "candidate_version": cell.candidate or None,
+        "revoked_version": cell.revoked or None,
     }
 
 
@@ -65,6 +68,7 @@ def summary_document(summary: TemplateSummary) -> dict[str, Any]:
         policies=summary.policies,
         next_due_at=summary.next_due_at,
         next_due_why=summary.next_due_why or None,
+        built_on_revoked=summary.built_on_revoked or None,
     )
     return document
 

@@ -23,7 +23,9 @@ RECENT = 25  # builds listed at the end of the report
 _LEGEND = (
     '<p class="small legend"><span class="tag green">current</span>built from the newest root version '
     'seen <span class="tag amber">stale</span>a newer patched source exists, or a window is open '
-    '<span class="tag red">failed</span>replication failed in the region, or the template is disabled</p>'
+    '<span class="tag red">failed</span>replication failed in the region, the template is disabled, or its '
+    "image was built on a revoked parent "
+    '<span class="tag grey">candidate</span>replicated, out of latest until promoted</p>'
 )
 
 _STYLE = """
@@ -70,7 +72,8 @@ def render(
         _recent(summaries),
         _LEGEND,
         '<p class="small">Exposure: from the first sighting of a source version to its image replicated in '
-        "the region. <b>root</b>: of the Marketplace version at the root of a child's lineage; "
+        "the region (promoted into latest, for a gated template; a revoked image protects nobody). "
+        "<b>root</b>: of the Marketplace version at the root of a child's lineage; "
         "<b>direct</b>: of the template's own source (its parent's gallery image, for a child).</p>",
         "</body></html>",
     ]
@@ -84,6 +87,11 @@ def _alerts(summaries: Sequence[TemplateSummary]) -> str:
             items.append(
                 f'<li class="alert-disabled"><b>{escape(s.state.name)} is disabled</b>: '
                 f"{escape(s.state.disabled_reason)}</li>"
+            )
+        if s.built_on_revoked:
+            items.append(
+                f'<li class="alert-revoked"><b>{escape(s.state.name)} is {escape(s.built_on_revoked)}</b>: '
+                "rebuilt from its parent's latest</li>"
             )
         for cell in s.cells:
             if cell.failed:
@@ -162,12 +170,21 @@ def _root_label(s: TemplateSummary) -> str:
 def _cell(cell: Cell | None, s: TemplateSummary) -> str:
     if cell is None or not (cell.image_version_id or cell.replication):
         return '<td class="cell empty">—</td>'
-    kind = "failed" if cell.failed or s.state.disabled else ("stale" if cell.stale else "ok")
+    bad = cell.failed or s.state.disabled or bool(s.built_on_revoked)
+    kind = "failed" if bad else ("stale" if cell.stale else "ok")
     lines = [f'<div class="img">{escape(cell.image_version or "no image yet")}</div>']
     if cell.root_version:
         lines.append(f'<div class="small root">from {escape(cell.root_version)}</div>')
+    if cell.promoted:
+        lines.append(_tag("promoted", "green"))
     if cell.failed:
         lines.append(_tag("replication failed", "red"))
+    if cell.revoked:
+        lines.append(_tag(f"revoked {cell.revoked}: rolled back", "red"))
+    if cell.candidate:
+        lines.append(_tag(f"candidate {cell.candidate}: awaits promotion", "grey"))
+    if s.built_on_revoked:
+        lines.append(_tag(s.built_on_revoked, "red"))
     if cell.newer:
         lines.append(_tag(f"newer source {cell.newer}", "amber"))
     lines.append(_exposure(cell.root, "exposure"))

@@ -151,6 +151,11 @@ TEMPLATE_HEADERS = [
 def template_row(summary: TemplateSummary) -> list[str]:
     state = summary.state
     status = f"disabled: {state.disabled_reason[:60]}" if state.disabled else "enabled"
+    if state.candidate_build:
+        waiting = state.candidate_version.rsplit("/", 1)[-1] or state.candidate_build
+        status += f"; candidate {waiting} awaits promotion"
+    if summary.built_on_revoked:
+        status += f"; {summary.built_on_revoked}"
     due = f"{summary.next_due_at:%Y-%m-%d %H:%M} UTC: " if summary.next_due_at else ""
     return [
         state.name,
@@ -180,6 +185,12 @@ def template_document(state: TemplateState) -> dict[str, Any]:
         "disabled": state.disabled,
         "disabled_reason": state.disabled_reason or None,
         "disabled_at": state.disabled_at,
+        "awaiting_promotion": (
+            {"build_id": state.candidate_build, "version": state.candidate_version or None}
+            if state.candidate_build
+            else None
+        ),
+        "revoked": [{"build_id": b, "version": v} for b, v in state.revoked],
         "regions": [
             {
                 "region": r.region,

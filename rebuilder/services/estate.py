@@ -5,13 +5,13 @@ a few range reads per template, run with bounded concurrency."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from rebuilder.domain.builds import Build
 from rebuilder.domain.errors import NotFound
-from rebuilder.domain.estate import TemplateSummary, summarise
+from rebuilder.domain.estate import TemplateSummary, revoked_builds, summarise
 from rebuilder.domain.model import SourceRef
 from rebuilder.domain.policies import NO_RULES, Rules
 from rebuilder.domain.ports import Ledger
@@ -30,7 +30,11 @@ def summary_of(
     max_builds: int = RECENT_BUILDS,
     versions: Callable[[SourceRef | None], list[SeenVersion]] | None = None,
     defaults: Rules = NO_RULES,
+    revoked: Mapping[str, tuple[str, str]] | None = None,
 ) -> TemplateSummary:
+    """`revoked`: every revoked build by id (`revoked_builds`); read from the rows when not given."""
+    if revoked is None:
+        revoked = revoked_builds(where_we_stand(ledger)) if state.baseline_parent_build else {}
     h = template_history(ledger, state.template_id, max_builds=max_builds, state=state, versions=versions)
     read = {b.id for b, _ in h.builds}
     older = [_build(ledger, r.build_id) for r in state.regions if r.build_id and r.build_id not in read]
@@ -45,6 +49,7 @@ def summary_of(
         now=now,
         older=[b for b in older if b is not None],
         defaults=defaults,
+        revoked=revoked,
     )
 
 
@@ -67,10 +72,13 @@ def survey(
     """Every template's summary, by name."""
     rows = sorted(where_we_stand(ledger) if states is None else states, key=lambda s: s.name.lower())
     shared = _SharedSightings(ledger)
+    revoked = revoked_builds(rows)
+
+    def one(state: TemplateState) -> TemplateSummary:
+        return summary_of(ledger, state, now=now, versions=shared.of, defaults=defaults, revoked=revoked)
+
     with ThreadPoolExecutor(max(1, min(concurrency, len(rows) or 1))) as pool:
-        return list(
-            pool.map(lambda s: summary_of(ledger, s, now=now, versions=shared.of, defaults=defaults), rows)
-        )
+        return list(pool.map(one, rows))
 
 
 class _SharedSightings:

@@ -31,7 +31,15 @@ from rebuilder.domain.limits import check_idempotency_key
 from rebuilder.domain.model import ImageTemplate, Scope, SourceKind, TemplateId
 from rebuilder.domain.planner import is_pinned, last_started, mode_of
 from rebuilder.domain.ports import Versioned
-from rebuilder.domain.releases import REVOKE, claimed, rollback, under_way, version_name, versions_of
+from rebuilder.domain.releases import (
+    REVOKE,
+    after_rollback,
+    claimed,
+    rollback,
+    under_way,
+    version_name,
+    versions_of,
+)
 from rebuilder.domain.runs import Policy
 from rebuilder.domain.standing import TemplateAction, TemplateState
 
@@ -305,7 +313,6 @@ def _candidate(ports: Ports, state: TemplateState, version: str) -> Versioned[Bu
 
 
 ROLLBACK_DEPTH = 200  # a template's newest builds looked at for its versions in latest
-REVOKED_KEPT = 20  # revoked builds a template's row remembers (its children are checked against them)
 
 
 def roll_back(
@@ -347,15 +354,11 @@ def roll_back(
     )
     for version in versions_of(decided.revoke):
         ports.gallery.set_excluded_from_latest(version, True)
-    entry = (str(decided.revoke.id), version_name(decided.revoke))
+    rows = ports.ledger.list_regions(decided.fallback.id)
     update_state(
         ports.ledger,
         state.template_id,
-        lambda s: (
-            s
-            if entry in s.revoked
-            else dataclasses.replace(s, revoked=(*s.revoked, entry)[-REVOKED_KEPT:], updated_at=now)
-        ),
+        lambda s: after_rollback(s, decided.revoke, decided.fallback, rows, now=now),
     )
     transition = current.record.becomes(decided.revoke, why=why, by=caller.trigger)
     try:

@@ -19,7 +19,8 @@ from tests.browser import browser_page
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output"
-UBUNTU_WAVE = "22.04.202501150: 2/2 templates (1 child), 8/8 regions"
+UBUNTU_WAVE = "22.04.202501150: 2/2 templates (1 child), 8/8 regions"  # the patch day, as printed
+REPORT_WAVE = "22.04.202501150: 4/4 templates (2 children), 16/16 regions"  # and the gated pair after it
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +94,26 @@ def test_the_childs_exposure_runs_from_the_root_versions_first_sighting(demo: tu
     assert "Later: RedHat:RHEL:8-lvm-gen2 8.10.2025012011 is published" in out
 
 
+def test_the_gated_template_is_a_candidate_bakes_is_promoted_then_its_child_builds(
+    demo: tuple[str, Path],
+) -> None:
+    out, _ = demo
+    gated = out[out.index("A gated release:") : out.index("Later:")].splitlines()
+
+    def at(words: str) -> str:
+        [line] = [line for line in gated if words in line]
+        return line.split()[0]  # HH:MM, simulated
+
+    candidate = at("ubuntu2204-gated: Candidate — 1.0.1 replicated everywhere as a candidate")
+    baking = at("ubuntu2204-gated: 1.0.1 is baking until")
+    promoted = at("ubuntu2204-gated: Promoted — 1.0.1 promoted into latest after 2 h of bake")
+    child = at("app-gated: run started")
+    assert candidate < baking < promoted <= child  # the child builds only once its parent is promoted
+    minutes = [int(t[:2]) * 60 + int(t[3:]) for t in (candidate, promoted)]
+    assert minutes[1] - minutes[0] >= 120
+    assert any("app-gated: Published" in line for line in gated)
+
+
 class _ReportServer(http.server.BaseHTTPRequestHandler):
     page = b""
 
@@ -139,10 +160,10 @@ def test_the_report_renders_in_a_real_browser(served: str) -> None:
         header = page.evaluate("document.querySelector('#generated').innerText")
         shot = page.screenshot(SCREENSHOTS / "security-report.png")
     print(f"screenshot: {shot}")
-    assert "5 templates · 4 regions" in header
+    assert "7 templates · 4 regions" in header
     assert all(c["visible"] for c in cells)
     built = [c for c in cells if c["kind"] != "empty"]
-    assert len(built) == 16  # four managed templates × four regions; the manual legacy one has none
+    assert len(built) == 24  # six managed templates × four regions; the manual legacy one has none
     stale = {(c["template"], c["region"]) for c in built if c["kind"] == "stale"}
     assert stale == {("rhel8-golden", r) for r in ("eastus2", "northeurope", "swedencentral", "westeurope")}
     colours = {c["kind"]: c["background"] for c in built}
@@ -153,6 +174,9 @@ def test_the_report_renders_in_a_real_browser(served: str) -> None:
     assert "newer source 8.10.2025012011" in rhel["text"] and "open" in rhel["text"]
     child = next(c for c in built if c["template"] == "app-ubuntu2204")
     assert "from 22.04.202501150" in child["text"] and "root 22.04.202501150" in child["text"]
-    assert any(w.startswith(UBUNTU_WAVE) for w in waves)
+    gated = [c for c in built if c["template"] == "ubuntu2204-gated"]
+    assert len(gated) == 4 and all("promoted" in c["text"] and c["kind"] == "ok" for c in gated)
+    assert any(w.startswith(REPORT_WAVE) for w in waves)
+    assert len(waves) == 4  # Ubuntu, Windows, both RHEL: a new template's first build opens no old waves
     assert any(w.startswith("8.10.2025012011: 0/1 templates, 0/4 regions") for w in waves)
     assert shot.stat().st_size > 20_000

@@ -16,9 +16,9 @@ from rebuilder.adapters.azure_clients import AzureClients
 from rebuilder.domain.builds import BuildReason, BuildState
 from rebuilder.domain.model import GalleryVersionId
 from rebuilder.domain.releases import versions_of
-from tests.integration.orchestration import Driver, cli, cli_refused, make_driver
+from tests.integration.orchestration import Driver, cli, cli_refused, make_driver, states_by_name
 
-PARENT, CHILD = "ubuntu2204-gated", "app-gated"
+PARENT, CHILD = estate.GATED, estate.GATED_CHILD
 
 
 @pytest.fixture
@@ -32,41 +32,7 @@ def add_gated(driver: Driver, validate: dict[str, Any] | None = None, **tags: st
     """A gated parent (its distributor publishes with excludeFromLatest) and a child built on it."""
     clients = AzureClients(driver.services.settings)
     try:
-        compute: Any = clients.compute(estate.SUBSCRIPTION)
-        templates = clients.imagebuilder(estate.SUBSCRIPTION).virtual_machine_image_templates
-        specs = (
-            estate.TemplateSpec(PARENT, "ubuntu-gated", estate.TEMPLATES[0].source),
-            estate.TemplateSpec(
-                CHILD,
-                "app-gated",
-                {
-                    "type": "SharedImageVersion",
-                    "imageVersionId": estate.gallery_image_id("ubuntu-gated") + "/versions/latest",
-                },
-            ),
-        )
-        for spec in specs:
-            compute.gallery_images.begin_create_or_update(
-                estate.IMAGES_RG,
-                estate.GALLERY,
-                spec.image,
-                {
-                    "location": estate.HOME,
-                    "properties": {
-                        "osType": "Linux",
-                        "osState": "Generalized",
-                        "hyperVGeneration": "V2",
-                        "identifier": {"publisher": "contoso", "offer": "gated", "sku": spec.image},
-                    },
-                },
-            ).result()
-            body = estate.template_body(spec)
-            if spec.name == PARENT:
-                body["properties"]["distribute"][0]["excludeFromLatest"] = True
-                body["tags"].update(tags)
-                if validate is not None:
-                    body["properties"]["validate"] = validate
-            templates.begin_create_or_update(estate.TEMPLATES_RG, spec.name, body).result()
+        estate.create_gated(clients, tags, validate=validate)
     finally:
         clients.close()
 
@@ -181,6 +147,12 @@ def test_a_rollback_makes_the_previous_version_latest_and_revokes_the_build(
     assert revoked.state is BuildState.REVOKED and "boot loop on v5 kernels" in revoked.message
     trail = driver.services.ledger.list_transitions(second.id)
     assert trail[-1].to_state is BuildState.REVOKED and "is latest again" in trail[-1].why
+    row = states_by_name(driver.services)[PARENT]  # the row: its regions stand on the previous image again
+    assert {r.build_id for r in row.regions} == {first.id} and row.revoked[-1] == (
+        second.id,
+        new.rsplit("/")[-1],
+    )
+    assert row.baseline_version == second.source.resolved_version  # not rebuilt from it again by itself
     # revocation flows down: the child built on the revoked version is rebuilt from latest, the older one
     built_on = driver.last(CHILD)
     assert built_on.lineage is not None and built_on.lineage.parent_build_id == second.id

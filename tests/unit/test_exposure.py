@@ -163,3 +163,14 @@ def test_a_gated_image_closes_its_windows_at_promotion_and_a_revoked_one_closes_
         assert {w.replicated_at for w in exposure_windows([(withdrawn, rows)], sightings)} == {None}
     ungated = build(version="22.04.202501150", state=BuildState.PUBLISHED)  # replicated: protects at once
     assert (WEU, "22.04.202501150", 2 * H) in spans(exposure_windows([(ungated, rows)], sightings))
+
+
+def test_a_new_templates_first_build_is_exposed_to_the_version_it_builds_not_to_older_history() -> None:
+    b = build(version="22.04.202501150", previous_baseline="")
+    sightings = [
+        seen("22.04.202409100", -900 * H),
+        seen("22.04.202411190", -500 * H),
+        seen("22.04.202501150", H),
+    ]
+    windows = exposure_windows([(b, [completed(b, WEU, 3 * H)])], sightings)
+    assert spans(windows) == {(WEU, "22.04.202501150", 2 * H)}

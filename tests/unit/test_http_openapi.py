@@ -13,7 +13,7 @@ from referencing.jsonschema import DRAFT202012
 
 from rebuilder.entrypoints.http.messages import HttpResult
 from rebuilder.entrypoints.http.openapi import ANSWERS, document
-from tests.http_world import ADMIN, REQUEST, HttpWorld, template_id
+from tests.http_world import ADMIN, REQUEST, UBUNTU, WEU, HttpWorld, template_id
 from tests.unit.test_function_app import registered
 
 
@@ -107,8 +107,47 @@ def test_every_answer_matches_its_schema(world: HttpWorld) -> None:
         ("request_rebuild", {"method": "POST", "body": {"template": "sandbox"}, "roles": (REQUEST,)}),
         ("request_rebuild", {"method": "POST", "body": b"x" * 20_000, "roles": (REQUEST,)}),
         ("enable_template", {"method": "POST", "route": {"name": "ubuntu-golden"}, "roles": (ADMIN,)}),
+        ("promote_template", {"method": "POST", "route": {"name": "ubuntu-golden"}, "roles": (ADMIN,)}),
+        ("rollback_template", {"method": "POST", "route": {"name": "ubuntu-golden"}, "roles": (ADMIN,)}),
+        (
+            "rollback_template",
+            {
+                "method": "POST",
+                "route": {"name": "ubuntu-golden"},
+                "body": {"reason": "x"},
+                "roles": (ADMIN,),
+            },
+        ),
         ("list_templates", {"auth": False}),
         ("list_templates", {"roles": ("Nobody",)}),
     ]
     for route, args in calls:
         check(world.call(route, **args), route)
+
+
+def test_release_answers_match_their_schemas() -> None:
+    from tests.unit.test_http_routes import gated_release
+
+    world = HttpWorld()
+    name, _ = gated_release(world)
+    check(world.call("list_templates"), "list_templates")
+    check(world.call("get_template", route={"name": name}), "get_template")
+    promoted = world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
+    assert promoted.status == 200
+    check(promoted, "promote_template")
+    world.patch_day()
+    world.clock.advance(days=1)
+    world.marketplace.publish(WEU, UBUNTU, "22.04.202502110")
+    world.watch()
+    world.finish("ubuntu-golden", exact="22.04.202502110")
+    world.reconcile()
+    rolled = world.call(
+        "rollback_template",
+        method="POST",
+        route={"name": "ubuntu-golden"},
+        body={"reason": "x"},
+        roles=(ADMIN,),
+    )
+    assert rolled.status == 200
+    check(rolled, "rollback_template")
+    check(world.call("list_templates"), "list_templates")

@@ -698,3 +698,56 @@ def test_the_plan_at_another_time_and_the_next_due_time_of_every_template() -> N
 @pytest.mark.parametrize("at", ["tomorrow", "2026-12-10T03:00:00", "1969-12-31T00:00:00Z"])
 def test_a_bad_plan_time_is_refused(world: HttpWorld, at: str) -> None:
     assert "at" in str(problem(world.call("get_plan", params={"at": at}), 400)["detail"])
+
+
+def test_the_views_show_candidates_promotions_revocations_and_what_was_built_on_them(
+    world: HttpWorld,
+) -> None:
+    name, version = gated_release(world)
+
+    def regions(template: str) -> list[dict[str, object]]:
+        listed = world.call("list_templates").json()["templates"]
+        [found] = [t for t in listed if t["name"] == template]
+        return found["regions"]  # type: ignore[no-any-return]
+
+    listed = world.call("get_template", route={"name": name}).json()
+    assert listed["awaiting_promotion"]["version"] == version
+    assert {c["candidate_version"] for c in regions(name)} == {version}
+    assert {c["image_version"] for c in regions(name)} == {None}  # a candidate is nobody's image yet
+    world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
+    assert {(c["image_version"], c["promoted"], c["candidate_version"]) for c in regions(name)} == {
+        (version, True, None)
+    }
+    # an ungated parent rolled back: its regions stand on the previous image; its child is flagged
+    world.patch_day()
+    world.clock.advance(days=1)
+    world.marketplace.publish(WEU, UBUNTU, "22.04.202502110")
+    world.watch()
+    bad = world.finish("ubuntu-golden", exact="22.04.202502110")
+    world.reconcile()
+    world.clock.advance(minutes=15)
+    world.watch()
+    world.finish("app-ubuntu", exact=f"{gallery_image('ubuntu')}/versions/{bad}")
+    world.reconcile()
+    answer = world.call(
+        "rollback_template",
+        method="POST",
+        route={"name": "ubuntu-golden"},
+        body={"reason": "panic"},
+        roles=(ADMIN,),
+    )
+    assert answer.status == 200, answer.body
+    back = answer.json()["latest"]["outputs"][0].rsplit("/", 1)[-1]
+    cells = regions("ubuntu-golden")
+    assert {(c["image_version"], c["revoked_version"]) for c in cells} == {(back, bad)}
+    state = world.ledger.get_template_state(template_id("ubuntu-golden"))
+    assert state is not None and {r.image_version.rsplit("/", 1)[-1] for r in state.record.regions} == {back}
+    assert state.record.baseline_version == "22.04.202502110"  # not rebuilt from the same source by itself
+    listed = world.call("list_templates").json()["templates"]
+    [child] = [t for t in listed if t["name"] == "app-ubuntu"]
+    assert child["built_on_revoked"] == f"built on revoked ubuntu-golden {bad}"
+    page = world.call("get_report").body.decode()
+    assert (
+        f"revoked {bad}: rolled back" in page
+        and f"app-ubuntu is built on revoked ubuntu-golden {bad}" in page
+    )

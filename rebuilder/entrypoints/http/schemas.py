@@ -120,6 +120,8 @@ _STATE_PROPS: dict[str, S] = {
     "disabled": BOOL,
     "disabled_reason": maybe(STR),
     "disabled_at": maybe(TIME),
+    "awaiting_promotion": maybe(obj({"build_id": STR, "version": maybe(STR)})),
+    "revoked": array(obj({"build_id": STR, "version": STR})),
     "regions": array(
         obj(
             {
@@ -144,6 +146,7 @@ _SUMMARY_PROPS: dict[str, S] = {
     "policies": STR,
     "next_due_at": maybe(TIME),
     "next_due_why": maybe(STR),
+    "built_on_revoked": maybe(STR),
     "last_build": maybe(ref("Build")),
     "open_builds": array(obj({"id": STR, "state": maybe(STR)})),
     "failing": BOOL,
@@ -162,6 +165,9 @@ _SUMMARY_PROPS: dict[str, S] = {
                 "newer_source_version": maybe(STR),
                 "exposure": _EXPOSURE,
                 "direct_exposure": _EXPOSURE,
+                "promoted": BOOL,
+                "candidate_version": maybe(STR),
+                "revoked_version": maybe(STR),
             }
         )
     ),
