@@ -51,8 +51,9 @@ layers: $(PY_STAMP)
 unit: $(PY_STAMP)
 	$(BIN)/pytest tests/unit -q
 
+# Two workers; a module's tests stay on one worker (module fixtures such as the demo run once).
 test: $(PY_STAMP) $(NODE_STAMP) browser lint typecheck layers infra-check
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadscope
 
 demo: $(PY_STAMP) $(NODE_STAMP)
 	$(BIN)/python -m rebuilder demo

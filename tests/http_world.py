@@ -32,7 +32,13 @@ from rebuilder.domain.model import (
 from rebuilder.domain.regions import Region
 from rebuilder.entrypoints.http.messages import ApiRequest, HttpResult
 from rebuilder.entrypoints.http.routes import serve
-from rebuilder.fakes import FixedClock, InMemoryGallery, InMemoryImageBuilder, InMemoryMarketplace
+from rebuilder.fakes import (
+    FixedClock,
+    InMemoryGallery,
+    InMemoryImageBuilder,
+    InMemoryMarketplace,
+    InMemoryNotifier,
+)
 from rebuilder.fakes.ledger import InMemoryLedger
 from rebuilder.services.reconciler import Reconciler
 from rebuilder.services.watch_and_act import watch_and_act
@@ -83,6 +89,7 @@ class HttpWorld:
         self.imagebuilder = InMemoryImageBuilder(self.clock)
         self.gallery = InMemoryGallery()
         self.ledger = InMemoryLedger()
+        self.notifier = InMemoryNotifier()
         self.services: Services = bootstrap(
             {**ENV, **env},
             clock=self.clock,
@@ -90,6 +97,7 @@ class HttpWorld:
             imagebuilder=self.imagebuilder,
             gallery=self.gallery,
             ledger=self.ledger,
+            notifier=self.notifier,
         )
         self.versions = 0
         self.marketplace.publish(WEU, UBUNTU, OLD)

@@ -5,7 +5,7 @@ same suite against these and against the SDK adapters on the ARM simulator.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from rebuilder.domain import resource_ids
@@ -30,6 +30,7 @@ from rebuilder.domain.model import (
     Scope,
     TemplateId,
 )
+from rebuilder.domain.notices import Notice
 from rebuilder.domain.regions import Region
 
 
@@ -288,3 +289,13 @@ class InMemoryGallery:
                 version, target_regions=wanted, replication=replication, provisioning_state="Updating"
             )
         )
+
+
+class InMemoryNotifier:
+    """Keeps what would have been published to the Event Grid topic, in order."""
+
+    def __init__(self) -> None:
+        self.published: list[Notice] = []
+
+    def publish(self, notices: Sequence[Notice]) -> None:
+        self.published.extend(notices)

@@ -366,6 +366,8 @@ def test_promoting_a_candidate_is_recorded_with_who_and_changes_latest(world: Ht
     assert (shown["promoted"], shown["waiting"], shown["build"]["state"]) == (True, [], "Promoted")
     assert shown["build"]["approved_by"] == "ana@contoso.com"
     assert not world.gallery.get_version(version_id, with_replication=False).excluded_from_latest
+    [notice] = [n for n in world.notifier.published if n.type == "ImagePromoted"]
+    assert notice.data["approvedBy"] == "ana@contoso.com" and notice.data["buildId"] == shown["build"]["id"]
     [action] = world.ledger.list_actions(template_id(name)).items
     assert (action.action, action.by, action.by_id) == ("promotion-approved", "ana@contoso.com", OBJECT_ID)
     assert "smoke tests green" in action.why
@@ -440,12 +442,16 @@ def test_a_rollback_over_http_demotes_the_version_and_records_who_and_why(world:
     assert shown["latest"]["outputs"][0].endswith(first)
     assert shown["revoked"]["message"] == "revoked by ana@contoso.com: kernel panic on v5 hosts"
     image = gallery_image("gated")
-    assert world.gallery.get_version(
-        f"{image}/versions/{second}", with_replication=False
-    ).excluded_from_latest
-    assert not world.gallery.get_version(
-        f"{image}/versions/{first}", with_replication=False
-    ).excluded_from_latest
+
+    def excluded(version: str) -> bool:
+        read = world.gallery.get_version(f"{image}/versions/{version}", with_replication=False)
+        return read.excluded_from_latest
+
+    assert excluded(second) and not excluded(first)
+    [notice] = [n for n in world.notifier.published if n.type == "ImageRevoked"]
+    assert notice.data["resourceUri"].endswith(f"/versions/{second}")
+    assert notice.data["fallbackResourceUri"].endswith(f"/versions/{first}")
+    assert notice.data["message"] == "revoked by ana@contoso.com: kernel panic on v5 hosts"
     actions = [a.action for a in world.ledger.list_actions(template_id(name)).items]
     assert actions.count("rolled-back") == 1
     state = world.ledger.get_template_state(template_id(name))
