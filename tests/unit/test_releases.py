@@ -390,3 +390,22 @@ def test_a_failed_validation_of_a_gated_template_is_rejected_not_retried(
     if state is BuildState.REJECTED:
         assert "its validation failed; it is never promoted" in moved.after.message
         assert moved.after.run_outcome == "Failed" and moved.after.attempts == 1
+
+
+def test_a_gated_run_whose_validation_failed_before_distributing_fails_without_a_retry() -> None:
+    started = T0 - timedelta(hours=2)
+    running = build(
+        state=BuildState.RUNNING, sub_state=RunSubState.VALIDATING, attempts=1, run_started_at=started
+    )
+    message = "Validation script 'smoke' exited with 1"
+    template = dataclasses.replace(
+        gated_template(), last_run=LastRun(RunState.FAILED, None, started, T0 - timedelta(minutes=5), message)
+    )
+    row = TemplateState(running.template_id, "ubuntu2204", Region("westeurope"), T0)
+    read = {running.id: Read(running.id, (), (), ())}  # nothing distributed (continueDistributeOnFailure off)
+    decision = decide(
+        Gathered(row, (running,), template, read), now=T0, policy=Policy(max_attempts=3), by="r"
+    )
+    [moved] = [a for a in decision.actions if isinstance(a, Save) and a.transition is not None]
+    assert moved.after.state is BuildState.FAILED and moved.after.attempts == 1
+    assert moved.transition is not None and "failed its validation" in moved.transition.why
