@@ -60,7 +60,13 @@ from rebuilder.domain.errors import InvalidRecord
 from rebuilder.domain.model import ImageState, RunSubState, SourceKind, SourceRef, TemplateId
 from rebuilder.domain.ports import IndexedBuild
 from rebuilder.domain.regions import Region
-from rebuilder.domain.standing import RegionStanding, SeenVersion, TemplateAction, TemplateState
+from rebuilder.domain.standing import (
+    RegionStanding,
+    RollbackIntent,
+    SeenVersion,
+    TemplateAction,
+    TemplateState,
+)
 
 Entity = dict[str, Any]
 TEMPLATES_PARTITION = "template"
@@ -497,6 +503,7 @@ def template_to_entity(s: TemplateState) -> Entity:
             "CandidateBuild": s.candidate_build,
             "CandidateVersion": s.candidate_version,
             "PolicyTags": json.dumps([list(p) for p in s.policy_tags]) if s.policy_tags else None,
+            "Rollback": _rollback_json(s.rollback),
             "UpdatedAt": s.updated_at,
         }
     )
@@ -542,6 +549,36 @@ def template_from_entity(e: Mapping[str, Any]) -> TemplateState:
         candidate_build=e.get("CandidateBuild", ""),
         candidate_version=e.get("CandidateVersion", ""),
         policy_tags=tuple((str(n), str(v)) for n, v in json.loads(e.get("PolicyTags") or "[]")),
+        rollback=_rollback_from(e.get("Rollback")),
+    )
+
+
+def _rollback_json(intent: RollbackIntent | None) -> str | None:
+    if intent is None:
+        return None
+    _aware(intent.at, "rollback.at")
+    fields = {
+        "build": intent.build_id,
+        "at": intent.at.isoformat(),
+        "by": intent.by,
+        "by_id": intent.by_id,
+        "reason": intent.reason,
+        "correlation_id": intent.correlation_id,
+    }
+    return json.dumps(fields, separators=(",", ":"))
+
+
+def _rollback_from(text: str | None) -> RollbackIntent | None:
+    if not text:
+        return None
+    fields = json.loads(text)
+    return RollbackIntent(
+        build_id=str(fields["build"]),
+        at=_required_utc(datetime.fromisoformat(fields["at"])),
+        by=str(fields.get("by", "")),
+        by_id=str(fields.get("by_id", "")),
+        reason=str(fields.get("reason", "")),
+        correlation_id=str(fields.get("correlation_id", "")),
     )
 
 

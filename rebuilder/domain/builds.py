@@ -192,7 +192,7 @@ class Build:
     approved_by: str = ""  # who approved a manual promotion
     promoted_at: datetime | None = None
     run_outcome: str = ""  # how the build's last run ended, as AIB said it (Succeeded, PartiallySucceeded)
-    claim: str = ""  # a release step under way on its image (promote, revoke): one caller at a time
+    claim: str = ""  # a release step under way on its image (promote): one caller at a time
     claimed_at: datetime | None = None
     claimed_by: str = ""
 

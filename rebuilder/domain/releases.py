@@ -19,9 +19,9 @@ from datetime import datetime, timedelta
 
 from . import resource_ids
 from .builds import Build, BuildState, RegionStatus
-from .errors import PermanentError
+from .errors import Conflict, PermanentError
 from .model import GalleryVersionId, ImageTemplate, ReplicationState
-from .standing import RegionStanding, TemplateState
+from .standing import RegionStanding, RollbackIntent, TemplateState
 
 PROMOTE_TAG = "rebuild-promote"  # auto (default) | manual
 BAKE_TAG = "rebuild-bake-hours"  # hours a candidate waits, from when it was replicated everywhere
@@ -31,7 +31,7 @@ FAILED_RUN = "Failed"  # a run whose validation failed, distributed anyway (cont
 _RUN_WHY = {PARTIAL_RUN: "the run partially succeeded", FAILED_RUN: "its validation failed"}
 
 
-PROMOTE, REVOKE = "promote", "revoke"  # the release steps claimed on a build
+PROMOTE = "promote"  # the release step claimed on a build (a rollback is claimed on the template's row)
 CLAIM_LEASE = timedelta(minutes=5)  # how long a claimed step is left to its claimant (then taken over)
 
 
@@ -172,26 +172,68 @@ def in_latest(build: Build) -> datetime | None:
 
 
 def _entered(build: Build) -> datetime:
-    return in_latest(build) or build.updated_at
+    """When the build's image entered latest (a revoked promoted build: when it was promoted)."""
+    return in_latest(build) or build.promoted_at or build.updated_at
 
 
-def rollback(builds: Sequence[Build], *, now: datetime, by: str, why: str) -> Rollback:
-    """Demote the template's current version in latest so the previous one is `latest` again.
-    `builds`: the template's, in any order; refused when there is nothing to fall back to."""
+def rollback(builds: Sequence[Build], *, now: datetime, by: str, why: str, of: str = "") -> Rollback:
+    """Demote the template's current version in latest (or build `of`'s, a rollback asked earlier and
+    being finished) so the previous one is `latest` again. `builds`: the template's, in any order;
+    refused when there is nothing to fall back to."""
     if not why.strip():
         raise PermanentError("a rollback needs a reason")
     live = sorted((b for b in builds if in_latest(b) is not None and versions_of(b)), key=_entered)
-    if not live:
+    if of:
+        current = next((b for b in builds if b.id == of), None)
+        if current is None or (current.state is not BuildState.REVOKED and in_latest(current) is None):
+            raise NoFallback(f"cannot roll back {of}: its image is not in latest")
+    elif live:
+        current = live[-1]
+    else:
         raise NoFallback("nothing to roll back: no image of this template is in latest")
-    # a rollback that claimed its build and did not finish (its caller died) is finished first
-    at = next((i for i in reversed(range(len(live))) if live[i].claim == REVOKE), len(live) - 1)
-    current, earlier = live[at], live[:at]
+    earlier = [b for b in live if b.id != current.id and _entered(b) <= _entered(current)]
     if not earlier:
         raise NoFallback(f"cannot roll back {version_name(current)}: no earlier version to fall back to")
-    revoked = dataclasses.replace(
-        unclaimed(current), state=BuildState.REVOKED, updated_at=now, message=f"revoked by {by}: {why}"
-    )
+    revoked = current
+    if current.state is not BuildState.REVOKED:
+        revoked = dataclasses.replace(
+            unclaimed(current), state=BuildState.REVOKED, updated_at=now, message=f"revoked by {by}: {why}"
+        )
     return Rollback(revoked, earlier[-1])
+
+
+def rollback_under_way(state: TemplateState, now: datetime) -> str:
+    """Why a rollback of the template is refused now: another was asked within its caller's lease
+    ("" when none is under way; one whose lease ran out is finished by whoever comes next)."""
+    intent = state.rollback
+    if intent is None or now >= intent.at + CLAIM_LEASE:
+        return ""
+    free = intent.at + CLAIM_LEASE
+    return (
+        f"a rollback of {state.name} is under way, asked by {intent.by or 'another caller'} at "
+        f"{intent.at:%Y-%m-%d %H:%M:%S} UTC (finished by the next pass from {free:%H:%M:%S} UTC if its "
+        "caller stops)"
+    )
+
+
+def asked(state: TemplateState, intent: RollbackIntent) -> TemplateState:
+    """The template's row with the rollback `intent` on it: written (etag-checked) before anything
+    else changes, so of two callers racing to roll one template back only one goes on."""
+    busy = rollback_under_way(state, intent.at)
+    if busy:
+        raise Conflict(busy)
+    return dataclasses.replace(state, rollback=intent, updated_at=intent.at)
+
+
+def abandoned(state: TemplateState, now: datetime) -> RollbackIntent | None:
+    """The rollback asked on the template whose caller's lease ran out (it died): to be finished."""
+    intent = state.rollback
+    return intent if intent is not None and now >= intent.at + CLAIM_LEASE else None
+
+
+def forgotten(state: TemplateState, intent: RollbackIntent, *, now: datetime) -> TemplateState:
+    """The row without `intent` (a rollback refused after it was asked: nothing was changed)."""
+    return dataclasses.replace(state, rollback=None, updated_at=now) if state.rollback == intent else state
 
 
 REVOKED_KEPT = 20  # revoked builds a template's row remembers (its children are checked against them)
@@ -205,14 +247,17 @@ def after_rollback(
     *,
     now: datetime,
 ) -> TemplateState:
-    """The template's row once `revoked` is rolled back (idempotent): it remembers the revoked build
-    (its children are checked against it), and every region it stood in stands on the fallback's image
-    again. The baseline version is kept: the same source is not rebuilt automatically into the same
-    image; the next source version, a changed definition or an on-demand request rebuilds it."""
+    """The template's row once `revoked` is rolled back (idempotent): the rollback is no longer under
+    way, the row remembers the revoked build (its children are checked against it), and every region
+    it stood in stands on the fallback's image again. The baseline version is kept: the same source
+    is not rebuilt automatically into the same image; the next source version, a changed definition
+    or an on-demand request rebuilds it."""
     entry = (str(revoked.id), version_name(revoked))
     after = state
+    if state.rollback is not None and state.rollback.build_id == revoked.id:
+        after = dataclasses.replace(after, rollback=None, updated_at=now)
     if entry not in state.revoked:
-        after = dataclasses.replace(state, revoked=(*state.revoked, entry)[-REVOKED_KEPT:], updated_at=now)
+        after = dataclasses.replace(after, revoked=(*state.revoked, entry)[-REVOKED_KEPT:], updated_at=now)
     image = next(iter(versions_of(fallback)), "")
     for row in fallback_rows:
         standing = next((r for r in after.regions if r.region == row.region), None)

@@ -29,6 +29,23 @@ class RegionStanding:
 
 
 @dataclass(frozen=True)
+class RollbackIntent:
+    """A rollback asked for and not finished yet, written on the template's row before anything else
+    changes: while its caller's lease runs, a second rollback is refused; once it has run out (the
+    caller died), the next reconcile pass, or asking again, finishes it."""
+
+    build_id: str  # the build whose image is demoted and revoked
+    at: datetime  # when it was asked
+    by: str  # who asked (principal name, else object id)
+    by_id: str = ""
+    reason: str = ""
+    correlation_id: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", bounded(self.reason, 2_000))
+
+
+@dataclass(frozen=True)
 class TemplateState:
     template_id: TemplateId
     name: str
@@ -57,6 +74,7 @@ class TemplateState:
     candidate_build: str = ""  # a gated build whose image awaits promotion (excluded from latest)
     candidate_version: str = ""  # its gallery version
     policy_tags: tuple[tuple[str, str], ...] = ()  # its rebuild-* tags (name lower-cased, value as written)
+    rollback: RollbackIntent | None = None  # a rollback under way (or whose caller died)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "disabled_reason", bounded(self.disabled_reason, 2_000))

@@ -2,7 +2,8 @@
 (services/applying.py). Level-triggered and safe to repeat: a crash between any two steps is healed
 by the next pass.
 
-Per template with open builds: the ledger's builds, the template from AIB, and — for a build being
+First, a rollback whose caller died after asking it (its lease ran out) is finished. Then, per
+template with open builds: the ledger's builds, the template from AIB, and — for a build being
 distributed — its run outputs, the gallery versions they name and its stored region rows. Then the
 queued builds that may start are started oldest first, within the global cap on runs.
 
@@ -17,21 +18,23 @@ import logging
 from collections.abc import Callable, Collection
 from datetime import datetime
 
-from rebuilder.domain import resource_ids
+from rebuilder.domain import notices, resource_ids
 from rebuilder.domain.actions import Distribution, Gathered
 from rebuilder.domain.builds import Build, BuildId, BuildState
 from rebuilder.domain.errors import NotFound, RebuilderError, StaleWrite, TemporaryError
 from rebuilder.domain.model import ImageTemplate, TemplateId
 from rebuilder.domain.ports import Versioned
 from rebuilder.domain.reconcile import decide
+from rebuilder.domain.releases import abandoned
 from rebuilder.domain.runs import Policy, backed_off, recovered, waiting_after_errors
-from rebuilder.domain.standing import TemplateState
+from rebuilder.domain.standing import RollbackIntent, TemplateState
 from rebuilder.domain.starts import describe_start, start
 
 from .applying import Applier, ReconcileReport
 from .history import where_we_stand
 from .ports import Ports
 from .records import update_state
+from .rollbacks import finish_rollback
 
 log = logging.getLogger(__name__)
 __all__ = ["ReconcileReport", "Reconciler"]
@@ -55,7 +58,12 @@ class Reconciler:
 
     def run(self, *, only: Collection[str] | None = None) -> ReconcileReport:
         """Advance every open build (or those of the templates in `only`, lower-cased ids)."""
-        busy = [s for s in where_we_stand(self.ports.ledger) if s.open_builds]
+        states = where_we_stand(self.ports.ledger)
+        for state in states:
+            left = abandoned(state, self.now)
+            if left is not None and (only is None or state.template_id.lower() in only):
+                self._finish_rollback(state, left)
+        busy = [s for s in states if s.open_builds]
         loaded = {s.template_id: self._load(s) for s in busy}
         self.applier.running = sum(
             1 for builds in loaded.values() for b in builds if b.record.state is BuildState.RUNNING
@@ -140,6 +148,28 @@ class Reconciler:
         if chosen.runnable is None or template is None:
             return []
         return [(stored[chosen.runnable.id], template)]
+
+    def _finish_rollback(self, state: TemplateState, intent: RollbackIntent) -> None:
+        """A rollback whose caller died after asking it (its lease ran out): done now."""
+        if self.dry_run:
+            self._plan(
+                state.name,
+                (
+                    f"finish the rollback of {intent.build_id}",
+                    f"asked by {intent.by} at {intent.at:%Y-%m-%d %H:%M:%S} UTC ({intent.reason}); "
+                    "its caller stopped before it was done",
+                ),
+            )
+            return
+        try:
+            revoked, fallback = finish_rollback(
+                self.ports, state.template_id, intent, now=self.now, by=self.by, fresh=False
+            )
+        except RebuilderError as error:
+            self._problem(state.template_id, error)
+            return
+        self.report.moved.append((revoked.id, revoked.state, revoked.message))
+        self.report.events.append(notices.revoked(revoked, fallback))
 
     def _template(self, template_id: TemplateId) -> ImageTemplate | None:
         try:

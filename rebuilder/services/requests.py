@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from rebuilder.domain.builds import (
     Build,
     BuildReason,
     BuildState,
-    IllegalTransition,
     Provenance,
     requested,
 )
@@ -31,22 +29,15 @@ from rebuilder.domain.limits import check_idempotency_key
 from rebuilder.domain.model import ImageTemplate, Scope, SourceKind, TemplateId
 from rebuilder.domain.planner import is_pinned, last_started, mode_of
 from rebuilder.domain.ports import Versioned
-from rebuilder.domain.releases import (
-    REVOKE,
-    after_rollback,
-    claimed,
-    rollback,
-    under_way,
-    version_name,
-    versions_of,
-)
+from rebuilder.domain.releases import abandoned, asked, rollback, rollback_under_way, versions_of
 from rebuilder.domain.runs import Policy
-from rebuilder.domain.standing import TemplateAction, TemplateState
+from rebuilder.domain.standing import RollbackIntent, TemplateAction, TemplateState
 
-from .history import every, where_we_stand
+from .history import where_we_stand
 from .ports import Ports
 from .reconciler import Reconciler, ReconcileReport
 from .records import Opened, covering, open_build, update_state
+from .rollbacks import finish_rollback, recent_builds
 from .watch import first_sight
 
 _ATTEMPTS = 20  # re-reads of a build that keeps changing under a promotion
@@ -312,57 +303,26 @@ def _candidate(ports: Ports, state: TemplateState, version: str) -> Versioned[Bu
     raise NotFound(f"no candidate{which} of {state.name} awaits promotion")
 
 
-ROLLBACK_DEPTH = 200  # a template's newest builds looked at for its versions in latest
-
-
 def roll_back(
     ports: Ports, name_or_id: str, *, now: datetime, caller: Caller, reason: str
 ) -> tuple[Build, Build]:
     """Demote the template's current version in latest so the previous one is `latest` again, and
     revoke its build: (the revoked build, the one fallen back to).
 
-    Order: the build is claimed (etag-checked: of two racing rollbacks one goes on, the other is
-    refused before touching the gallery), the template's audit trail records the intent, the gallery
-    demotes the version, the template's row remembers the revoked build (its children are checked
-    against it), and only then is the build written Revoked. A caller that dies after the claim leaves
-    the build claimed and not revoked: asking again finishes that rollback (each step is idempotent)
-    rather than rolling back one more version."""
+    The intent goes on the template's row first (etag-checked: of two racing rollbacks one goes on,
+    the other is refused before anything changes); then services/rollbacks.py does the steps. A
+    caller that dies after that leaves the intent on the row: once its lease has run out the next
+    reconcile pass finishes it, and so does asking again (rather than rolling back one more version)."""
     state = find_state(where_we_stand(ports.ledger), name_or_id)
-    recent = list(
-        itertools.islice(
-            every(lambda token: ports.ledger.list_builds(state.template_id, continuation=token)),
-            ROLLBACK_DEPTH,
-        )
-    )
-    decided = rollback(recent, now=now, by=caller.who, why=reason)
-    current = ports.ledger.get_build(decided.revoke.id)
-    busy = under_way(current.record, REVOKE, now)
+    busy = rollback_under_way(state, now)
     if busy:
         raise Conflict(busy)
-    raced = Conflict(
-        f"{version_name(decided.revoke)} of {state.name} was rolled back by someone else at the same time"
+    left = abandoned(state, now)
+    if left is not None:
+        return finish_rollback(ports, state.template_id, left, now=now, by=caller.trigger, fresh=False)
+    decided = rollback(recent_builds(ports, state.template_id), now=now, by=caller.who, why=reason)
+    intent = RollbackIntent(
+        decided.revoke.id, now, caller.who, caller.object_id, reason, caller.correlation_id
     )
-    try:
-        etag = ports.ledger.save_build(claimed(current.record, REVOKE, caller.who, now), etag=current.etag)
-    except (StaleWrite, IllegalTransition):  # claimed or revoked since the builds were listed
-        raise raced from None
-    why = f"rolled back by {caller.who}: {reason}; {version_name(decided.fallback)} is latest again"
-    ports.ledger.record_action(
-        TemplateAction(
-            state.template_id, now, "rolled-back", caller.who, caller.object_id, why, caller.correlation_id
-        )
-    )
-    for version in versions_of(decided.revoke):
-        ports.gallery.set_excluded_from_latest(version, True)
-    rows = ports.ledger.list_regions(decided.fallback.id)
-    update_state(
-        ports.ledger,
-        state.template_id,
-        lambda s: after_rollback(s, decided.revoke, decided.fallback, rows, now=now),
-    )
-    transition = current.record.becomes(decided.revoke, why=why, by=caller.trigger)
-    try:
-        ports.ledger.save_build(decided.revoke, etag=etag, transition=transition)
-    except StaleWrite:
-        raise raced from None
-    return decided.revoke, decided.fallback
+    update_state(ports.ledger, state.template_id, lambda s: asked(s, intent))
+    return finish_rollback(ports, state.template_id, intent, now=now, by=caller.trigger, fresh=True)

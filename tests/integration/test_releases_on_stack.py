@@ -16,7 +16,16 @@ from rebuilder.adapters.azure_clients import AzureClients
 from rebuilder.domain.builds import BuildReason, BuildState
 from rebuilder.domain.model import GalleryVersionId
 from rebuilder.domain.releases import versions_of
-from tests.integration.orchestration import Driver, cli, cli_refused, make_driver, states_by_name
+from rebuilder.services.requests import Caller, roll_back
+from tests.crashes import Crash, CrashPlan
+from tests.integration.orchestration import (
+    Driver,
+    cli,
+    cli_refused,
+    make_driver,
+    states_by_name,
+    template_id,
+)
 
 PARENT, CHILD = estate.GATED, estate.GATED_CHILD
 
@@ -175,3 +184,48 @@ def test_a_rollback_makes_the_previous_version_latest_and_revokes_the_build(
     assert "no earlier version to fall back to" in cli_refused(
         driver, "rollback", PARENT, "--reason", "again"
     )
+
+
+def test_a_rollback_whose_caller_died_after_demoting_is_finished_by_the_next_timer_pass(
+    driver: Driver, sim: SimControl
+) -> None:
+    add_gated(driver)
+    driver.watch()
+    driver.until(lambda: driver.last(PARENT).state is BuildState.PROMOTED, step=600)
+    first = driver.last(PARENT)
+    sim.publish(*estate.UBUNTU, estate.PATCH_DAY[estate.UBUNTU], list(estate.REGIONS))
+    driver.until(lambda: driver.last(PARENT).id != first.id and driver.idle(), step=600)
+    second = driver.last(PARENT)
+    [old], [new] = versions_of(first), versions_of(second)
+    died = CrashPlan(3)  # the caller dies after demoting: the intent, the audit row, the demotion
+    with pytest.raises(Crash, match="set_excluded_from_latest"):
+        roll_back(
+            died.wrap(driver.services.detection()),
+            PARENT,
+            now=driver.services.clock.now(),
+            caller=Caller("cli", "ana@contoso.com", "0000-ana"),
+            reason="boot loop on v5 kernels",
+        )
+    assert excluded(driver, new) and driver.last(PARENT).state is BuildState.PROMOTED  # half done
+    assert died.steps == ["save_template_state", "record_action", "set_excluded_from_latest"]
+    under_way = cli_refused(driver, "rollback", PARENT, "--reason", "again")  # its caller's lease runs
+    assert f"a rollback of {PARENT} is under way, asked by ana@contoso.com" in under_way
+    dry = cli(driver, "reconcile", "--dry-run", "--output", "json")
+    assert not any("finish the rollback" in p for p in dry["planned"])  # not before the lease runs out
+    sim.advance(301)
+    dry = cli(driver, "reconcile", "--dry-run", "--output", "json")
+    assert any(f"finish the rollback of {second.id}" in p for p in dry["planned"])
+    acted = driver.reconcile()  # the next timer pass
+    assert (second.id, BuildState.REVOKED) in [(b, s) for b, s, _ in acted.moved]
+    assert [e.type for e in acted.events] == ["ImageRevoked"]
+    revoked = driver.services.ledger.get_build(second.id).record
+    assert revoked.state is BuildState.REVOKED
+    assert revoked.message == "revoked by ana@contoso.com: boot loop on v5 kernels"
+    trail = driver.services.ledger.list_transitions(second.id)
+    assert "finished after its caller stopped" in trail[-1].why and trail[-1].by == "reconciler"
+    assert excluded(driver, new) and not excluded(driver, old)
+    row = states_by_name(driver.services)[PARENT]
+    assert row.rollback is None and row.revoked[-1][0] == second.id
+    assert {r.build_id for r in row.regions} == {first.id}
+    actions = driver.services.ledger.list_actions(template_id(PARENT)).items
+    assert [a.action for a in actions].count("rolled-back") == 1

@@ -11,8 +11,16 @@ import pytest
 
 from rebuilder.domain.actions import Distribution as Read
 from rebuilder.domain.actions import Gathered, Promote, Save, Wait
-from rebuilder.domain.builds import ALLOWED, Build, BuildReason, BuildState, IllegalTransition, check_write
-from rebuilder.domain.errors import PermanentError
+from rebuilder.domain.builds import (
+    ALLOWED,
+    Build,
+    BuildId,
+    BuildReason,
+    BuildState,
+    IllegalTransition,
+    check_write,
+)
+from rebuilder.domain.errors import Conflict, PermanentError
 from rebuilder.domain.model import (
     Distribution,
     GalleryImageId,
@@ -33,19 +41,24 @@ from rebuilder.domain.planner import Action, Candidate, Managed, Mode, PlanItem,
 from rebuilder.domain.reconcile import decide
 from rebuilder.domain.regions import Region
 from rebuilder.domain.releases import (
+    CLAIM_LEASE,
     Gate,
     Hold,
     NoFallback,
     Ready,
+    abandoned,
+    after_rollback,
+    asked,
+    forgotten,
     gate_of,
     promotion,
     released,
     rollback,
-    under_way,
+    rollback_under_way,
     version_name,
 )
 from rebuilder.domain.runs import Policy
-from rebuilder.domain.standing import TemplateState
+from rebuilder.domain.standing import RollbackIntent, TemplateState
 from tests.records import build
 
 T0 = datetime(2026, 12, 10, 3, 0, tzinfo=UTC)
@@ -176,14 +189,14 @@ def test_the_machine_allows_release_moves_and_nothing_after_them() -> None:
         check_write(BuildState.PROMOTED, promoted, None)
     with pytest.raises(IllegalTransition):
         candidate().becomes(dataclasses.replace(candidate(), state=BuildState.REVOKED), why="x", by="x")
-    # the claim written just before a revocation changes no state, and only a revocable build takes it
-    check_write(BuildState.PROMOTED, dataclasses.replace(promoted, claim="revoke", claimed_by="ana"), None)
+    # a claim written on a finished build changes no state, and a build that can no longer move takes none
+    check_write(BuildState.PROMOTED, dataclasses.replace(promoted, claim="promote", claimed_by="ana"), None)
     with pytest.raises(IllegalTransition):
-        check_write(BuildState.REVOKED, dataclasses.replace(promoted, claim="revoke"), None)
+        check_write(BuildState.REVOKED, dataclasses.replace(promoted, claim="promote"), None)
 
 
 def in_latest(version: str, at: datetime, state: BuildState = BuildState.PROMOTED) -> Build:
-    return candidate(version, state=state, promoted_at=at, updated_at=at)
+    return candidate(version, id=BuildId(f"b-{version}"), state=state, promoted_at=at, updated_at=at)
 
 
 def test_a_rollback_revokes_the_current_version_and_falls_back_to_the_previous() -> None:
@@ -320,18 +333,42 @@ def test_a_promotion_claimed_by_another_pass_is_left_to_it_until_its_lease_runs_
     assert isinstance(wait, Wait) and "promote of 1.0.2 is under way by timer since" in wait.why
 
 
-def test_an_unfinished_rollback_is_finished_before_another_version_is_rolled_back() -> None:
+def test_an_asked_rollback_is_finished_on_its_own_build_even_once_newer_ones_are_in_latest() -> None:
     oldest = in_latest("1.0.1", T0 - timedelta(days=30), BuildState.PUBLISHED)
-    middle = dataclasses.replace(
-        in_latest("1.0.2", T0 - timedelta(days=2)), claim="revoke", claimed_at=T0, claimed_by="ana"
-    )
+    middle = in_latest("1.0.2", T0 - timedelta(days=2))
     newest = in_latest("1.0.3", T0 - timedelta(days=1))
-    done = rollback([newest, middle, oldest], now=T0, by="ana", why="again")
+    done = rollback([newest, middle, oldest], now=T0, by="ana", why="again", of=middle.id)
     assert (version_name(done.revoke), version_name(done.fallback)) == ("1.0.2", "1.0.1")
-    assert done.revoke.claim == "" and done.revoke.state is BuildState.REVOKED
-    assert under_way(middle, "revoke", T0 + timedelta(minutes=1)).startswith("revoke of 1.0.2 is under way")
-    assert under_way(middle, "revoke", T0 + timedelta(minutes=5)) == ""
-    assert under_way(middle, "promote", T0) == ""
+    assert done.revoke.state is BuildState.REVOKED and done.revoke.message == "revoked by ana: again"
+    revoked = done.revoke  # finishing it again: it stays as it was revoked, the fallback is the same
+    again = rollback([newest, revoked, oldest], now=T0 + timedelta(hours=1), by="bo", why="x", of=revoked.id)
+    assert again.revoke == revoked and again.fallback.id == oldest.id
+    waiting = candidate("1.0.4", id=BuildId("b-1.0.4"))
+    with pytest.raises(NoFallback, match="its image is not in latest"):
+        rollback([newest, waiting, oldest], now=T0, by="ana", why="x", of=waiting.id)
+
+
+def test_a_rollback_is_asked_on_the_row_and_a_second_is_refused_until_the_first_callers_lease_runs_out() -> (
+    None
+):
+    state = TemplateState(build().template_id, "ubuntu2204", Region("westeurope"), T0)
+    intent = RollbackIntent("b-1.0.2", T0, "ana@example.com", "0000-ana", "boot loop", "corr")
+    asked_once = asked(state, intent)
+    assert asked_once.rollback == intent and rollback_under_way(state, T0) == ""
+    second = RollbackIntent("b-1.0.2", T0 + timedelta(minutes=4), "bo@example.com")
+    with pytest.raises(Conflict, match=r"rollback of ubuntu2204 is under way, asked by ana@example\.com"):
+        asked(asked_once, second)
+    assert abandoned(asked_once, T0 + timedelta(minutes=4, seconds=59)) is None
+    assert abandoned(asked_once, T0 + CLAIM_LEASE) == intent  # its caller died: the next pass finishes it
+    later = RollbackIntent("b-1.0.2", T0 + CLAIM_LEASE, "bo@example.com")
+    assert asked(asked_once, later).rollback == later
+    assert forgotten(asked_once, intent, now=T0).rollback is None
+    assert forgotten(asked_once, later, now=T0) == asked_once  # only its own intent is dropped
+    revoked = dataclasses.replace(in_latest("1.0.2", T0), state=BuildState.REVOKED)
+    fallback = in_latest("1.0.1", T0 - timedelta(days=3))
+    after = after_rollback(asked_once, revoked, fallback, (), now=T0)
+    assert after.rollback is None and after.revoked == (("b-1.0.2", "1.0.2"),)
+    assert after_rollback(after, revoked, fallback, (), now=T0) == after  # idempotent
 
 
 def test_a_candidate_baking_or_awaiting_approval_waits() -> None:

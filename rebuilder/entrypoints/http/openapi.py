@@ -65,7 +65,7 @@ _SPECIFIC = {
     },
     "rollback_template": {
         "404": "The ledger knows no such template",
-        "409": "No earlier version to fall back to, or a rollback of this image is under way",
+        "409": "No earlier version to fall back to, or a rollback of this template is under way",
         "413": f"The body is larger than {MAX_BODY} bytes",
         "415": "The body is not application/json",
     },
