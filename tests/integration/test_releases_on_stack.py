@@ -13,7 +13,7 @@ from devstack import estate
 from devstack.armsim import ArmSimulator, SimControl
 from devstack.azurite import Azurite
 from rebuilder.adapters.azure_clients import AzureClients
-from rebuilder.domain.builds import BuildReason, BuildState
+from rebuilder.domain.builds import Build, BuildReason, BuildState
 from rebuilder.domain.model import GalleryVersionId
 from rebuilder.domain.releases import versions_of
 from rebuilder.services.requests import Caller, roll_back
@@ -127,9 +127,9 @@ def test_a_manual_gate_waits_for_a_person_to_promote(driver: Driver, sim: SimCon
     assert f"no candidate of {PARENT} awaits promotion" in cli_refused(driver, "promote", PARENT)
 
 
-def test_a_rollback_makes_the_previous_version_latest_and_revokes_the_build(
-    driver: Driver, sim: SimControl
-) -> None:
+def two_promoted(driver: Driver, sim: SimControl) -> tuple[Build, Build]:
+    """The gated parent built and promoted twice (the second from the patch-day source); a rollback
+    before the second is refused: there is nothing to fall back to."""
     add_gated(driver)
     driver.watch()
     driver.until(lambda: driver.last(PARENT).state is BuildState.PROMOTED, step=600)
@@ -138,6 +138,13 @@ def test_a_rollback_makes_the_previous_version_latest_and_revokes_the_build(
     sim.publish(*estate.UBUNTU, estate.PATCH_DAY[estate.UBUNTU], list(estate.REGIONS))
     driver.until(lambda: driver.last(PARENT).id != first.id and driver.idle(), step=600)
     second = driver.last(PARENT)
+    return first, second
+
+
+def test_a_rollback_makes_the_previous_version_latest_and_revokes_the_build(
+    driver: Driver, sim: SimControl
+) -> None:
+    first, second = two_promoted(driver, sim)
     assert second.state is BuildState.PROMOTED
     [old], [new] = versions_of(first), versions_of(second)
     for made, version in ((first, old), (second, new)):  # provenance on the image itself
@@ -189,13 +196,7 @@ def test_a_rollback_makes_the_previous_version_latest_and_revokes_the_build(
 def test_a_rollback_whose_caller_died_after_demoting_is_finished_by_the_next_timer_pass(
     driver: Driver, sim: SimControl
 ) -> None:
-    add_gated(driver)
-    driver.watch()
-    driver.until(lambda: driver.last(PARENT).state is BuildState.PROMOTED, step=600)
-    first = driver.last(PARENT)
-    sim.publish(*estate.UBUNTU, estate.PATCH_DAY[estate.UBUNTU], list(estate.REGIONS))
-    driver.until(lambda: driver.last(PARENT).id != first.id and driver.idle(), step=600)
-    second = driver.last(PARENT)
+    first, second = two_promoted(driver, sim)
     [old], [new] = versions_of(first), versions_of(second)
     died = CrashPlan(3)  # the caller dies after demoting: the intent, the audit row, the demotion
     with pytest.raises(Crash, match="set_excluded_from_latest"):
