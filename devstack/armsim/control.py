@@ -90,7 +90,7 @@ def _dispatch(sim: ArmSimulator, method: str, path: str, body: dict[str, Any]) -
         if route == ("POST", "/_sim/faults/provisioning"):
             name = str(body["template"]).lower()
             failure = ProvisioningFailure(
-                str(body.get("code", "ServerInternalError")),
+                str(body.get("code", "ServerError")),
                 str(body.get("message", "An internal error occurred while provisioning the template.")),
             )
             if body.get("times") == "always":
@@ -255,7 +255,7 @@ class SimControl:
         self.call("POST", "/_sim/faults/build", body)
 
     def fail_provisioning(
-        self, template: str, *, code: str = "ServerInternalError", message: str = "", times: int | str = 1
+        self, template: str, *, code: str = "ServerError", message: str = "", times: int | str = 1
     ) -> None:
         """The template's next `times` provisionings (or every one: times="always") fail with `code`."""
         body: dict[str, Any] = {"template": template, "code": code, "times": times}

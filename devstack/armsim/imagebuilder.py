@@ -50,7 +50,7 @@ class RunTiming:
 class ProvisioningFailure:
     """What AIB reports when a template cannot be provisioned (properties.provisioningError)."""
 
-    code: str  # provisioningErrorCode: ServerInternalError (transient), BadPIRSource, BadSourceType, ...
+    code: str  # provisioningErrorCode: ServerError or Other (transient), BadPIRSource, BadSourceType, ... (permanent)
     message: str
 
 

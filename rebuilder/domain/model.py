@@ -126,7 +126,7 @@ class Distribution:
 class ProvisioningError:
     """Why AIB could not provision a template (properties.provisioningError)."""
 
-    code: str  # provisioningErrorCode, e.g. BadPIRSource, ServerInternalError
+    code: str  # provisioningErrorCode, e.g. BadPIRSource (permanent), ServerError (transient)
     message: str
 
 

@@ -15,9 +15,32 @@ from .model import ImageTemplate
 from .planner import is_pinned
 from .runs import Policy, failed_attempt
 
-# Provisioning errors worth another attempt; every other code (BadPIRSource, BadSourceType, …) says the
-# definition itself is wrong, so the build fails at once with Azure's words.
-TRANSIENT_PROVISIONING = frozenset({"ServerInternalError", "InternalError", "Other", "Unknown"})
+# AIB's ProvisioningErrorCode (REST definitions 2024-02-01 and 2025-10-01; azure-mgmt-imagebuilder 2.0.0
+# `models.ProvisioningErrorCode`). The Bad*/Unsupported*/No* codes say the definition itself is wrong: the
+# build fails at once, in Azure's words. ServerError and Other are worth another attempt, and so is any
+# code outside the enum: it is `modelAsString`, so Azure may send values this list does not know yet.
+PERMANENT_PROVISIONING = frozenset(
+    {
+        "BadSourceType",
+        "BadPIRSource",
+        "BadManagedImageSource",
+        "BadSharedImageVersionSource",
+        "BadCustomizerType",
+        "UnsupportedCustomizerType",
+        "NoCustomizerScript",
+        "BadValidatorType",
+        "UnsupportedValidatorType",
+        "NoValidatorScript",
+        "BadDistributeType",
+        "BadSharedImageDistribute",
+        "BadStagingResourceGroup",
+    }
+)
+
+
+def permanent_provisioning(code: str) -> bool:
+    """Whether AIB's provisioningErrorCode says submitting the same definition again cannot help."""
+    return code in PERMANENT_PROVISIONING
 
 
 def unprovisioned(
@@ -30,7 +53,7 @@ def unprovisioned(
     said = f"{error.code}: {error.message}" if error else "no provisioningError given"
     message = f"AIB could not provision {template.name} ({said})"
     spent = dataclasses.replace(build, attempts=build.attempts + 1)
-    if error is not None and error.code not in TRANSIENT_PROVISIONING:
+    if error is not None and permanent_provisioning(error.code):
         failed = dataclasses.replace(spent, state=BuildState.FAILED, message=message)
         return [move(build, failed, f"{message}: not worth retrying", now, by)]
     step = failed_attempt(spent, message, now, policy)

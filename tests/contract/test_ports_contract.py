@@ -148,13 +148,13 @@ def test_a_template_that_fails_to_provision_says_why_and_must_be_deleted_first(e
     assert definition is not None
     estate.imagebuilder.delete_template(template_id)
     estate.advance(120)
-    estate.fail_provisioning("flaky", "ServerInternalError", "An internal error occurred.")
+    estate.fail_provisioning("flaky", "ServerError", "An internal error occurred.")
     estate.imagebuilder.create_template(template_id, definition)
     estate.advance(1)
     failed = estate.imagebuilder.get_template(template_id)
     assert failed.provisioning_state == "Failed"
     assert failed.provisioning_error == ProvisioningError(
-        "ServerInternalError", "An internal error occurred."
+        "ServerError", "An internal error occurred."
     )
     with pytest.raises(Conflict):  # a Failed template must be deleted before its name is used again
         estate.imagebuilder.create_template(template_id, definition)

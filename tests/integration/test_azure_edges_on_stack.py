@@ -54,16 +54,16 @@ def test_a_recreated_template_that_fails_provisioning_once_is_resubmitted_and_pu
     driver: Driver, sim: SimControl
 ) -> None:
     runs = driver.runs()[WINDOWS]
-    sim.fail_provisioning(WINDOWS, code="ServerInternalError", message="An internal error occurred.", times=1)
+    sim.fail_provisioning(WINDOWS, code="ServerError", message="An internal error occurred.", times=1)
     sim.publish(*estate.WINDOWS, NEW_WINDOWS, list(estate.REGIONS), os="Windows")
     driver.watch()
     driver.until(lambda: driver.last(WINDOWS).state.finished, step=120)
     build = driver.last(WINDOWS)
     assert build.state is BuildState.PUBLISHED and build.attempts == 2  # one spent on provisioning
     assert driver.runs()[WINDOWS] == runs + 1  # and exactly one run
-    assert any("ServerInternalError: An internal error occurred." in why for why in trail(driver, build.id))
+    assert any("ServerError: An internal error occurred." in why for why in trail(driver, build.id))
     shown = cli(driver, "show", build.id, "--output", "json")
-    assert any("ServerInternalError" in t["why"] for t in shown["transitions"])
+    assert any("ServerError" in t["why"] for t in shown["transitions"])
 
 
 def test_a_permanent_provisioning_error_fails_the_build_at_once_without_a_retry_storm(

@@ -97,7 +97,7 @@ def _patch_day(driver: Driver, sim: SimControl, plan: CrashPlan) -> dict[str, An
     submitted again), with a failed region; every pass may crash; the outcome."""
     driver.watch()  # first sight, before any crash is armed
     sim.fail_region("eastus2")
-    sim.fail_provisioning("winserver2022-golden", code="ServerInternalError", times=1)
+    sim.fail_provisioning("winserver2022-golden", code="ServerError", times=1)
     sim.publish(*estate.WINDOWS, NEW_WINDOWS, list(estate.REGIONS), os="Windows")
     driver.wrap = plan.wrap
     for _ in range(200):

@@ -278,13 +278,13 @@ def failed_provisioning(world: World, code: str) -> None:
 
 def test_a_template_that_failed_to_provision_is_deleted_and_submitted_again(world: World) -> None:
     wanted = world.request()
-    failed_provisioning(world, "ServerInternalError")
+    failed_provisioning(world, "ServerError")
     world.reconcile()
     first = world.get(wanted)
     assert (first.state, first.attempts) == (BuildState.QUEUED, 1)  # the attempt is spent
-    assert "ServerInternalError" in first.message and first.definition_after  # written ahead of the delete
+    assert "ServerError" in first.message and first.definition_after  # written ahead of the delete
     assert world.imagebuilder.get_template(world.template.id).provisioning_state == "Deleting"
-    assert "ServerInternalError" in world.ledger.list_transitions(wanted.id)[-1].why
+    assert "ServerError" in world.ledger.list_transitions(wanted.id)[-1].why
     puts = world.imagebuilder.puts
     world.clock.advance(seconds=60)
     world.reconcile()  # still deleting: no create is sent against it
@@ -310,7 +310,7 @@ def test_a_permanent_provisioning_error_fails_the_build_at_once_in_azures_words(
 def test_provisioning_that_keeps_failing_spends_the_attempt_budget(world: World) -> None:
     wanted = world.request()
     for _ in range(POLICY.max_attempts):
-        failed_provisioning(world, "ServerInternalError")
+        failed_provisioning(world, "ServerError")
         world.imagebuilder.deleting.clear()
         world.reconcile()
     assert world.get(wanted).state is BuildState.FAILED
