@@ -191,10 +191,14 @@ GATED, GATED_CHILD = "ubuntu2204-gated", "app-gated"
 
 
 def create_gated(
-    clients: AzureClients, tags: Mapping[str, str], *, validate: dict[str, Any] | None = None
+    clients: AzureClients,
+    tags: Mapping[str, str],
+    *,
+    validate: dict[str, Any] | None = None,
+    gated: bool = True,
 ) -> tuple[TemplateSpec, TemplateSpec]:
     """The gated parent (with `tags`, and `validate` if given) and its child, with their image
-    definitions, through the SDK clients."""
+    definitions, through the SDK clients (`gated=False`: the same parent, publishing into latest)."""
     compute: Any = clients.compute(SUBSCRIPTION)
     templates = clients.imagebuilder(SUBSCRIPTION).virtual_machine_image_templates
     specs = (
@@ -225,7 +229,7 @@ def create_gated(
         ).result()
         body = template_body(spec)
         if spec.name == GATED:
-            body["properties"]["distribute"][0]["excludeFromLatest"] = True
+            body["properties"]["distribute"][0]["excludeFromLatest"] = gated
             body["tags"].update(tags)
             if validate is not None:
                 body["properties"]["validate"] = validate

@@ -32,6 +32,7 @@ from rebuilder.domain.model import (
 from rebuilder.domain.regions import Region
 from rebuilder.entrypoints.http.messages import ApiRequest, HttpResult
 from rebuilder.entrypoints.http.routes import serve
+from rebuilder.entrypoints.triggers import announce
 from rebuilder.fakes import (
     FixedClock,
     InMemoryGallery,
@@ -160,7 +161,9 @@ class HttpWorld:
         watch_and_act(s.detection(), s.settings.scopes, s.policy(), now=self.clock.now(), trigger="timer")
 
     def reconcile(self) -> None:
-        Reconciler(self.services.detection(), self.services.policy(), now=self.clock.now()).run()
+        """A reconcile pass as the timer runs it, its notices announced."""
+        acted = Reconciler(self.services.detection(), self.services.policy(), now=self.clock.now()).run()
+        announce(self.services, acted.events)
 
     def finish(self, name: str, *, exact: str, failed: tuple[Region, ...] = ()) -> str:
         """The template's run, built from `exact`, succeeds and publishes a new gallery version (whose

@@ -112,6 +112,13 @@ def _dispatch(sim: ArmSimulator, method: str, path: str, body: dict[str, Any]) -
         if route == ("DELETE", "/_sim/counters"):
             world.faults.reset_counters()
             return Response(200, {"counters": {}})
+        if route == ("POST", "/_sim/latest"):  # what `latest` resolves to, per region (not an ARM route)
+            world.tick()
+            found = world.gallery.find_image_by_id(str(body.get("image", "")))
+            if found is None:
+                raise ArmError(404, "NotFound", f"No gallery image {body.get('image')!r}.")
+            latest = {r: world.gallery.latest(*found, r) for r in body.get("regions") or []}
+            return Response(200, {r: (v.name if v else None) for r, v in latest.items()})
         if route == ("POST", "/_sim/config"):
             _configure(sim, body)
             return Response(200, {"configured": sorted(body)})
@@ -151,6 +158,8 @@ def _configure(sim: ArmSimulator, body: dict[str, Any]) -> None:
         world.gallery.timing.replication_seconds = float(body["replication_seconds"])
     if "region_stagger_seconds" in body:
         world.gallery.timing.region_stagger_seconds = float(body["region_stagger_seconds"])
+    if "update_looks" in body:  # reads of a version that still show an accepted update as Updating
+        world.gallery.update_looks = max(0, int(body["update_looks"]))
 
 
 class SimControl:
@@ -287,6 +296,10 @@ class SimControl:
 
     def reset(self) -> None:
         self.call("POST", "/_sim/reset")
+
+    def latest(self, image_id: str, regions: list[str]) -> dict[str, str | None]:
+        """The version name `latest` of gallery image `image_id` resolves to in each region (None: none)."""
+        return dict(self.call("POST", "/_sim/latest", {"image": image_id, "regions": regions}))
 
     def topic_events(self, name: str) -> list[dict[str, Any]]:
         """The CloudEvents a simulated Event Grid topic received, in order."""

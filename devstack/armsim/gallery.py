@@ -1,7 +1,20 @@
 """Simulated Azure Compute Gallery: galleries, image definitions, image versions with replication.
 
-Replication progresses region by region over simulated time. Azure answers region names as display
-names ("East US 2") and puts `location` as a display name too; this simulator does the same.
+Replication progresses region by region over simulated time. Azure answers target and replication
+region names as display names ("East US 2"); a version's `location` is the canonical name ("eastus2"),
+as in the REST definitions' GalleryImageVersion examples (galleries and image definitions keep the
+display name here: rebuilder reads neither's location).
+
+Updates (PATCH) follow GalleryImageVersions_Update (GalleryRP 2026-03-03): the body must carry
+`properties.storageProfile` (required by GalleryImageVersionUpdate; every official Update example sends
+it), Azure answers 200 `Updating` with an Azure-AsyncOperation, and the change is in effect later: here
+after `update_looks` reads of the version. A second update while one is in flight is refused 409
+(code `OperationNotAllowed`: the code is our assumption, Microsoft documents none for this case).
+
+Per-region `latest`: `targetRegions[].excludeFromLatest` (API 2022-03-03 and later) overrides the
+profile's flag in that region. A region's value is stored and echoed as it was sent, omitted where it
+was never set (an assumption: Azure may echo `false`; rebuilder therefore always writes both the profile's
+flag and every region's), and `latest` is resolved per region from the effective flags.
 """
 
 from __future__ import annotations
@@ -60,6 +73,12 @@ class Replica:
 
 
 @dataclass
+class PendingUpdate:
+    body: dict[str, Any]
+    looks_left: int
+
+
+@dataclass
 class ImageVersion:
     sub: str
     rg: str
@@ -73,6 +92,8 @@ class ImageVersion:
     replicas: dict[str, Replica]
     provisioning_state: str = "Creating"
     created_at: datetime | None = None
+    regional: dict[str, bool] = field(default_factory=dict)  # region (normalised) -> its own flag
+    pending: PendingUpdate | None = None  # an accepted update, not in effect yet
 
     @property
     def id(self) -> str:
@@ -84,6 +105,8 @@ class ImageVersion:
     def tick(self, now: datetime) -> None:
         for replica in self.replicas.values():
             replica.tick(now)
+        if self.pending is not None:
+            return  # Updating until the update is in effect
         states = {r.state for r in self.replicas.values()}
         if states <= {"Completed"}:
             self.provisioning_state = "Succeeded"
@@ -103,6 +126,10 @@ class ImageVersion:
     def excluded_from_latest(self) -> bool:
         return bool(self.publishing.get("excludeFromLatest", False))
 
+    def excluded_in(self, region: str) -> bool:
+        """The effective flag in `region`: the region's own when set, else the profile's."""
+        return self.regional.get(regions.normalise(region), self.excluded_from_latest)
+
     def body(self, *, expand_replication: bool) -> dict[str, Any]:
         publishing = copy.deepcopy(self.publishing)
         publishing["targetRegions"] = [
@@ -111,7 +138,7 @@ class ImageVersion:
                 "regionalReplicaCount": r.replica_count,
                 "storageAccountType": r.storage_account_type,
                 **({"encryption": r.encryption} if r.encryption else {}),
-                "excludeFromLatest": publishing.get("excludeFromLatest", False),
+                **({"excludeFromLatest": self.regional[r.region]} if r.region in self.regional else {}),
             }
             for r in self.replicas.values()
         ]
@@ -147,7 +174,7 @@ class ImageVersion:
             "id": self.id,
             "name": self.name,
             "type": VERSION_TYPE,
-            "location": regions.display(self.location),
+            "location": self.location,
             "properties": properties,
         }
         if self.tags:
@@ -163,6 +190,7 @@ class Gallery:
     versions: dict[tuple[str, str, str, str, str], ImageVersion] = field(default_factory=dict)
     # region (normalised) -> how many upcoming replications to that region fail
     region_failures: dict[str, int] = field(default_factory=dict)
+    update_looks: int = 0  # reads of a version that still show an accepted update as Updating
 
     # -- galleries ---------------------------------------------------------------------------------
     def put_gallery(self, sub: str, rg: str, name: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -282,7 +310,42 @@ class Gallery:
     def update_version(
         self, sub: str, rg: str, gallery: str, image: str, name: str, body: dict[str, Any], now: datetime
     ) -> ImageVersion:
+        """Accept an update: `Updating` now and for the next `update_looks` reads; in effect at the
+        read after those (`look`)."""
         version = self.get_version(sub, rg, gallery, image, name)
+        props = body.get("properties")
+        if not isinstance(props, dict) or not isinstance(props.get("storageProfile"), dict):
+            raise ArmError(400, "InvalidParameter", "Required parameter 'storageProfile' is missing (null).")
+        if version.pending is not None:
+            raise ArmError(
+                409,
+                "OperationNotAllowed",
+                f"Operation 'Update' is not allowed on gallery image version '{name}' while another "
+                "update of it is in progress. Retry after it has completed.",
+            )
+        publishing = props.get("publishingProfile") or {}
+        for target in publishing.get("targetRegions") or []:  # refused now, as Azure validates up front
+            self._target_region(target)
+        version.pending = PendingUpdate(copy.deepcopy(body), self.update_looks)
+        version.provisioning_state = "Updating"
+        return version
+
+    def look(self, version: ImageVersion, now: datetime) -> None:
+        """A read of the version: an accepted update is in effect once it has been looked at enough."""
+        if version.pending is None:
+            return
+        if version.pending.looks_left > 0:
+            version.pending.looks_left -= 1
+            return
+        self._looked(version, now)
+
+    def _looked(self, version: ImageVersion, now: datetime) -> None:
+        pending = version.pending
+        if pending is None:
+            return
+        version.pending = None
+        version.provisioning_state = "Succeeded"
+        body = pending.body
         publishing = (body.get("properties") or {}).get("publishingProfile") or {}
         if "targetRegions" in publishing:
             self._apply_targets(version, publishing["targetRegions"], now)
@@ -290,22 +353,44 @@ class Gallery:
             version.publishing["excludeFromLatest"] = bool(publishing["excludeFromLatest"])
         if "tags" in body:
             version.tags = body["tags"] or {}
-        return version
+        version.tick(now)
+
+    def _target_region(self, target: Any) -> str:
+        if not isinstance(target, dict) or not target.get("name"):
+            raise ArmError(400, "InvalidParameter", "Each target region needs a 'name'.")
+        region = regions.normalise(str(target["name"]))
+        if not regions.is_known(region):
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"The region '{target['name']}' is not a valid Azure region for this gallery.",
+            )
+        return region
+
+    def latest(self, sub: str, rg: str, gallery: str, image: str, region: str) -> ImageVersion | None:
+        """What `latest` resolves to in `region`: the highest version replicated there (Succeeded, or
+        Updating with its previous settings still in effect) whose effective flag there is false."""
+        wanted = regions.normalise(region)
+        candidates = [
+            v
+            for v in self.list_versions(sub, rg, gallery, image)
+            if v.provisioning_state in ("Succeeded", "Updating")
+            and wanted in v.replicas
+            and v.replicas[wanted].state == "Completed"
+            and not v.excluded_in(wanted)
+        ]
+        return max(candidates, key=lambda v: tuple(int(p) for p in v.name.split(".")), default=None)
 
     def _apply_targets(self, version: ImageVersion, targets: list[dict[str, Any]], now: datetime) -> None:
         """Add new regions, drop removed ones, restart failed ones: the repair without a rebuild."""
         wanted: dict[str, dict[str, Any]] = {}
         for target in targets:
-            if not isinstance(target, dict) or not target.get("name"):
-                raise ArmError(400, "InvalidParameter", "Each target region needs a 'name'.")
-            region = regions.normalise(str(target["name"]))
-            if not regions.is_known(region):
-                raise ArmError(
-                    400,
-                    "InvalidParameter",
-                    f"The region '{target['name']}' is not a valid Azure region for this gallery.",
-                )
-            wanted[region] = target
+            wanted[self._target_region(target)] = target
+        version.regional = {
+            r: t["excludeFromLatest"]
+            for r, t in wanted.items()
+            if isinstance(t.get("excludeFromLatest"), bool)
+        }
         home = version.location
         ordered = sorted(wanted, key=lambda r: (r != home, list(wanted).index(r)))
         replicas: dict[str, Replica] = {}

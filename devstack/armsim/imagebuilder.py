@@ -9,7 +9,10 @@ failure, or a pinned source that does not exist: `provisioningError`), a Failed 
 deleted before its name is submitted again, and a delete takes minutes (`Deleting`; a PUT meanwhile is
 refused). Messy like Azure: GET fills defaults the PUT left out, `source.exactVersion` is resolved when
 the template is provisioned (the PUT's answer still says `latest`), `lastRunStatus` is absent until
-the first run, `runSubState` only while Running, `endTime` is the zero date while a run is in
+the first run, `runSubState` while Running and on a Failed run (the phase it failed in: a failed
+validation is `runState: Failed` with `runSubState: Validating`, the structure rebuilder goes by, as
+Microsoft's docs for validate.continueDistributeOnFailure describe the run as failed either way),
+`endTime` is the zero date while a run is in
 progress, ids come back with `resourcegroups` in lower case, and run output artifact ids say `imageversions`.
 """
 
@@ -50,7 +53,8 @@ class RunTiming:
 class ProvisioningFailure:
     """What AIB reports when a template cannot be provisioned (properties.provisioningError)."""
 
-    code: str  # provisioningErrorCode: ServerError or Other (transient), BadPIRSource, BadSourceType, ... (permanent)
+    # provisioningErrorCode: ServerError or Other (transient), BadPIRSource, BadSourceType, ... (permanent)
+    code: str
     message: str
 
 
@@ -81,7 +85,7 @@ class Run:
             "runState": self.state,
             "message": self.message,
         }
-        if self.state == "Running" and self.sub_state:
+        if self.state in ("Running", "Failed") and self.sub_state:  # Failed: the phase it failed in
             status["runSubState"] = self.sub_state
         return status
 
@@ -317,18 +321,9 @@ class ImageBuilder:
         found = self.gallery.find_image_by_id(image_id)
         if found is None:
             return None
-        candidates = self.gallery.list_versions(*found)
-        region = regions.normalise(location)
         if version_name.lower() != "latest":
-            return next((v for v in candidates if v.name == version_name), None)
-        usable = [
-            v
-            for v in candidates
-            if not v.excluded_from_latest
-            and v.replicas.get(region) is not None
-            and v.replicas[region].state == "Completed"
-        ]
-        return max(usable, key=lambda v: version_key(v.name)) if usable else None
+            return next((v for v in self.gallery.list_versions(*found) if v.name == version_name), None)
+        return self.gallery.latest(*found, location)
 
     # -- time --------------------------------------------------------------------------------------
     def tick(self, now: datetime) -> None:
@@ -381,7 +376,7 @@ class ImageBuilder:
                     run.validation_failed = run.failure.message  # the run fails once it has distributed
                     run.failure = None
                     continue
-                self._end(run, "Failed", run.failure.message, ends_at)
+                self._end(run, "Failed", run.failure.message, ends_at, sub_state=sub_state)
                 return
         distribution_start = run.phases[-1][1]
         run.sub_state = "Distributing"
@@ -405,8 +400,8 @@ class ImageBuilder:
                 for r in v.replicas.values()
                 if r.state == "Failed"
             )
-            if run.validation_failed:
-                self._end(run, "Failed", f"Validation failed: {run.validation_failed}", ended)
+            if run.validation_failed:  # the run failed where it was: runSubState stays Validating
+                self._end(run, "Failed", run.validation_failed, ended, sub_state="Validating")
             elif failed:
                 self._end(
                     run,
@@ -419,8 +414,8 @@ class ImageBuilder:
                 self._end(run, "Succeeded", "", ended)
 
     @staticmethod
-    def _end(run: Run, state: str, message: str, at: datetime) -> None:
-        run.state, run.message, run.ended_at, run.sub_state = state, message, at, None
+    def _end(run: Run, state: str, message: str, at: datetime, *, sub_state: str | None = None) -> None:
+        run.state, run.message, run.ended_at, run.sub_state = state, message, at, sub_state
 
     def _distribute(self, template: Template, run: Run, at: datetime) -> None:
         for distributor in template.properties.get("distribute") or []:

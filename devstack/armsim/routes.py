@@ -184,9 +184,10 @@ def image_list(world: World, req: Request) -> Response:
     return _page(world, req, world.gallery.list_images(req.sub, req.params["rg"], req.params["gallery"]))
 
 
-def _version_check(version: ImageVersion) -> Any:
+def _version_check(world: World, version: ImageVersion) -> Any:
     def check() -> tuple[str, dict[str, Any] | None]:
-        if version.provisioning_state in ("Creating", "Updating"):
+        world.gallery.look(version, world.clock.now())  # a poll of its operation is a look too
+        if version.pending is not None or version.provisioning_state in ("Creating", "Updating"):
             return "InProgress", None
         failed = [r.details for r in version.replicas.values() if r.state == "Failed"]
         return _done(not failed, {"code": "ReplicationJobsNotCompleted", "message": " ".join(failed)})
@@ -204,7 +205,7 @@ def version_put(world: World, req: Request) -> Response:
         req,
         status,
         version.body(expand_replication=False),
-        _version_check(version),
+        _version_check(world, version),
         provider="Microsoft.Compute",
         location=version.location,
         min_polls=0,
@@ -221,7 +222,7 @@ def version_patch(world: World, req: Request) -> Response:
         req,
         200,
         version.body(expand_replication=False),
-        _version_check(version),
+        _version_check(world, version),
         provider="Microsoft.Compute",
         location=version.location,
         location_header=True,
@@ -232,6 +233,7 @@ def version_patch(world: World, req: Request) -> Response:
 def version_get(world: World, req: Request) -> Response:
     p = req.params
     version = world.gallery.get_version(req.sub, p["rg"], p["gallery"], p["image"], p["version"])
+    world.gallery.look(version, world.clock.now())
     expand = req.query.get("$expand", "").lower() == "replicationstatus"
     return Response(200, version.body(expand_replication=expand))
 
@@ -239,6 +241,8 @@ def version_get(world: World, req: Request) -> Response:
 def version_list(world: World, req: Request) -> Response:
     p = req.params
     versions = world.gallery.list_versions(req.sub, p["rg"], p["gallery"], p["image"])
+    for version in versions:
+        world.gallery.look(version, world.clock.now())
     return _page(world, req, [v.body(expand_replication=False) for v in versions])
 
 

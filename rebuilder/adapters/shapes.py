@@ -166,16 +166,45 @@ def gallery_version(body: Mapping[str, Any]) -> GalleryImageVersion:
         )
         for item in map(_dict, _list(_dict(props.get("replicationStatus")).get("summary")))
     )
-    targets = tuple(
-        region(n) for n in (_str(_dict(t).get("name")) for t in _list(publishing.get("targetRegions"))) if n
+    named = [(_str(t.get("name")), t) for t in map(_dict, _list(publishing.get("targetRegions")))]
+    targets = tuple(region(n) for n, _ in named if n)
+    regional = tuple(
+        (region(n), t["excludeFromLatest"])
+        for n, t in named
+        if n and isinstance(t.get("excludeFromLatest"), bool)
     )
     return GalleryImageVersion(
         id=resource_ids.gallery_version_id(str(body.get("id", ""))),
         name=GalleryVersionName(_str(body.get("name")) or ""),
         provisioning_state=_str(props.get("provisioningState")),
         target_regions=targets,
-        excluded_from_latest=bool(publishing.get("excludeFromLatest", False)),
+        excluded_from_latest=publishing.get("excludeFromLatest") is True,
         published_at=timestamp(publishing.get("publishedDate")),
         replication=replication,
         tags=tuple(sorted((str(k), str(v)) for k, v in _dict(body.get("tags")).items())),
+        regional_exclusions=regional,
     )
+
+
+def version_update(read: Mapping[str, Any]) -> dict[str, Any]:
+    """A GalleryImageVersionUpdate body carrying what a read of the version says, writable parts only
+    (REST definitions GalleryRP 2026-03-03; azure-mgmt-compute 39.0.0 marks the same fields
+    visibility=["read"]): `properties.storageProfile` is required by the update schema (and sent by
+    every official Update example), and `publishingProfile.targetRegions` is carried whole so an
+    update never drops a region or a region's own settings. Callers change the copy and send it."""
+    props = _dict(read.get("properties"))
+    publishing = {k: v for k, v in _dict(props.get("publishingProfile")).items() if k != "publishedDate"}
+    publishing["targetRegions"] = [dict(_dict(t)) for t in _list(publishing.get("targetRegions"))]
+    storage = dict(_dict(props.get("storageProfile")))
+    if "osDiskImage" in storage:
+        storage["osDiskImage"] = _without_size(storage["osDiskImage"])
+    if "dataDiskImages" in storage:
+        storage["dataDiskImages"] = [_without_size(d) for d in _list(storage["dataDiskImages"])]
+    body: dict[str, Any] = {"properties": {"publishingProfile": publishing, "storageProfile": storage}}
+    if _dict(read.get("tags")):
+        body["tags"] = dict(_dict(read.get("tags")))
+    return body
+
+
+def _without_size(disk: Any) -> dict[str, Any]:
+    return {k: v for k, v in _dict(disk).items() if k != "sizeInGB"}  # readOnly: Azure reports it

@@ -142,8 +142,8 @@ class Wait:
 
 @dataclass(frozen=True)
 class Promote:
-    """Let `latest` see a candidate's gallery versions (excludeFromLatest false): before the build is
-    written Promoted, so a crash in between is healed by doing it again."""
+    """Let `latest` see a candidate's gallery versions in every region (excludeFromLatest false on the
+    profile and on each target region); the build is written Promoted once a later read shows it."""
 
     build: BuildId
     versions: tuple[GalleryVersionId, ...]
@@ -155,9 +155,23 @@ class Promote:
 
 
 @dataclass(frozen=True)
+class Demote:
+    """Take a build's gallery versions out of `latest` in every region (excludeFromLatest true on the
+    profile and on each target region): a rejected build's image must never stay there."""
+
+    build: BuildId
+    versions: tuple[GalleryVersionId, ...]
+    why: str
+
+    def describe(self) -> tuple[str, str]:
+        names = ", ".join(v.rsplit("/", 1)[-1] for v in self.versions)
+        return f"demote {names} from latest in every region", self.why
+
+
+@dataclass(frozen=True)
 class Tag:
-    """A gallery version's tags with the build's provenance merged in (before the build's end is
-    written: a crash in between tags it again)."""
+    """A gallery version's tags with the build's provenance merged in (the build's end is written once
+    a later read shows them: a crash in between tags it again)."""
 
     build: BuildId
     version: GalleryVersionId
@@ -167,7 +181,7 @@ class Tag:
         return f"tag {self.version.rsplit('/', 1)[-1]} with its provenance", f"build {self.build}"
 
 
-Action = Save | Settle | Account | Adopt | Cancel | Repair | Delete | Create | Wait | Promote | Tag
+Action = Save | Settle | Account | Adopt | Cancel | Repair | Delete | Create | Wait | Promote | Demote | Tag
 
 
 @dataclass(frozen=True)

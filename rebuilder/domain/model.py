@@ -7,6 +7,7 @@ passed where a Marketplace version is meant.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -175,10 +176,43 @@ class GalleryImageVersion:
     name: GalleryVersionName
     provisioning_state: str | None
     target_regions: tuple[Region, ...] = ()
-    excluded_from_latest: bool = False
+    excluded_from_latest: bool = False  # the publishing profile's flag
     published_at: datetime | None = None
     replication: tuple[RegionReplication, ...] = ()  # empty unless asked for
     tags: tuple[tuple[str, str], ...] = ()  # sorted by name
+    # publishingProfile.targetRegions[].excludeFromLatest where a region sets it (API 2022-03-03 on):
+    # it overrides the profile's flag in that region
+    regional_exclusions: tuple[tuple[Region, bool], ...] = ()
+
+    def excluded_in(self, region: Region) -> bool:
+        """Whether `latest` ignores this version in `region`: the region's own flag when set, else the
+        profile's."""
+        return dict(self.regional_exclusions).get(region, self.excluded_from_latest)
+
+    @property
+    def regions(self) -> tuple[Region, ...]:
+        """Where the version is published (its target regions, else those it reports)."""
+        return self.target_regions or tuple(r.region for r in self.replication)
+
+    def excluded_everywhere(self, excluded: bool) -> bool:
+        """Every region's effective flag (and the profile's) is `excluded`."""
+        return self.excluded_from_latest is excluded and all(
+            self.excluded_in(r) is excluded for r in self.regions
+        )
+
+    def with_exclusion(self, excluded: bool) -> GalleryImageVersion:
+        """This version with the profile's flag and every region's set to `excluded` (a promotion or
+        demotion as it is sent)."""
+        return dataclasses.replace(
+            self,
+            excluded_from_latest=excluded,
+            regional_exclusions=tuple((r, excluded) for r in self.regions),
+        )
+
+    @property
+    def updating(self) -> bool:
+        """An update of the version is in flight: its change is not in effect yet."""
+        return (self.provisioning_state or "").lower() == "updating"
 
 
 # -- what the ledger keys sources by ---------------------------------------------------------------------

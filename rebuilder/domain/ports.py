@@ -86,6 +86,9 @@ class Gallery(Protocol):
 
     def list_versions(self, image_id: GalleryImageId) -> list[GalleryImageVersion]: ...
 
+    # Updates: each reads the version and sends the whole writable update, then returns; Azure answers
+    # `Updating` and the change is in effect once a later read shows it (callers read back on their
+    # next pass and only then record it). Conflict when the version is Updating already.
     def set_target_regions(self, version_id: GalleryVersionId, regions: Iterable[Region]) -> None:
         """Re-apply a version's target regions: restarts failed replications without a rebuild."""
         ...
@@ -95,7 +98,8 @@ class Gallery(Protocol):
         ...
 
     def set_excluded_from_latest(self, version_id: GalleryVersionId, excluded: bool) -> None:
-        """Promote (False) or demote (True) a version: `latest` ignores versions excluded from it."""
+        """Promote (False) or demote (True) a version in every region: the profile's flag and each
+        target region's own `excludeFromLatest`, which overrides it there."""
         ...
 
 

@@ -23,6 +23,7 @@ from .actions import (
     Cancel,
     Create,
     Decision,
+    Demote,
     Gathered,
     Promote,
     Repair,
@@ -45,8 +46,7 @@ from .releases import (
     promotion,
     provenance_tags,
     unclaimed,
-    under_way,
-    versions_of,
+    version_name,
 )
 from .replication import after_distribution, changed_rows, replication
 from .runs import Policy, Seen, Step, failed_validation, observe, unaccounted
@@ -122,7 +122,7 @@ def _running(build: Build, gathered: Gathered, now: datetime, policy: Policy, by
         if known is None or known < seen.started_at:
             actions.append(Account(seen.started_at))
         matched = _matched(build, template, seen.started_at)
-    rejected = failed_validation(matched, seen, now) if is_gated(template) else None
+    rejected = failed_validation(matched, seen, now)
     step = rejected or decide_run(matched, seen, now=now, policy=policy)
     retraced = _retraced(build, matched)
     if step.cancel:
@@ -140,23 +140,38 @@ def _running(build: Build, gathered: Gathered, now: datetime, policy: Policy, by
 
 
 def _candidate(build: Build, gathered: Gathered, now: datetime, by: str) -> Decision:
-    """A gated build's image, replicated everywhere: promoted once baked (and approved, if manual)."""
+    """A gated build's image, replicated everywhere: promoted once baked (and approved, if manual).
+    The gallery update is sent, and the build written Promoted on a later pass, once a read shows
+    every version in `latest` in every region (Azure answers an update `Updating` and applies it later)."""
     assert gathered.template is not None  # noqa: S101 - decide() handles a missing template first
     verdict = promotion(build, gate_for(gathered.template), now=now)
     if isinstance(verdict, Hold):
         return Decision((Wait(f"{build.id}: {verdict.why}"),))
-    held = under_way(build, PROMOTE, now)
-    if held:
-        return Decision((Wait(f"{build.id}: {held}"),))
+    seen = gathered.distributions.get(build.id)
+    if seen is None:
+        return Decision((), read_distributions=(build.id,))
+    if not seen.versions:
+        return Decision((Wait(f"{build.id}: none of its gallery versions could be read"),))
+    if all(v.excluded_everywhere(False) and not v.updating for v in seen.versions):
+        promoted = dataclasses.replace(unclaimed(build), state=BuildState.PROMOTED, promoted_at=now)
+        why = f"{verdict.why}; {_names(seen.versions)} in latest in every region (read back)"
+        return Decision((move(build, promoted, why, now, by),))
+    busy = [v for v in seen.versions if v.updating]
+    if busy:
+        return Decision((Wait(f"{build.id}: promoting {_names(busy)}: the gallery is Updating it"),))
     claim = claimed(build, PROMOTE, by, now)  # of two passes racing, one changes the gallery
-    promoted = dataclasses.replace(unclaimed(claim), state=BuildState.PROMOTED, promoted_at=now)
+    todo = tuple(v.id for v in seen.versions if not v.excluded_everywhere(False))
     return Decision(
         (
             Save(build, claim),
-            Promote(build.id, versions_of(build), verdict.why),
-            move(claim, promoted, verdict.why, now, by),
+            Promote(build.id, todo, verdict.why),
+            Wait(f"{build.id}: promotion of {_names(seen.versions)} sent; Promoted once a read shows it"),
         )
     )
+
+
+def _names(versions: Sequence[GalleryImageVersion]) -> str:
+    return ", ".join(v.name for v in versions)
 
 
 _DISTRIBUTED = (
@@ -175,6 +190,26 @@ def _provenance(build: Build, versions: Sequence[GalleryImageVersion], gathered:
     wanted = provenance_tags(build, build.definition_hash_after or known)
     tags = [(v, {**dict(v.tags), **wanted}) for v in versions]
     return [Tag(build.id, v.id, merged) for v, merged in tags if merged != dict(v.tags)]
+
+
+def _release_pending(
+    stored: Build, end: Build, versions: Sequence[GalleryImageVersion], gathered: Gathered
+) -> list[Action]:
+    """What the gallery still needs before the build may end as `end` (nothing: it may end now). A
+    rejected build's versions leave `latest` in every region first (a bad image never stays there),
+    then every version carries the build's provenance tags; each is read back on the next pass."""
+    busy = [v for v in versions if v.updating]
+    if busy:
+        return [Wait(f"{stored.id}: the gallery is Updating {_names(busy)}; read again next pass")]
+    if end.state is BuildState.REJECTED:
+        served = tuple(v.id for v in versions if not v.excluded_everywhere(True))
+        if served:
+            why = f"{version_name(end)} failed: it leaves latest in every region before it is rejected"
+            return [Demote(stored.id, served, why), Wait(f"{stored.id}: demotion sent; read back next pass")]
+    tags = _provenance(end, versions, gathered)
+    if tags:
+        return [*tags, Wait(f"{stored.id}: provenance tags sent; read back next pass")]
+    return []
 
 
 def _matched(build: Build, template: ImageTemplate, started: datetime) -> Build:
@@ -224,11 +259,25 @@ def _distributing(
     outcome = after_distribution(
         read, step, seen, over=over, gallery=bool(seen_here.versions), now=now, policy=policy, gated=gated
     )
+    pending = (
+        _release_pending(stored, outcome.after, seen_here.versions, gathered)
+        if outcome.after is not None and outcome.after.state in _DISTRIBUTED
+        else []
+    )
+    if pending:  # the gallery is not yet as the end needs it: what it needs is sent, the end waits
+        repairs.extend(pending)
+        ran = step.after if step is not None and step.after is not None else None
+        if ran is not None and ran.state is not stored.state:
+            ran = dataclasses.replace(ran, outputs=read.outputs)
+            save = dataclasses.replace(move(stored, ran, step.why if step else "", now, by), rows=rows)
+            return Decision((*actions, *repairs, save))
+        if rows or read != stored:
+            kept = dataclasses.replace(read, updated_at=now)
+            return Decision((*actions, *repairs, Save(stored, kept, rows=rows)))
+        return Decision((*actions, *repairs))
     if outcome.after is not None:
         save = move(stored, outcome.after, outcome.why, now, by)
         save = dataclasses.replace(save, rows=rows, trace_lineage=_retraced(stored, outcome.after))
-        if outcome.after.state in _DISTRIBUTED:
-            repairs.extend(_provenance(outcome.after, seen_here.versions, gathered))
     elif rows or read != stored:
         save = Save(
             stored,

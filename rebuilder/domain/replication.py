@@ -104,10 +104,13 @@ def after_distribution(
     (or nothing went to a gallery), PartiallyPublished when the failed regions' repairs are spent and
     nothing else is pending, else the run's own move (`step`), if any. `over`: the run has ended.
     `build` carries what was read (outputs); the run's move, when there is one, applies on top.
-    A gated template's build becomes a candidate (or is rejected) where another would be published."""
+    A gated template's build becomes a candidate (or is rejected) where another would be published; a
+    run whose validation failed is rejected, gated or not (its versions are demoted before it ends)."""
     base = step.after if step is not None and step.after is not None else build
     base = dataclasses.replace(base, outputs=build.outputs)
-    if gated and gallery and over and (seen.completed or (seen.given_up and not seen.pending)):
+    invalid = base.run_outcome == FAILED_RUN  # its validation failed, and it distributed anyway: rejected
+    settled = seen.completed or (seen.given_up and not seen.pending)
+    if over and gallery and (invalid or (gated and settled)):
         return Step(*released(base, partial_regions=not seen.completed, now=now))
     if over and not gallery and base.run_outcome == FAILED_RUN:  # validation failed, nothing distributed
         failed = dataclasses.replace(base, state=BuildState.FAILED, sub_state=None, updated_at=now)

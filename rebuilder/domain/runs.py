@@ -47,9 +47,6 @@ class Policy:
 
 
 # -- the run --------------------------------------------------------------------------------------------
-VALIDATION_FAILED = "validation failed"  # how AIB begins the message of a run whose validation failed
-
-
 class Seen(StrEnum):
     NOT_VISIBLE = "not-visible"  # AIB shows no run since the build asked for one
     IN_PROGRESS = "in-progress"
@@ -91,7 +88,7 @@ def observe(run: LastRun | None, *, requested_at: datetime | None) -> Observatio
     if run.started_at < requested_at - CLOCK_SKEW:
         return Observation(Seen.NOT_VISIBLE)
     seen = _SEEN[run.state]
-    sub_state = run.sub_state if seen is Seen.IN_PROGRESS else None
+    sub_state = run.sub_state if seen in (Seen.IN_PROGRESS, Seen.FAILED) else None  # Failed: where
     return Observation(seen, sub_state, run.started_at, run.ended_at, run.message)
 
 
@@ -174,11 +171,14 @@ def _over(build: Build, seen: Observation, now: datetime, policy: Policy) -> Ste
 
 
 def failed_validation(build: Build, seen: Observation, now: datetime) -> Step | None:
-    """A run that failed its `validate` step, for a gated template: its distributed versions are read
-    and the build is rejected (never retried: the same inputs would fail the same tests, and a
-    version that failed its validation is never promoted)."""
-    validating = build.sub_state is RunSubState.VALIDATING
-    if seen.seen is not Seen.FAILED or not (validating or seen.message.lower().startswith(VALIDATION_FAILED)):
+    """A run that failed its `validate` step, known by its structure: `runState: Failed` with
+    `runSubState: Validating` (or a run last seen Validating that then failed). Microsoft's AIB docs
+    (validate.continueDistributeOnFailure): "In either case (true or false), the end to end image run
+    will be reported as having failed in case of a validation failure" — with the flag on, the images
+    were distributed anyway. Its distributed versions are read and the build is rejected, gated or not
+    (never retried: the same inputs would fail the same tests; never promoted; demoted everywhere)."""
+    validating = RunSubState.VALIDATING in (seen.sub_state, build.sub_state)
+    if seen.seen is not Seen.FAILED or not validating:
         return None
     after = dataclasses.replace(
         build,

@@ -238,8 +238,14 @@ class InMemoryImageBuilder:
 
 
 class InMemoryGallery:
-    def __init__(self) -> None:
+    """Gallery versions in memory. An update is in flight (`Updating`) for `update_looks` reads of the
+    version before its change is in effect (0: at once, the default), as Azure answers `Updating` and
+    applies the change later; a second update meanwhile is refused (Conflict), as the SDK adapter does."""
+
+    def __init__(self, *, update_looks: int = 0) -> None:
         self.images: dict[str, dict[str, GalleryImageVersion]] = {}
+        self.update_looks = update_looks
+        self._pending: dict[str, tuple[int, GalleryImageVersion]] = {}  # id -> (looks left, the change)
 
     @staticmethod
     def _image_key(resource_id: str) -> str:
@@ -251,31 +257,58 @@ class InMemoryGallery:
     def add_version(self, version: GalleryImageVersion) -> None:
         self.images.setdefault(self._image_key(version.id), {})[version.name] = version
 
-    def get_version(
-        self, version_id: GalleryVersionId, *, with_replication: bool = True
-    ) -> GalleryImageVersion:
+    def _stored(self, version_id: GalleryVersionId) -> GalleryImageVersion:
         name = resource_ids.parse(version_id).name
         found = self.images.get(self._image_key(version_id), {}).get(name)
         if found is None:
             raise NotFound(f"get gallery image version {version_id}: not found")
+        return found
+
+    def _look(self, version: GalleryImageVersion) -> GalleryImageVersion:
+        key = version.id.lower()
+        if key not in self._pending:
+            return version
+        left, change = self._pending[key]
+        if left > 0:
+            self._pending[key] = (left - 1, change)
+            return version
+        del self._pending[key]
+        self.add_version(change)
+        return change
+
+    def get_version(
+        self, version_id: GalleryVersionId, *, with_replication: bool = True
+    ) -> GalleryImageVersion:
+        found = self._look(self._stored(version_id))
         return found if with_replication else dataclasses.replace(found, replication=())
 
     def list_versions(self, image_id: GalleryImageId) -> list[GalleryImageVersion]:
         if self._image_key(image_id) not in self.images:
             raise NotFound(f"list versions of gallery image {image_id}: no such image")
         return [
-            dataclasses.replace(v, replication=()) for v in self.images[self._image_key(image_id)].values()
+            dataclasses.replace(self._look(v), replication=())
+            for v in list(self.images[self._image_key(image_id)].values())
         ]
 
+    def _update(self, version_id: GalleryVersionId, change: GalleryImageVersion) -> None:
+        version = self._look(self._stored(version_id))  # the adapter reads the version first
+        if version.updating or version.id.lower() in self._pending:
+            raise Conflict(f"update {version_id}: an update of the version is in flight")
+        if self.update_looks <= 0:
+            self.add_version(change)
+            return
+        self.add_version(dataclasses.replace(version, provisioning_state="Updating"))
+        self._pending[version.id.lower()] = (self.update_looks, change)
+
     def set_tags(self, version_id: GalleryVersionId, tags: Mapping[str, str]) -> None:
-        version = self.get_version(version_id)
-        self.add_version(dataclasses.replace(version, tags=tuple(sorted(tags.items()))))
+        version = self._stored(version_id)
+        self._update(version_id, dataclasses.replace(version, tags=tuple(sorted(tags.items()))))
 
     def set_excluded_from_latest(self, version_id: GalleryVersionId, excluded: bool) -> None:
-        self.add_version(dataclasses.replace(self.get_version(version_id), excluded_from_latest=excluded))
+        self._update(version_id, self._stored(version_id).with_exclusion(excluded))
 
     def set_target_regions(self, version_id: GalleryVersionId, regions: Iterable[Region]) -> None:
-        version = self.get_version(version_id)
+        version = self._stored(version_id)
         current = {r.region: r for r in version.replication}
         wanted = tuple(dict.fromkeys(regions))
         replication = tuple(
@@ -284,10 +317,11 @@ class InMemoryGallery:
             else RegionReplication(r, ReplicationState.REPLICATING, 0, "")
             for r in wanted
         )
-        self.add_version(
+        self._update(
+            version_id,
             dataclasses.replace(
                 version, target_regions=wanted, replication=replication, provisioning_state="Updating"
-            )
+            ),
         )
 
 

@@ -23,7 +23,7 @@ from rebuilder.domain.ports import Versioned
 from rebuilder.domain.regions import Region
 from rebuilder.domain.releases import version_name
 from rebuilder.domain.runs import Policy, settled
-from rebuilder.domain.standing import TemplateState
+from rebuilder.domain.standing import TemplateAction, TemplateState
 
 from .lineage import trace
 from .ports import Ports
@@ -84,8 +84,8 @@ class Applier:
                 self.report.external.append(adopted.record.id)
             case act.Cancel(build=build):
                 ib.cancel_run(build.template_id)
-            case act.Repair() | act.Tag() | act.Promote():
-                self.gallery(action)
+            case act.Repair() | act.Tag() | act.Promote() | act.Demote():
+                self.gallery(action, template_id)
             case act.Delete():
                 ib.delete_template(template_id)
             case act.Create(definition=definition):
@@ -94,18 +94,42 @@ class Applier:
             case act.Wait(why=why):
                 self.report.waiting.append(why)
 
-    def gallery(self, action: act.Repair | act.Tag | act.Promote) -> None:
-        """The Compute Gallery changes: repairs, provenance tags, promotion into latest (each idempotent)."""
+    def gallery(
+        self, action: act.Repair | act.Tag | act.Promote | act.Demote, template_id: TemplateId
+    ) -> None:
+        """The Compute Gallery changes: repairs, provenance tags, promotion into latest and demotion from
+        it (each idempotent, each read back by the next pass). One Azure refuses (a version Updating, a
+        body it rejects, throttling) is recorded on the template's trail and sent again next pass."""
         gallery = self.ports.gallery
         match action:
             case act.Repair(build=build_id, version=version, regions=regions, failed=failed):
-                gallery.set_target_regions(version, regions)
-                self.report.repaired.extend((build_id, r) for r in failed)
+                if self._sent(template_id, action, lambda: gallery.set_target_regions(version, regions)):
+                    self.report.repaired.extend((build_id, r) for r in failed)
             case act.Tag(version=version, tags=tags):
-                gallery.set_tags(version, tags)
-            case act.Promote(versions=versions):
+                self._sent(template_id, action, lambda: gallery.set_tags(version, tags))
+            case act.Promote(versions=versions) | act.Demote(versions=versions):
+                excluded = isinstance(action, act.Demote)
                 for version in versions:
-                    gallery.set_excluded_from_latest(version, False)
+                    self._sent(
+                        template_id,
+                        action,
+                        lambda v=version: gallery.set_excluded_from_latest(v, excluded),  # type: ignore[misc]
+                    )
+
+    def _sent(self, template_id: TemplateId, action: act.Action, send: Callable[[], None]) -> bool:
+        try:
+            send()
+            return True
+        except (Conflict, PermanentError, TemporaryError) as error:
+            what, _ = action.describe()
+            why = f"Azure refused to {what}: {error}; sent again next pass"
+            self.report.waiting.append(why)
+            self.ports.ledger.record_action(
+                TemplateAction(
+                    template_id, self.now, "gallery-update-refused", self.by, "", why, self.correlation_id
+                )
+            )
+            return False
 
     def save(self, save: act.Save, stored: dict[BuildId, Versioned[Build]]) -> None:
         before, after = stored[save.before.id], save.after

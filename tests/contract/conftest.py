@@ -94,10 +94,21 @@ class Estate(Protocol):
     def add_gallery_image(self, name: str) -> GalleryImageId: ...
 
     def add_gallery_version(
-        self, image: str, version: str, regions: Iterable[str], failing: Iterable[str] = ()
-    ) -> GalleryVersionId: ...
+        self,
+        image: str,
+        version: str,
+        regions: Iterable[str],
+        failing: Iterable[str] = (),
+        regional: bool | None = None,
+    ) -> GalleryVersionId:
+        """`regional`: each target region's own excludeFromLatest, as sent (None: not sent)."""
+        ...
 
     def replicate(self) -> None: ...
+
+    def hold_updates(self, looks: int) -> None:
+        """Gallery updates stay Updating for `looks` reads of the version before they are in effect."""
+        ...
 
     def advance(self, seconds: float) -> None: ...
 
@@ -148,7 +159,12 @@ class MemoryEstate:
         return image_id(name)
 
     def add_gallery_version(
-        self, image: str, version: str, regions: Iterable[str], failing: Iterable[str] = ()
+        self,
+        image: str,
+        version: str,
+        regions: Iterable[str],
+        failing: Iterable[str] = (),
+        regional: bool | None = None,
     ) -> GalleryVersionId:
         version_id = GalleryVersionId(f"{image_id(image)}/versions/{version}")
         targets = tuple(region(r) for r in regions)
@@ -160,9 +176,13 @@ class MemoryEstate:
                 provisioning_state="Creating",
                 target_regions=targets,
                 replication=tuple(RegionReplication(r, ReplicationState.REPLICATING) for r in targets),
+                regional_exclusions=() if regional is None else tuple((r, regional) for r in targets),
             )
         )
         return version_id
+
+    def hold_updates(self, looks: int) -> None:
+        self.gallery.update_looks = looks
 
     def replicate(self) -> None:
         for image in self.gallery.images.values():
@@ -241,13 +261,22 @@ class SimEstate:
         return image_id(name)
 
     def add_gallery_version(
-        self, image: str, version: str, regions: Iterable[str], failing: Iterable[str] = ()
+        self,
+        image: str,
+        version: str,
+        regions: Iterable[str],
+        failing: Iterable[str] = (),
+        regional: bool | None = None,
     ) -> GalleryVersionId:
         for name in failing:
             self.sim.fail_region(name)
+        flag = {} if regional is None else {"excludeFromLatest": regional}
         body = {
             "location": "westeurope",
-            "properties": {"publishingProfile": {"targetRegions": [{"name": r} for r in regions]}},
+            "properties": {
+                "publishingProfile": {"targetRegions": [{"name": r, **flag} for r in regions]},
+                "storageProfile": {"source": {"virtualMachineId": "/subscriptions/x/vm"}},
+            },
         }
         self.clients.compute(SUBSCRIPTION).gallery_image_versions.begin_create_or_update(
             IMAGES_RG, GALLERY, image, version, body, polling=False
@@ -256,6 +285,9 @@ class SimEstate:
 
     def replicate(self) -> None:
         self.sim.advance(4 * 3600)
+
+    def hold_updates(self, looks: int) -> None:
+        self.sim.configure(update_looks=looks)
 
     def advance(self, seconds: float) -> None:
         self.sim.advance(seconds)

@@ -153,9 +153,7 @@ def test_a_template_that_fails_to_provision_says_why_and_must_be_deleted_first(e
     estate.advance(1)
     failed = estate.imagebuilder.get_template(template_id)
     assert failed.provisioning_state == "Failed"
-    assert failed.provisioning_error == ProvisioningError(
-        "ServerError", "An internal error occurred."
-    )
+    assert failed.provisioning_error == ProvisioningError("ServerError", "An internal error occurred.")
     with pytest.raises(Conflict):  # a Failed template must be deleted before its name is used again
         estate.imagebuilder.create_template(template_id, definition)
     estate.imagebuilder.delete_template(template_id)
@@ -216,6 +214,49 @@ def test_a_version_excluded_from_latest_is_promoted_then_demoted(estate: Estate)
     promoted = estate.gallery.get_version(version_id)
     assert promoted.excluded_from_latest is False
     assert [r.state for r in promoted.replication] == [ReplicationState.COMPLETED]  # replicas untouched
+
+
+def test_an_update_is_in_effect_only_once_a_read_shows_it(estate: Estate) -> None:
+    """GalleryImageVersions_Update answers 200 `Updating` with an Azure-AsyncOperation (REST definitions
+    GalleryRP 2026-03-03, x-ms-long-running-operation); the change shows in a later read. A second
+    update meanwhile is refused, and so is an update of a version still Updating."""
+    estate.add_gallery_image("ubuntu")
+    version_id = estate.add_gallery_version("ubuntu", "1.0.0", ["westeurope", "northeurope"])
+    estate.replicate()
+    estate.hold_updates(3)
+    estate.gallery.set_excluded_from_latest(version_id, True)
+    first = estate.gallery.get_version(version_id, with_replication=False)  # look 1
+    assert first.updating and first.excluded_in(WEST) is False
+    with pytest.raises(Conflict, match="in flight"):
+        estate.gallery.set_tags(version_id, {"owner": "platform"})  # look 2
+    assert estate.gallery.get_version(version_id, with_replication=False).updating  # look 3
+    done = estate.gallery.get_version(version_id, with_replication=False)
+    assert not done.updating and done.provisioning_state == "Succeeded"
+    assert done.excluded_everywhere(True) and not dict(done.tags)
+
+
+@pytest.mark.parametrize("regional", [None, False, True])
+def test_promotion_and_demotion_set_every_region_s_flag(estate: Estate, regional: bool | None) -> None:
+    """targetRegions[].excludeFromLatest overrides the profile's flag in that region (GalleryRP
+    2022-03-03 and later, TargetRegion.excludeFromLatest): a demotion that flipped only the profile's
+    would leave a version whose regions say `false` in `latest` everywhere."""
+    estate.add_gallery_image("ubuntu")
+    version_id = estate.add_gallery_version(
+        "ubuntu", "1.0.0", ["westeurope", "northeurope"], regional=regional
+    )
+    estate.replicate()
+    read = estate.gallery.get_version(version_id, with_replication=False)
+    assert read.excluded_in(WEST) is (regional is True)
+    estate.gallery.set_excluded_from_latest(version_id, True)
+    estate.replicate()
+    demoted = estate.gallery.get_version(version_id, with_replication=False)
+    assert demoted.excluded_everywhere(True)
+    assert sorted(demoted.regional_exclusions) == [(region("northeurope"), True), (WEST, True)]
+    estate.gallery.set_excluded_from_latest(version_id, False)
+    estate.replicate()
+    promoted = estate.gallery.get_version(version_id)
+    assert promoted.excluded_everywhere(False) and promoted.target_regions == read.target_regions
+    assert {r.state for r in promoted.replication} == {ReplicationState.COMPLETED}
 
 
 def test_a_version_s_tags_are_read_and_replaced(estate: Estate) -> None:

@@ -44,6 +44,7 @@ def test_the_timers_build_and_announce_and_the_announcement_builds_the_child(
     on_event = registered()["on_resource_event"].get_user_function()
     watch(TimerRequest(), HostContext())  # first sight
     sim.publish(*estate.UBUNTU, NEW_UBUNTU, list(estate.REGIONS))
+    watch(TimerRequest(), HostContext())  # the parent's build is requested; the child waits for the event
     delivered: set[str] = set()
     for _ in range(60):
         sim.advance(300)
@@ -52,8 +53,6 @@ def test_the_timers_build_and_announce_and_the_announcement_builds_the_child(
             if event["type"] == "Rebuilder.ImagePublished" and event["id"] not in delivered:
                 delivered.add(event["id"])  # the topic's subscription delivers it to on_resource_event
                 on_event(_as_delivered(event), HostContext())
-        if not delivered:
-            watch(TimerRequest(), HostContext())
         builds = app.ledger.list_builds(template_id("app-ubuntu2204")).items
         if builds and builds[0].state.finished:
             break

@@ -212,12 +212,16 @@ def test_a_failed_region_is_repaired_by_reapplying_the_target_regions(
     east = failed["replicationStatus"]["summary"][1]
     assert (east["region"], east["state"]) == ("East US 2", "Failed") and "failed" in east["details"]
 
+    sparse = {"properties": {"publishingProfile": {"targetRegions": targets}}}
+    with pytest.raises(HttpResponseError) as refused:  # GalleryImageVersionUpdate requires storageProfile
+        versions.begin_update(RG, GALLERY, "ubuntu", "1.0.0", sparse, polling=False)
+    assert refused.value.status_code == 400 and "storageProfile" in str(refused.value)
     versions.begin_update(
         RG,
         GALLERY,
         "ubuntu",
         "1.0.0",
-        {"properties": {"publishingProfile": {"targetRegions": targets}}},
+        {"properties": {"publishingProfile": {"targetRegions": targets}, "storageProfile": {}}},
         polling=False,
     )
     retrying = versions.get(RG, GALLERY, "ubuntu", "1.0.0", expand="ReplicationStatus").as_dict()[
@@ -481,7 +485,8 @@ def test_every_simulator_route_is_served_through_the_sdk_clients(
         "properties": {"publishingProfile": {"targetRegions": [{"name": "westeurope"}]}},
     }
     compute.gallery_image_versions.begin_create_or_update(RG, GALLERY, "ubuntu", "1.0.0", body, polling=False)
-    compute.gallery_image_versions.begin_update(RG, GALLERY, "ubuntu", "1.0.0", body, polling=False)
+    update = {"properties": {**body["properties"], "storageProfile": {}}}  # type: ignore[dict-item]
+    compute.gallery_image_versions.begin_update(RG, GALLERY, "ubuntu", "1.0.0", update, polling=False)
     compute.gallery_image_versions.get(RG, GALLERY, "ubuntu", "1.0.0", expand="ReplicationStatus")
     list(compute.gallery_image_versions.list_by_gallery_image(RG, GALLERY, "ubuntu"))
     compute.gallery_image_versions.begin_delete(RG, GALLERY, "ubuntu", "1.0.0").result(timeout=10)
@@ -584,7 +589,7 @@ def test_a_gated_distributor_publishes_a_candidate_that_a_patch_promotes(
     assert templates.get(RG, "child").source.exact_version.endswith("/versions/1.0.1")  # not the candidate
 
     update = {
-        "properties": {"publishingProfile": {"excludeFromLatest": False}},
+        "properties": {"publishingProfile": {"excludeFromLatest": False}, "storageProfile": {}},
         "tags": {"rebuilder-build": "b-1"},
     }
     promoted = versions.begin_update(RG, GALLERY, "ubuntu", "1.0.2", update).result()

@@ -135,11 +135,13 @@ def test_release_answers_match_their_schemas() -> None:
     promoted = world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
     assert promoted.status == 200
     check(promoted, "promote_template")
+    world.reconcile()
     world.patch_day()
     world.clock.advance(days=1)
     world.marketplace.publish(WEU, UBUNTU, "22.04.202502110")
     world.watch()
     world.finish("ubuntu-golden", exact="22.04.202502110")
+    world.reconcile()
     world.reconcile()
     rolled = world.call(
         "rollback_template",

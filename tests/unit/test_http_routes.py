@@ -336,7 +336,8 @@ def gated_release(world: HttpWorld) -> tuple[str, str]:
     world.marketplace.publish(WEU, UBUNTU, NEW)
     world.watch()
     version = world.finish("ubuntu-gated", exact=NEW)
-    world.reconcile()
+    world.reconcile()  # replicated: provenance tags sent
+    world.reconcile()  # read back: a candidate
     return "ubuntu-gated", version
 
 
@@ -363,9 +364,13 @@ def test_promoting_a_candidate_is_recorded_with_who_and_changes_latest(world: Ht
     )
     assert answer.status == 200, answer.body
     shown = answer.json()
-    assert (shown["promoted"], shown["waiting"], shown["build"]["state"]) == (True, [], "Promoted")
+    assert (shown["promoted"], shown["build"]["state"]) == (False, "Candidate")  # sent, not read back
+    assert any("Promoted once a read shows it" in w for w in shown["waiting"])
     assert shown["build"]["approved_by"] == "ana@contoso.com"
-    assert not world.gallery.get_version(version_id, with_replication=False).excluded_from_latest
+    assert world.gallery.get_version(version_id, with_replication=False).excluded_everywhere(False)
+    world.reconcile()  # the next pass reads the promotion back
+    [promoted] = world.ledger.list_builds(template_id(name)).items
+    assert promoted.state is BuildState.PROMOTED and promoted.claim == ""
     [notice] = [n for n in world.notifier.published if n.type == "ImagePromoted"]
     assert notice.data["approvedBy"] == "ana@contoso.com" and notice.data["buildId"] == shown["build"]["id"]
     [action] = world.ledger.list_actions(template_id(name)).items
@@ -384,6 +389,7 @@ def test_a_promotion_approved_while_baking_waits_and_says_until_when(world: Http
     world.watch()
     world.finish("ubuntu-gated", exact=NEW)
     world.reconcile()
+    world.reconcile()
     answer = world.call("promote_template", method="POST", route={"name": "ubuntu-gated"}, roles=(ADMIN,))
     shown = answer.json()
     assert answer.status == 200 and shown["promoted"] is False and shown["build"]["state"] == "Candidate"
@@ -391,6 +397,7 @@ def test_a_promotion_approved_while_baking_waits_and_says_until_when(world: Http
     assert "baking until" in shown["waiting"][0]
     world.clock.advance(hours=12)
     world.reconcile()  # approved and baked: the pass promotes it
+    world.reconcile()  # and reads it back
     [promoted] = world.ledger.list_builds(template_id("ubuntu-gated")).items
     assert promoted.state is BuildState.PROMOTED
 
@@ -423,12 +430,15 @@ def test_a_rollback_revokes_the_current_image_and_says_which_is_latest_again(wor
 def test_a_rollback_over_http_demotes_the_version_and_records_who_and_why(world: HttpWorld) -> None:
     name, first = gated_release(world)
     world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
+    world.reconcile()  # the promotion read back
     world.clock.advance(days=1)
     world.marketplace.publish(WEU, UBUNTU, "22.04.202502110")
     world.watch()
     second = world.finish(name, exact="22.04.202502110")
     world.reconcile()
+    world.reconcile()
     world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
+    world.reconcile()
     answer = world.call(
         "rollback_template",
         method="POST",
@@ -721,6 +731,7 @@ def test_the_views_show_candidates_promotions_revocations_and_what_was_built_on_
     assert {c["candidate_version"] for c in regions(name)} == {version}
     assert {c["image_version"] for c in regions(name)} == {None}  # a candidate is nobody's image yet
     world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
+    world.reconcile()  # the promotion read back
     assert {(c["image_version"], c["promoted"], c["candidate_version"]) for c in regions(name)} == {
         (version, True, None)
     }
@@ -731,9 +742,11 @@ def test_the_views_show_candidates_promotions_revocations_and_what_was_built_on_
     world.watch()
     bad = world.finish("ubuntu-golden", exact="22.04.202502110")
     world.reconcile()
+    world.reconcile()
     world.clock.advance(minutes=15)
     world.watch()
     world.finish("app-ubuntu", exact=f"{gallery_image('ubuntu')}/versions/{bad}")
+    world.reconcile()
     world.reconcile()
     answer = world.call(
         "rollback_template",

@@ -44,6 +44,7 @@ from rebuilder.domain.model import (
 from rebuilder.domain.policies import NO_RULES, rules_of
 from rebuilder.domain.reconcile import decide
 from rebuilder.domain.regions import Region
+from rebuilder.domain.releases import provenance_tags
 from rebuilder.domain.runs import Policy
 from rebuilder.domain.standing import TemplateState
 from rebuilder.domain.starts import Lease, Recreate, Refusal, refused, start
@@ -97,13 +98,16 @@ def run(state_: RunState, sub: RunSubState | None = None, *, started: Any = T0, 
     return LastRun(state_, sub, started, ended, "")
 
 
-def replicated(*states: tuple[Region, ReplicationState]) -> dict[Any, Distribution]:
+def replicated(
+    *states: tuple[Region, ReplicationState], tags: dict[str, str] | None = None
+) -> dict[Any, Distribution]:
     version = GalleryImageVersion(
         VERSION,
         GalleryVersionName("1.0.2"),
         "Succeeded",
         target_regions=tuple(r for r, _ in states),
         replication=tuple(RegionReplication(r, s, 100) for r, s in states),
+        tags=tuple(sorted((tags or {}).items())),
     )
     b = build(state=BuildState.REPLICATING)
     return {b.id: Distribution(b.id, (VERSION,), (version,), ())}
@@ -234,16 +238,32 @@ CASES: dict[str, tuple[Gathered, list[str], Check, bool]] = {
             template(),
             replicated((WEU, ReplicationState.COMPLETED), (NEU, ReplicationState.COMPLETED)),
         ),
-        ["Tag", "Save"],  # the published version is tagged with its provenance before the build is written
+        ["Tag", "Wait", "Save"],  # the version is tagged with its provenance; Published once read back
         lambda a: (
-            a[1].after.state is BuildState.PUBLISHED  # type: ignore[attr-defined]
-            and len(a[1].rows) == 2  # type: ignore[attr-defined]
+            a[2].after.state is BuildState.REPLICATING  # type: ignore[attr-defined]
+            and a[2].transition is None  # type: ignore[attr-defined]
+            and len(a[2].rows) == 2  # type: ignore[attr-defined]
             and a[0].version == VERSION  # type: ignore[attr-defined]
             and a[0].tags["rebuilder-build"] == build().id  # type: ignore[attr-defined]
             and a[0].tags["rebuilder-source-version"] == "22.04.202501150"  # type: ignore[attr-defined]
             and a[0].tags["rebuilder-reason"] == "source-update"  # type: ignore[attr-defined]
             and a[0].tags["rebuilder-definition-hash"] == template().definition.hash  # type: ignore[union-attr, attr-defined]
         ),
+        False,
+    ),
+    "every region completed and the provenance read back publishes the build": (
+        Gathered(
+            state(),
+            (build(state=BuildState.REPLICATING),),
+            template(),
+            replicated(
+                (WEU, ReplicationState.COMPLETED),
+                (NEU, ReplicationState.COMPLETED),
+                tags=provenance_tags(build(), template().definition.hash),  # type: ignore[union-attr]
+            ),
+        ),
+        ["Save"],
+        lambda a: a[0].after.state is BuildState.PUBLISHED and len(a[0].rows) == 2,  # type: ignore[attr-defined]
         False,
     ),
     "a failed region is repaired, no rebuild": (
@@ -296,15 +316,27 @@ def test_a_run_that_ended_is_read_then_published() -> None:
     second = decide(
         dataclasses.replace(gathered, distributions={seen.build_id: seen}), now=NOW, policy=POLICY, by="r"
     )
-    tag, save = second.actions
-    assert isinstance(tag, Tag) and tag.version == VERSION
+    tag, wait, save = second.actions
+    assert isinstance(tag, Tag) and tag.version == VERSION and isinstance(wait, Wait)
     assert isinstance(save, Save) and save.transition is not None
     assert (save.transition.from_state, save.after.state, save.after.outputs) == (
         BuildState.RUNNING,
-        BuildState.PUBLISHED,
+        BuildState.REPLICATING,
         (VERSION,),
-    )  # one transition: Running → Published, the run's end and outputs on it
+    )  # the run's end and outputs recorded; Published once the tags read back
     assert save.after.run_ended_at == NOW
+    tagged = dataclasses.replace(
+        seen,
+        versions=tuple(dataclasses.replace(v, tags=tuple(sorted(tag.tags.items()))) for v in seen.versions),
+    )
+    third = decide(
+        Gathered(state(), (save.after,), template(last_run=ended), {save.after.id: tagged}),
+        now=NOW,
+        policy=POLICY,
+        by="r",
+    )
+    [published] = third.actions
+    assert isinstance(published, Save) and published.after.state is BuildState.PUBLISHED
 
 
 # -- starting -------------------------------------------------------------------------------------------

@@ -164,7 +164,10 @@ def test_a_build_is_leased_run_followed_and_published(world: World) -> None:
     )
     assert world.reconcile().started == []  # the run is going: nothing else starts
     world.finish()
-    acted = world.reconcile()
+    replicated = world.reconcile()  # every region completed: provenance tags sent
+    assert world.get(wanted).state is BuildState.REPLICATING
+    assert any("provenance tags sent" in w for w in replicated.waiting)
+    acted = world.reconcile()  # the tags read back: published
     published = world.get(wanted)
     assert published.state is BuildState.PUBLISHED and published.outputs
     assert {r.region: r.state for r in world.ledger.list_regions(wanted.id)} == {
@@ -177,7 +180,7 @@ def test_a_build_is_leased_run_followed_and_published(world: World) -> None:
         "22.04.202501150",
         BuildState.PUBLISHED,
     )
-    assert [e.type for e in acted.events] == [
+    assert [e.type for e in replicated.events + acted.events] == [
         "RegionReplicated",
         "RegionReplicated",
         "ImagePublished",
@@ -235,6 +238,7 @@ def test_a_failed_region_is_repaired_once_then_the_build_ends_partially_publishe
     assert acted.repaired == [(wanted.id, NEU)]
     assert world.get(wanted).state is BuildState.REPLICATING
     world.replicate(failed=(NEU,))  # the repair failed too
+    world.reconcile()  # its repairs spent: provenance tags sent
     world.reconcile()
     ended = world.get(wanted)
     assert ended.state is BuildState.PARTIALLY_PUBLISHED and "northeurope" in ended.message

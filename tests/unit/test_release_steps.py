@@ -287,9 +287,11 @@ def test_two_racing_promotions_change_the_gallery_once(runs: int) -> None:
     world.reconcile()
     world.clock.advance(minutes=30)
     world.finish(2)
-    world.reconcile()
+    world.reconcile()  # replicated: provenance tags sent
+    world.reconcile()  # read back: a candidate
     assert world.ledger.get_build(wanted.id).record.state is BuildState.CANDIDATE
-    racing(world, world.reconcile, "get_build")
+    racing(world, world.reconcile, "get_build")  # both read it unclaimed: one claims and sends
+    world.reconcile()  # the promotion read back
     promoted = world.ledger.get_build(wanted.id).record
     assert promoted.state is BuildState.PROMOTED
     assert world.gallery.latest_changes == [("1.0.2", False)]

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from rebuilder.domain.actions import Demote, Gathered, Promote, Save, Tag, Wait
 from rebuilder.domain.actions import Distribution as Read
-from rebuilder.domain.actions import Gathered, Promote, Save, Wait
 from rebuilder.domain.builds import (
     ALLOWED,
     Build,
@@ -310,27 +310,61 @@ def gated_template(**tags: str) -> ImageTemplate:
     )
 
 
-def test_a_candidate_is_claimed_then_promoted_then_written_promoted() -> None:
+def read_back(c: Build, *, profile: bool, regional: bool | None = None, state: str = "Succeeded") -> Read:
+    """What a read of the candidate's version says: the profile's flag, westeurope's own (if set)."""
+    weu = Region("westeurope")
+    version = GalleryImageVersion(
+        GalleryVersionId(f"{IMAGE}/versions/1.0.2"),
+        GalleryVersionName("1.0.2"),
+        state,
+        target_regions=(weu,),
+        excluded_from_latest=profile,
+        regional_exclusions=() if regional is None else ((weu, regional),),
+    )
+    return Read(c.id, c.outputs, (version,), ())
+
+
+def promoting(c: Build, read: Read | None, now: datetime = T0) -> list[object]:
     state = TemplateState(build().template_id, "ubuntu2204", Region("westeurope"), T0)
-    decision = decide(Gathered(state, (candidate(),), gated_template()), now=T0, policy=Policy(), by="r")
-    claim, promote, save = decision.actions
+    reads = {} if read is None else {c.id: read}
+    return list(
+        decide(Gathered(state, (c,), gated_template(), reads), now=now, policy=Policy(), by="r").actions
+    )
+
+
+def test_a_candidate_is_claimed_and_its_promotion_sent_then_written_promoted_once_read_back() -> None:
+    state = TemplateState(build().template_id, "ubuntu2204", Region("westeurope"), T0)
+    first = decide(Gathered(state, (candidate(),), gated_template()), now=T0, policy=Policy(), by="r")
+    assert first.read_distributions == (candidate().id,) and not first.actions
+    claim, promote, wait = promoting(candidate(), read_back(candidate(), profile=True))
     assert isinstance(claim, Save) and claim.transition is None  # the etag-checked claim: one pass goes on
     claimed = (claim.after.state, claim.after.claim, claim.after.claimed_at)
     assert claimed == (BuildState.CANDIDATE, "promote", T0)
     assert isinstance(promote, Promote) and promote.versions == (f"{IMAGE}/versions/1.0.2",)
-    assert isinstance(save, Save) and save.after.state is BuildState.PROMOTED and save.after.promoted_at == T0
-    assert save.before == claim.after and save.after.claim == "" and save.after.claimed_at is None
+    assert isinstance(wait, Wait) and "Promoted once a read shows it" in wait.why
+    # a region's own flag overrides the profile's: promoted only once both say it is in latest
+    [claim2, promote2, _] = promoting(claim.after, read_back(candidate(), profile=False, regional=True))
+    assert isinstance(promote2, Promote) and isinstance(claim2, Save)
+    [save] = promoting(
+        claim.after, read_back(candidate(), profile=False, regional=False), T0 + timedelta(minutes=1)
+    )
+    assert isinstance(save, Save) and save.after.state is BuildState.PROMOTED
+    assert save.after.promoted_at == T0 + timedelta(minutes=1) and save.transition is not None
+    assert save.after.claim == "" and save.after.claimed_at is None
+    assert "in latest in every region (read back)" in save.transition.why
 
 
-def test_a_promotion_claimed_by_another_pass_is_left_to_it_until_its_lease_runs_out() -> None:
-    state = TemplateState(build().template_id, "ubuntu2204", Region("westeurope"), T0)
+def test_a_promotion_is_sent_again_while_the_gallery_does_not_show_it_but_never_while_it_is_updating() -> (
+    None
+):
     taken = dataclasses.replace(candidate(), claim="promote", claimed_at=T0, claimed_by="timer")
-    for minutes, kinds in ((0, [Wait]), (4, [Wait]), (5, [Save, Promote, Save])):
-        now = T0 + timedelta(minutes=minutes)
-        decision = decide(Gathered(state, (taken,), gated_template()), now=now, policy=Policy(), by="r")
-        assert [type(a) for a in decision.actions] == kinds, minutes
-    [wait] = decide(Gathered(state, (taken,), gated_template()), now=T0, policy=Policy(), by="r").actions
-    assert isinstance(wait, Wait) and "promote of 1.0.2 is under way by timer since" in wait.why
+    later = T0 + timedelta(minutes=1)
+    [wait] = promoting(taken, read_back(taken, profile=True, state="Updating"), later)
+    assert isinstance(wait, Wait) and "the gallery is Updating it" in wait.why
+    sent = promoting(taken, read_back(taken, profile=True), later)  # refused, failed or lost: sent again
+    assert [type(a) for a in sent] == [Save, Promote, Wait]
+    [updating] = promoting(taken, read_back(taken, profile=False, regional=False, state="Updating"), later)
+    assert isinstance(updating, Wait)  # in effect only once Azure says the update is over
 
 
 def test_an_asked_rollback_is_finished_on_its_own_build_even_once_newer_ones_are_in_latest() -> None:
@@ -385,48 +419,76 @@ def test_a_candidate_baking_or_awaiting_approval_waits() -> None:
 
 
 @pytest.mark.parametrize(
-    ("gated", "message", "sub_state", "state"),
+    ("gated", "message", "seen", "last", "state"),
     [
-        (True, "Validation failed: script 'smoke' exited with 1", None, BuildState.REJECTED),
-        (True, "script 'smoke' exited with 1", RunSubState.VALIDATING, BuildState.REJECTED),
-        (True, "Customization failed: exit 2", RunSubState.CUSTOMIZING, BuildState.QUEUED),
-        (False, "Validation failed: script 'smoke' exited with 1", None, BuildState.QUEUED),
+        # by structure: runState Failed with runSubState Validating, or a run last seen Validating
+        (True, "script 'smoke' exited with 1", RunSubState.VALIDATING, None, BuildState.REJECTED),
+        (True, "script 'smoke' exited with 1", None, RunSubState.VALIDATING, BuildState.REJECTED),
+        (False, "script 'smoke' exited with 1", RunSubState.VALIDATING, None, BuildState.REJECTED),
+        (False, "exit 1", None, RunSubState.VALIDATING, BuildState.REJECTED),
+        (True, "Customization failed: exit 2", RunSubState.CUSTOMIZING, None, BuildState.QUEUED),
+        # never by its text: only our simulator once wrote this prefix
+        (True, "Validation failed: script 'smoke' exited with 1", None, None, BuildState.QUEUED),
+        (False, "Validation failed: script 'smoke' exited with 1", None, None, BuildState.QUEUED),
     ],
 )
-def test_a_failed_validation_of_a_gated_template_is_rejected_not_retried(
-    gated: bool, message: str, sub_state: RunSubState | None, state: BuildState
+def test_a_failed_validation_is_known_by_its_structure_and_rejected_not_retried(
+    gated: bool, message: str, seen: RunSubState | None, last: RunSubState | None, state: BuildState
 ) -> None:
-    """Rejected once its distributed versions are read (never retried); other failures, and those of
-    ungated templates, are failed attempts as before."""
+    """Rejected once its distributed versions are read (never retried), gated or not; other failures
+    are failed attempts as before."""
     started = T0 - timedelta(hours=2)
-    running = build(state=BuildState.RUNNING, sub_state=sub_state, attempts=1, run_started_at=started)
+    running = build(state=BuildState.RUNNING, sub_state=last, attempts=1, run_started_at=started)
     template = dataclasses.replace(
         gated_template(),
         distributions=tuple(
             dataclasses.replace(d, excluded_from_latest=gated) for d in gated_template().distributions
         ),
-        last_run=LastRun(RunState.FAILED, None, started, T0 - timedelta(minutes=5), message),
+        last_run=LastRun(RunState.FAILED, seen, started, T0 - timedelta(minutes=5), message),
     )
     row = TemplateState(running.template_id, "ubuntu2204", Region("westeurope"), T0)
     policy = Policy(max_attempts=3)
     decision = decide(Gathered(row, (running,), template), now=T0, policy=policy, by="r")
-    if state is BuildState.REJECTED:
-        assert decision.read_distributions == (running.id,)
-        version = GalleryImageVersion(
-            GalleryVersionId(f"{IMAGE}/versions/1.0.2"),
-            GalleryVersionName("1.0.2"),
-            "Succeeded",
-            target_regions=(Region("westeurope"),),
-            replication=(RegionReplication(Region("westeurope"), ReplicationState.COMPLETED, 100),),
-        )
-        outputs = (f"{IMAGE}/imageversions/1.0.2",)
-        read = {running.id: Read(running.id, outputs, (version,), ())}
-        decision = decide(Gathered(row, (running,), template, read), now=T0, policy=policy, by="r")
+    if state is not BuildState.REJECTED:
+        [moved] = [a for a in decision.actions if isinstance(a, Save) and a.transition is not None]
+        assert moved.after.state is state, moved.transition
+        return
+    assert decision.read_distributions == (running.id,)
+    version = GalleryImageVersion(
+        GalleryVersionId(f"{IMAGE}/versions/1.0.2"),
+        GalleryVersionName("1.0.2"),
+        "Succeeded",
+        target_regions=(Region("westeurope"),),
+        excluded_from_latest=gated,
+        replication=(RegionReplication(Region("westeurope"), ReplicationState.COMPLETED, 100),),
+    )
+    outputs = (f"{IMAGE}/imageversions/1.0.2",)
+    read = {running.id: Read(running.id, outputs, (version,), ())}
+    decision = decide(Gathered(row, (running,), template, read), now=T0, policy=policy, by="r")
     [moved] = [a for a in decision.actions if isinstance(a, Save) and a.transition is not None]
-    assert moved.after.state is state, moved.transition
-    if state is BuildState.REJECTED:
-        assert "its validation failed; it is never promoted" in moved.after.message
-        assert moved.after.run_outcome == "Failed" and moved.after.attempts == 1
+    assert moved.after.state is BuildState.REPLICATING  # the run's end recorded; the gallery first
+    demotes = [a for a in decision.actions if isinstance(a, Demote)]
+    assert [d.versions for d in demotes] == ([] if gated else [(version.id,)])  # out of latest at once
+    assert moved.after.run_outcome == "Failed" and moved.after.attempts == 1
+    demoted = version.with_exclusion(True)  # the next pass reads it out of latest: provenance, then the end
+    row = dataclasses.replace(row, known_run_started_at=started)  # the first pass accounted for the run
+    after = decide(
+        Gathered(row, (moved.after,), template, {running.id: Read(running.id, outputs, (demoted,), ())}),
+        now=T0,
+        policy=policy,
+        by="r",
+    )
+    [tag] = [a for a in after.actions if isinstance(a, Tag)]
+    tagged = dataclasses.replace(demoted, tags=tuple(sorted(tag.tags.items())))
+    end = decide(
+        Gathered(row, (moved.after,), template, {running.id: Read(running.id, outputs, (tagged,), ())}),
+        now=T0,
+        policy=policy,
+        by="r",
+    )
+    [rejected] = end.actions
+    assert isinstance(rejected, Save) and rejected.after.state is BuildState.REJECTED
+    assert "its validation failed; it is never promoted" in rejected.after.message
 
 
 def test_a_gated_run_whose_validation_failed_before_distributing_fails_without_a_retry() -> None:
