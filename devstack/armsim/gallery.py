@@ -315,6 +315,7 @@ class Gallery:
         version = self.get_version(sub, rg, gallery, image, name)
         props = body.get("properties")
         if not isinstance(props, dict) or not isinstance(props.get("storageProfile"), dict):
+            # Compute's wording for a missing required property, as put_image answers it too
             raise ArmError(400, "InvalidParameter", "Required parameter 'storageProfile' is missing (null).")
         if version.pending is not None:
             raise ArmError(
@@ -332,27 +333,21 @@ class Gallery:
 
     def look(self, version: ImageVersion, now: datetime) -> None:
         """A read of the version: an accepted update is in effect once it has been looked at enough."""
-        if version.pending is None:
-            return
-        if version.pending.looks_left > 0:
-            version.pending.looks_left -= 1
-            return
-        self._looked(version, now)
-
-    def _looked(self, version: ImageVersion, now: datetime) -> None:
         pending = version.pending
         if pending is None:
             return
+        if pending.looks_left > 0:
+            pending.looks_left -= 1
+            return
         version.pending = None
         version.provisioning_state = "Succeeded"
-        body = pending.body
-        publishing = (body.get("properties") or {}).get("publishingProfile") or {}
+        publishing = (pending.body.get("properties") or {}).get("publishingProfile") or {}
         if "targetRegions" in publishing:
             self._apply_targets(version, publishing["targetRegions"], now)
         if "excludeFromLatest" in publishing:
             version.publishing["excludeFromLatest"] = bool(publishing["excludeFromLatest"])
-        if "tags" in body:
-            version.tags = body["tags"] or {}
+        if "tags" in pending.body:
+            version.tags = pending.body["tags"] or {}
         version.tick(now)
 
     def _target_region(self, target: Any) -> str:
