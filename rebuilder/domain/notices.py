@@ -3,11 +3,13 @@ Grid topic when one is configured. Notices are announcements; the ledger remains
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from .builds import SUCCEEDED, Build, BuildState
+from .releases import Fallback
 from .resource_ids import maybe_gallery_version_id
 from .standing import SeenVersion
 
@@ -77,18 +79,23 @@ def ended(build: Build, image_version_id: str = "") -> list[Notice]:
     return notices
 
 
-def revoked(build: Build, fallback: Build) -> Notice:
-    """A rollback: the build's image left latest for good; `fallback`'s is latest again. Consumers
-    (VM scale sets pinned to the version, other teams' pipelines) learn it was revoked, and why."""
+def revoked(build: Build, fallbacks: Sequence[Fallback]) -> Notice:
+    """A rollback: the build's image left latest for good; what the gallery serves in each region is
+    latest again. Consumers (VM scale sets pinned to the version, other teams' pipelines) learn it was
+    revoked, and why."""
     versions = [v for v in map(maybe_gallery_version_id, build.outputs) if v]
-    again = [v for v in map(maybe_gallery_version_id, fallback.outputs) if v]
+    first = next((f for f in fallbacks if f.version), None)
     return about(
         build,
         "ImageRevoked",
         resourceUri=versions[0] if versions else "",
         message=build.message,
-        fallbackBuildId=fallback.id,
-        fallbackResourceUri=again[0] if again else "",
+        fallbackBuildId=first.build_id if first is not None else "",
+        fallbackResourceUri=first.version if first is not None else "",
+        fallbacks=[
+            {"region": f.region, "resourceUri": f.version, "buildId": f.build_id, "expected": f.expected}
+            for f in fallbacks
+        ],
     )
 
 

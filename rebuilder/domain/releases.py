@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from . import resource_ids
-from .builds import Build, BuildState, RegionStatus
+from .builds import Build, BuildId, BuildState
 from .errors import Conflict, PermanentError
-from .model import GalleryVersionId, ImageTemplate, ReplicationState
+from .model import GalleryImageVersion, GalleryVersionId, ImageTemplate, ReplicationState
+from .regions import Region
 from .standing import RegionStanding, RollbackIntent, TemplateState
 
 PROMOTE_TAG = "rebuild-promote"  # auto (default) | manual
@@ -157,9 +158,39 @@ def promotion(build: Build, gate: Gate, *, now: datetime) -> Ready | Hold:
 
 # -- rollback -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class Fallback:
+    """What gallery `latest` serves in one region once the revoked version is demoted, read from the
+    gallery (not from the ledger): it may be a version built before rebuilder managed the template."""
+
+    region: Region
+    version: str  # the gallery version id ('' : nothing would be latest there)
+    build_id: str = ""  # the ledger's build of it ('' : not built by rebuilder, or not remembered)
+    source_version: str = ""
+    completed_at: datetime | None = None  # when it was replicated there, where known
+    expected: str = ""  # the version the ledger expected there (its previous build in latest), '' none
+
+    @property
+    def name(self) -> str:
+        return self.version.rstrip("/").rsplit("/", 1)[-1] if self.version else ""
+
+    @property
+    def differs(self) -> bool:
+        """The gallery will serve another version than the ledger expected."""
+        return self.version.lower() != self.expected.lower()
+
+
+@dataclass(frozen=True)
 class Rollback:
     revoke: Build  # the current version in latest: demoted (excludeFromLatest true), Revoked
-    fallback: Build  # the previous version in latest: `latest` again
+    fallbacks: tuple[Fallback, ...]  # per region, what latest serves again
+    previous: Build | None = None  # the ledger's previous build in latest (what it expected)
+    latest: Build | None = None  # the ledger's build every region falls back to, if there is one
+
+    @property
+    def fallback_build(self) -> str:
+        """The one ledger build every region falls back to ('' : several, or one rebuilder never built)."""
+        builds = {f.build_id for f in self.fallbacks}
+        return next(iter(builds)) if len(builds) == 1 else ""
 
 
 def in_latest(build: Build) -> datetime | None:
@@ -176,30 +207,130 @@ def _entered(build: Build) -> datetime:
     return in_latest(build) or build.promoted_at or build.updated_at
 
 
-def rollback(builds: Sequence[Build], *, now: datetime, by: str, why: str, of: str = "") -> Rollback:
-    """Demote the template's current version in latest (or build `of`'s, a rollback asked earlier and
-    being finished) so the previous one is `latest` again. `builds`: the template's, in any order;
-    refused when there is nothing to fall back to."""
-    if not why.strip():
-        raise PermanentError("a rollback needs a reason")
-    live = sorted((b for b in builds if in_latest(b) is not None and versions_of(b)), key=_entered)
+def _live(builds: Sequence[Build]) -> list[Build]:
+    return sorted((b for b in builds if in_latest(b) is not None and versions_of(b)), key=_entered)
+
+
+def to_roll_back(builds: Sequence[Build], *, of: str = "") -> Build:
+    """The build a rollback demotes: the template's newest in latest, or build `of`'s (a rollback asked
+    earlier and being finished). `builds`: the template's, in any order."""
     if of:
         current = next((b for b in builds if b.id == of), None)
         if current is None or (current.state is not BuildState.REVOKED and in_latest(current) is None):
             raise NoFallback(f"cannot roll back {of}: its image is not in latest")
-    elif live:
-        current = live[-1]
-    else:
+        return current
+    live = _live(builds)
+    if not live:
         raise NoFallback("nothing to roll back: no image of this template is in latest")
-    earlier = [b for b in live if b.id != current.id and _entered(b) <= _entered(current)]
-    if not earlier:
-        raise NoFallback(f"cannot roll back {version_name(current)}: no earlier version to fall back to")
+    return live[-1]
+
+
+def previous_in_latest(builds: Sequence[Build], current: Build) -> Build | None:
+    """What the ledger expects to be latest again once `current` is demoted: its previous build in
+    latest (never a revoked one, nor a candidate)."""
+    earlier = [b for b in _live(builds) if b.id != current.id and _entered(b) <= _entered(current)]
+    return earlier[-1] if earlier else None
+
+
+def version_order(name: str) -> tuple[int, ...] | None:
+    """A gallery version name's order (`Major.Minor.Patch`, each a 32-bit integer); None if it is not one."""
+    parts = name.split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return None
+    return tuple(int(p) for p in parts)
+
+
+def serves_in(version: GalleryImageVersion, where: Region) -> bool:
+    """Whether `latest` may resolve to `version` in `where`: Succeeded, replicated there, and its
+    effective flag there false. Compute's GalleryImageVersionPublishingProfile.excludeFromLatest: "If
+    set to true, Virtual Machines deployed from the latest version of the Image Definition won't use
+    this Image Version"; TargetRegion.excludeFromLatest: "...in this region" (api 2026-03-03, kept in
+    tests/reference/specs/compute-gallery-2026-03-03.json); the highest such version is `latest`."""
+    return (
+        (version.provisioning_state or "").lower() == "succeeded"
+        and version_order(version.name) is not None
+        and not version.excluded_in(where)
+        and any(r.region == where and r.state is ReplicationState.COMPLETED for r in version.replication)
+    )
+
+
+def fallback_in(
+    where: Region,
+    served: GalleryImageVersion | None,
+    builds: Sequence[Build],
+    previous: Build | None,
+) -> Fallback:
+    """The fallback in `where` (`served`: what the gallery will serve there), named by the ledger's
+    build of it when there is one, with what the ledger expected beside it."""
+    expected = ""
+    if previous is not None and served is not None:
+        image = served.id.lower().rsplit("/versions/", 1)[0]
+        expected = next((v for v in versions_of(previous) if v.lower().startswith(image + "/")), "")
+    elif previous is not None:
+        expected = next(iter(versions_of(previous)), "")
+    if served is None:
+        return Fallback(where, "", expected=expected)
+    built = next((b for b in builds if served.id.lower() in {v.lower() for v in versions_of(b)}), None)
+    tags = dict(served.tags)
+    return Fallback(
+        where,
+        served.id,
+        built.id if built is not None else "",
+        built.source.resolved_version if built is not None else tags.get("rebuilder-source-version", ""),
+        served.published_at,
+        expected,
+    )
+
+
+def rollback(
+    current: Build,
+    fallbacks: Sequence[Fallback],
+    *,
+    now: datetime,
+    by: str,
+    why: str,
+    previous: Build | None = None,
+    builds: Sequence[Build] = (),
+) -> Rollback:
+    """Demote `current` so what the gallery serves once it is out of latest (`fallbacks`, per region)
+    is `latest` again; refused when some region would have nothing to serve."""
+    if not why.strip():
+        raise PermanentError("a rollback needs a reason")
+    empty = sorted(f.region for f in fallbacks if not f.version)
+    if empty or not fallbacks:
+        where = ", ".join(empty) or "any region"
+        raise NoFallback(
+            f"cannot roll back {version_name(current)}: no earlier version to fall back to in {where} "
+            "(the gallery holds no earlier Succeeded version replicated there that is not excluded "
+            "from latest, so latest would fail there)"
+        )
     revoked = current
     if current.state is not BuildState.REVOKED:
         revoked = dataclasses.replace(
             unclaimed(current), state=BuildState.REVOKED, updated_at=now, message=f"revoked by {by}: {why}"
         )
-    return Rollback(revoked, earlier[-1])
+    decided = Rollback(revoked, tuple(fallbacks), previous)
+    latest = (
+        next((b for b in builds if b.id == decided.fallback_build), None) if decided.fallback_build else None
+    )
+    return dataclasses.replace(decided, latest=latest)
+
+
+def fallen_back(fallbacks: Sequence[Fallback]) -> str:
+    """What is latest again, per region, and where the gallery disagrees with what the ledger expected:
+    "1.0.1 is latest again in northeurope, westeurope (the ledger expected 1.0.2 in westeurope)"."""
+    by_version: dict[str, list[str]] = {}
+    for f in fallbacks:
+        by_version.setdefault(f.name or "nothing", []).append(f.region)
+    text = "; ".join(
+        f"{name} is latest again in {', '.join(sorted(set(where)))}" for name, where in by_version.items()
+    )
+    differ = [
+        f"{f.expected.rsplit('/', 1)[-1] if f.expected else 'no version'} in {f.region}"
+        for f in fallbacks
+        if f.differs
+    ]
+    return text + (f" (the ledger expected {', '.join(differ)})" if differ else "")
 
 
 def rollback_under_way(state: TemplateState, now: datetime) -> str:
@@ -240,34 +371,29 @@ REVOKED_KEPT = 20  # revoked builds a template's row remembers (its children are
 
 
 def after_rollback(
-    state: TemplateState,
-    revoked: Build,
-    fallback: Build,
-    fallback_rows: Sequence[RegionStatus],
-    *,
-    now: datetime,
+    state: TemplateState, revoked: Build, fallbacks: Sequence[Fallback], *, now: datetime
 ) -> TemplateState:
     """The template's row once `revoked` is rolled back (idempotent): the rollback is no longer under
     way, the row remembers the revoked build (its children are checked against it), and every region
-    it stood in stands on the fallback's image again. The baseline version is kept: the same source
-    is not rebuilt automatically into the same image; the next source version, a changed definition
-    or an on-demand request rebuilds it."""
+    it stood in stands on what the gallery serves there again. The baseline version is kept: the same
+    source is not rebuilt automatically into the same image; the next source version, a changed
+    definition or an on-demand request rebuilds it."""
     entry = (str(revoked.id), version_name(revoked))
     after = state
     if state.rollback is not None and state.rollback.build_id == revoked.id:
         after = dataclasses.replace(after, rollback=None, updated_at=now)
     if entry not in state.revoked:
         after = dataclasses.replace(after, revoked=(*state.revoked, entry)[-REVOKED_KEPT:], updated_at=now)
-    image = next(iter(versions_of(fallback)), "")
-    for row in fallback_rows:
-        standing = next((r for r in after.regions if r.region == row.region), None)
-        if (
-            row.state == ReplicationState.COMPLETED
-            and standing is not None
-            and standing.build_id == revoked.id
-        ):
+    for fallback in fallbacks:
+        standing = next((r for r in after.regions if r.region == fallback.region), None)
+        if fallback.version and standing is not None and standing.build_id == revoked.id:
             back = RegionStanding(
-                row.region, fallback.id, fallback.source.resolved_version, image, row.state, row.completed_at
+                fallback.region,
+                BuildId(fallback.build_id),
+                fallback.source_version,
+                fallback.version,
+                ReplicationState.COMPLETED,
+                fallback.completed_at,
             )
             after = after.with_region(back, at=now)
     return after

@@ -80,6 +80,11 @@ def parser() -> argparse.ArgumentParser:
     )
     back.add_argument("template", help="template name or resource id")
     back.add_argument("--reason", required=True, help="why (recorded with the revocation)")
+    back.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say what would be demoted and what is latest again; change nothing",
+    )
     enable = commands.add_parser("enable", parents=[output], help="re-enable an auto-disabled template")
     enable.add_argument("template", help="template name or resource id")
     enable.add_argument("--reason", default="", help="why (recorded in the template's audit trail)")
@@ -404,22 +409,28 @@ def _promote(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
 
 def _rollback(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
     from rebuilder.domain.notices import revoked as revoked_notice
-    from rebuilder.domain.releases import version_name
     from rebuilder.services.requests import roll_back
 
     from .http.inputs import note
     from .triggers import announce
-    from .views import build_document
+    from .views import rollback_document, rollback_text
 
     why = _checked(lambda: note(args.reason))
-    revoked, fallback = roll_back(
-        services.detection(), args.template, now=services.clock.now(), caller=_caller(), reason=why
+    outcome = roll_back(
+        services.detection(),
+        args.template,
+        now=services.clock.now(),
+        caller=_caller(),
+        reason=why,
+        dry_run=args.dry_run,
     )
-    announce(services, [revoked_notice(revoked, fallback)])
-    text = (
-        f"{revoked.template_name}: {version_name(revoked)} revoked; {version_name(fallback)} is latest again"
+    if outcome.done:
+        announce(services, [revoked_notice(outcome.build, outcome.fallbacks)])
+    shown = {"done": outcome.done, "dry_run": args.dry_run}
+    return (
+        rollback_document(outcome.build, outcome.decided, **shown),
+        rollback_text(outcome.build, outcome.decided, **shown),
     )
-    return {"revoked": build_document(revoked), "latest": build_document(fallback)}, text
 
 
 def _enable(services: Services, args: argparse.Namespace) -> tuple[Any, str]:

@@ -7,6 +7,7 @@ from typing import Any
 from rebuilder.domain.builds import Build, RegionStatus, Transition
 from rebuilder.domain.estate import TemplateSummary
 from rebuilder.domain.exposure import ExposureWindow
+from rebuilder.domain.releases import Rollback, fallen_back, version_name
 from rebuilder.domain.standing import TemplateState
 
 
@@ -212,3 +213,39 @@ def window_row(template: str, window: ExposureWindow) -> list[str]:
     closed = window.replicated_at
     length = f"{(closed - window.first_seen_at).total_seconds() / 3600:.1f} h" if closed else "open"
     return [template, window.region, window.version, _at(window.first_seen_at), _at(closed), length]
+
+
+def rollback_document(
+    build: Build, decided: Rollback, *, done: bool, dry_run: bool = False
+) -> dict[str, Any]:
+    """A rollback as it stands: the build demoted (Revoked once `done`), what is latest again per
+    region (read from the gallery) and where that differs from what the ledger expected."""
+    return {
+        "revoked": build_document(build),
+        "latest": build_document(decided.latest) if decided.latest is not None else None,
+        "done": done,
+        "dry_run": dry_run,
+        "fallback": [
+            {
+                "region": f.region,
+                "version": f.version,
+                "build": f.build_id or None,
+                "expected": f.expected or None,
+                "differs": f.differs,
+            }
+            for f in decided.fallbacks
+        ],
+        "summary": fallen_back(decided.fallbacks),
+    }
+
+
+def rollback_text(build: Build, decided: Rollback, *, done: bool, dry_run: bool = False) -> str:
+    name, again = f"{build.template_name}: {version_name(build)}", fallen_back(decided.fallbacks)
+    if dry_run:
+        return f"dry run, nothing changed: {name} would be revoked; {again}"
+    if done:
+        return f"{name} revoked; {again}"
+    return (
+        f"{name}: its demotion is sent and it is revoked once the gallery shows it (the next reconcile "
+        f"pass); then {again}"
+    )

@@ -25,7 +25,7 @@ from rebuilder.domain.errors import NotFound, RebuilderError, StaleWrite, Tempor
 from rebuilder.domain.model import ImageTemplate, TemplateId
 from rebuilder.domain.ports import Versioned
 from rebuilder.domain.reconcile import decide
-from rebuilder.domain.releases import abandoned
+from rebuilder.domain.releases import abandoned, version_name
 from rebuilder.domain.runs import Policy, backed_off, recovered, waiting_after_errors
 from rebuilder.domain.standing import RollbackIntent, TemplateState
 from rebuilder.domain.starts import describe_start, start
@@ -60,9 +60,8 @@ class Reconciler:
         """Advance every open build (or those of the templates in `only`, lower-cased ids)."""
         states = where_we_stand(self.ports.ledger)
         for state in states:
-            left = abandoned(state, self.now)
-            if left is not None and (only is None or state.template_id.lower() in only):
-                self._finish_rollback(state, left)
+            if state.rollback is not None and (only is None or state.template_id.lower() in only):
+                self._finish_rollback(state, state.rollback, abandoned=abandoned(state, self.now) is not None)
         busy = [s for s in states if s.open_builds]
         loaded = {s.template_id: self._load(s) for s in busy}
         self.applier.running = sum(
@@ -149,27 +148,42 @@ class Reconciler:
             return []
         return [(stored[chosen.runnable.id], template)]
 
-    def _finish_rollback(self, state: TemplateState, intent: RollbackIntent) -> None:
-        """A rollback whose caller died after asking it (its lease ran out): done now."""
+    def _finish_rollback(self, state: TemplateState, intent: RollbackIntent, *, abandoned: bool) -> None:
+        """A rollback asked and not finished: its demotion followed until the gallery shows it (the
+        caller's, while its lease runs), or all of it done now once its caller's lease ran out."""
         if self.dry_run:
-            self._plan(
-                state.name,
-                (
-                    f"finish the rollback of {intent.build_id}",
-                    f"asked by {intent.by} at {intent.at:%Y-%m-%d %H:%M:%S} UTC ({intent.reason}); "
-                    "its caller stopped before it was done",
-                ),
-            )
+            if abandoned:
+                self._plan(
+                    state.name,
+                    (
+                        f"finish the rollback of {intent.build_id}",
+                        f"asked by {intent.by} at {intent.at:%Y-%m-%d %H:%M:%S} UTC ({intent.reason}); "
+                        "its caller stopped before it was done",
+                    ),
+                )
             return
         try:
-            revoked, fallback = finish_rollback(
-                self.ports, state.template_id, intent, now=self.now, by=self.by, fresh=False
+            outcome = finish_rollback(
+                self.ports,
+                state.template_id,
+                intent,
+                now=self.now,
+                by=self.by,
+                fresh=False,
+                send=abandoned,
             )
         except RebuilderError as error:
             self._problem(state.template_id, error)
             return
+        if not outcome.done:
+            self.report.waiting.append(
+                f"{state.name}: the rollback of {version_name(outcome.build)} waits for the gallery to "
+                "show its demotion"
+            )
+            return
+        revoked = outcome.build
         self.report.moved.append((revoked.id, revoked.state, revoked.message))
-        self.report.events.append(notices.revoked(revoked, fallback))
+        self.report.events.append(notices.revoked(revoked, outcome.fallbacks))
 
     def _template(self, template_id: TemplateId) -> ImageTemplate | None:
         try:

@@ -29,7 +29,7 @@ from rebuilder.domain.limits import check_idempotency_key
 from rebuilder.domain.model import ImageTemplate, Scope, SourceKind, TemplateId
 from rebuilder.domain.planner import is_pinned, last_started, mode_of
 from rebuilder.domain.ports import Versioned
-from rebuilder.domain.releases import abandoned, asked, rollback, rollback_under_way, versions_of
+from rebuilder.domain.releases import abandoned, asked, rollback_under_way, versions_of
 from rebuilder.domain.runs import Policy
 from rebuilder.domain.standing import RollbackIntent, TemplateAction, TemplateState
 
@@ -37,7 +37,7 @@ from .history import where_we_stand
 from .ports import Ports
 from .reconciler import Reconciler, ReconcileReport
 from .records import Opened, covering, open_build, update_state
-from .rollbacks import finish_rollback, recent_builds
+from .rollbacks import RollbackOutcome, decide_rollback, finish_rollback
 from .watch import first_sight
 
 _ATTEMPTS = 20  # re-reads of a build that keeps changing under a promotion
@@ -304,23 +304,28 @@ def _candidate(ports: Ports, state: TemplateState, version: str) -> Versioned[Bu
 
 
 def roll_back(
-    ports: Ports, name_or_id: str, *, now: datetime, caller: Caller, reason: str
-) -> tuple[Build, Build]:
-    """Demote the template's current version in latest so the previous one is `latest` again, and
-    revoke its build: (the revoked build, the one fallen back to).
+    ports: Ports, name_or_id: str, *, now: datetime, caller: Caller, reason: str, dry_run: bool = False
+) -> RollbackOutcome:
+    """Demote the template's current version in latest so what the gallery serves before it is
+    `latest` again, and revoke its build once the gallery shows the demotion in effect.
 
-    The intent goes on the template's row first (etag-checked: of two racing rollbacks one goes on,
-    the other is refused before anything changes); then services/rollbacks.py does the steps. A
-    caller that dies after that leaves the intent on the row: once its lease has run out the next
-    reconcile pass finishes it, and so does asking again (rather than rolling back one more version)."""
+    What is latest again is decided from the gallery, before anything changes (a refusal says where
+    nothing would be; `dry_run` says it all and changes nothing). The intent then goes on the
+    template's row (etag-checked: of two racing rollbacks one goes on, the other is refused before
+    anything changes); then services/rollbacks.py does the steps. A demotion still `Updating` is
+    finished by the next reconcile pass; a caller that dies leaves the intent on the row: once its
+    lease has run out the next reconcile pass finishes it, and so does asking again (rather than
+    rolling back one more version)."""
     state = find_state(where_we_stand(ports.ledger), name_or_id)
     busy = rollback_under_way(state, now)
     if busy:
         raise Conflict(busy)
     left = abandoned(state, now)
-    if left is not None:
+    if left is not None and not dry_run:
         return finish_rollback(ports, state.template_id, left, now=now, by=caller.trigger, fresh=False)
-    decided = rollback(recent_builds(ports, state.template_id), now=now, by=caller.who, why=reason)
+    decided = decide_rollback(ports, state.template_id, now=now, by=caller.who, why=reason)
+    if dry_run:
+        return RollbackOutcome(ports.ledger.get_build(decided.revoke.id).record, decided, done=False)
     intent = RollbackIntent(
         decided.revoke.id, now, caller.who, caller.object_id, reason, caller.correlation_id
     )

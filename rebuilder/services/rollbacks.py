@@ -1,27 +1,49 @@
 """The steps of a rollback once it has been asked (its intent is on the template's row): shared by the
-caller who asked and by the reconcile pass that finishes a rollback whose caller died.
+caller who asked and by the reconcile pass that finishes a rollback whose caller died, or whose
+demotion the gallery had not applied yet.
+
+What is latest again is read from the gallery, not from the ledger: per region, the highest Succeeded
+version replicated there that is not excluded from latest once the revoked one is demoted (a version
+built before rebuilder managed the template counts). It is said before anything changes (a refusal, a
+dry run) and recorded with the rollback.
 
 Order, each step idempotent: the template's audit trail records it (keyed by when it was asked: a
-second recording is the same row), the gallery demotes the version (`excludeFromLatest: true`), the
-build is written Revoked, and the template's row remembers the revoked build (its children are
-checked against it), stands its regions on the fallback's image and drops the intent. A crash after
-any step leaves the intent on the row, and whoever comes next does the rest.
+second recording is the same row), the gallery is sent the demotion (`excludeFromLatest: true`, the
+profile's and every region's), and once a read shows it in effect the build is written Revoked and
+the template's row remembers the revoked build (its children are checked against it), stands its
+regions on the fallback and drops the intent. A crash after any step, or a demotion still `Updating`,
+leaves the intent on the row, and whoever comes next does the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from rebuilder.domain.builds import Build, BuildState
-from rebuilder.domain.errors import Conflict
-from rebuilder.domain.model import TemplateId
+from rebuilder.domain import resource_ids
+from rebuilder.domain.builds import Build, BuildId, BuildState
+from rebuilder.domain.errors import Conflict, StaleWrite
+from rebuilder.domain.model import GalleryImageVersion, TemplateId
+from rebuilder.domain.regions import Region
 from rebuilder.domain.releases import (
+    Fallback,
+    NoFallback,
+    Rollback,
     after_rollback,
+    fallback_in,
+    fallen_back,
     forgotten,
     in_latest,
+    previous_in_latest,
     rollback,
+    serves_in,
+    to_roll_back,
     version_name,
+    version_order,
     versions_of,
 )
 from rebuilder.domain.standing import RollbackIntent, TemplateAction
@@ -41,6 +63,69 @@ def recent_builds(ports: Ports, template_id: TemplateId) -> list[Build]:
     )
 
 
+FALLBACK_READS = 20  # gallery versions read (with replication) per image looking for the fallback
+
+
+@dataclass(frozen=True)
+class RollbackOutcome:
+    """A rollback as it stands: `done` once the demotion is read back and the build written Revoked
+    (else the build as it stands, the demotion sent and followed by the next pass)."""
+
+    build: Build
+    decided: Rollback
+    done: bool
+
+    @property
+    def fallbacks(self) -> tuple[Fallback, ...]:
+        return self.decided.fallbacks
+
+
+def fallbacks_for(ports: Ports, current: Build, builds: Sequence[Build]) -> tuple[Fallback, ...]:
+    """What the gallery will serve as `latest`, per region of each of `current`'s versions, once they
+    are demoted (highest first; at most FALLBACK_READS versions read per image)."""
+    previous = previous_in_latest(builds, current)
+    leaving = {v.lower() for v in versions_of(current)}
+    found: list[Fallback] = []
+    for version_id in versions_of(current):
+        regions = ports.gallery.get_version(version_id, with_replication=False).regions
+        listed = ports.gallery.list_versions(resource_ids.gallery_image_id(version_id))
+        ordered = sorted(
+            (v for v in listed if v.id.lower() not in leaving and version_order(v.name) is not None),
+            key=lambda v: version_order(v.name) or (),
+            reverse=True,
+        )
+        served: dict[Region, GalleryImageVersion] = {}
+        reads = 0
+        for listed_version in ordered:
+            looking = [r for r in regions if r not in served and not listed_version.excluded_in(r)]
+            if not looking or (listed_version.provisioning_state or "").lower() != "succeeded":
+                continue
+            if reads == FALLBACK_READS or len(served) == len(regions):
+                break
+            full = ports.gallery.get_version(listed_version.id)
+            reads += 1
+            served.update({r: full for r in looking if serves_in(full, r)})
+        for where in regions:
+            fallback = fallback_in(where, served.get(where), builds, previous)
+            if fallback.build_id:
+                rows = ports.ledger.list_regions(BuildId(fallback.build_id))
+                done = next((r.completed_at for r in rows if r.region == where), None)
+                fallback = dataclasses.replace(fallback, completed_at=done or fallback.completed_at)
+            found.append(fallback)
+    return tuple(found)
+
+
+def decide_rollback(
+    ports: Ports, template_id: TemplateId, *, now: datetime, by: str, why: str, of: str = ""
+) -> Rollback:
+    """The rollback that would be done now (nothing changed): what is demoted, what is latest again."""
+    builds = recent_builds(ports, template_id)
+    current = to_roll_back(builds, of=of)
+    previous = previous_in_latest(builds, current)
+    fallbacks = fallbacks_for(ports, current, builds)
+    return rollback(current, fallbacks, now=now, by=by, why=why, previous=previous, builds=builds)
+
+
 def finish_rollback(
     ports: Ports,
     template_id: TemplateId,
@@ -49,11 +134,13 @@ def finish_rollback(
     now: datetime,
     by: str,
     fresh: bool,
-) -> tuple[Build, Build]:
-    """Carry out the rollback `intent` (the steps it has not done yet): (the revoked build, the one
-    fallen back to). `fresh`: asked just now, so a build revoked or out of latest since the caller
-    listed the builds is a rollback that raced with another, refused (and the intent dropped) before
-    anything changes; otherwise (an abandoned rollback being finished) its done steps are skipped."""
+    send: bool = True,
+) -> RollbackOutcome:
+    """Carry out the rollback `intent` (the steps it has not done yet). `fresh`: asked just now, so a
+    build revoked or out of latest since the caller listed the builds is a rollback that raced with
+    another, refused (and the intent dropped) before anything changes; otherwise (an abandoned
+    rollback being finished) its done steps are skipped. `send`: False to only follow a demotion sent
+    by a caller still within its lease (read it back, finish once it is in effect)."""
     current = ports.ledger.get_build(intent.build_id)
     name = current.record.template_name
     gone = in_latest(current.record) is None and (fresh or current.record.state is not BuildState.REVOKED)
@@ -64,26 +151,54 @@ def finish_rollback(
             "replaced by someone else at the same time"
         )
     builds = [current.record if b.id == current.record.id else b for b in recent_builds(ports, template_id)]
-    decided = rollback(builds, now=now, by=intent.by, why=intent.reason, of=intent.build_id)
-    why = f"rolled back by {intent.by}: {intent.reason}; {version_name(decided.fallback)} is latest again"
-    ports.ledger.record_action(
-        TemplateAction(
-            template_id, intent.at, "rolled-back", intent.by, intent.by_id, why, intent.correlation_id
+    try:
+        to_roll_back(builds, of=intent.build_id)
+        fallbacks = fallbacks_for(ports, current.record, builds)
+        decided = rollback(
+            current.record,
+            fallbacks,
+            now=now,
+            by=intent.by,
+            why=intent.reason,
+            previous=previous_in_latest(builds, current.record),
+            builds=builds,
         )
+    except NoFallback:
+        update_state(ports.ledger, template_id, lambda s: forgotten(s, intent, now=now))
+        raise
+    why = f"rolled back by {intent.by}: {intent.reason}; {fallen_back(decided.fallbacks)}"
+    if send:
+        ports.ledger.record_action(
+            TemplateAction(
+                template_id, intent.at, "rolled-back", intent.by, intent.by_id, why, intent.correlation_id
+            )
+        )
+        for version in versions_of(decided.revoke):
+            read = ports.gallery.get_version(version, with_replication=False)
+            if not read.excluded_everywhere(True) and not read.updating:
+                with contextlib.suppress(Conflict):  # an update in flight: sent again by the next pass
+                    ports.gallery.set_excluded_from_latest(version, True)
+    demoted = all(
+        (read := ports.gallery.get_version(v, with_replication=False)).excluded_everywhere(True)
+        and not read.updating
+        for v in versions_of(decided.revoke)
     )
-    for version in versions_of(decided.revoke):
-        ports.gallery.set_excluded_from_latest(version, True)
+    if not demoted:
+        return RollbackOutcome(current.record, decided, done=False)
     if current.record.state is not BuildState.REVOKED:
         finishing = "" if fresh else " (finished after its caller stopped)"
-        ports.ledger.save_build(
-            decided.revoke,
-            etag=current.etag,
-            transition=current.record.becomes(decided.revoke, why=why + finishing, by=by),
-        )
-    rows = ports.ledger.list_regions(decided.fallback.id)
+        try:
+            ports.ledger.save_build(
+                decided.revoke,
+                etag=current.etag,
+                transition=current.record.becomes(decided.revoke, why=why + finishing, by=by),
+            )
+        except StaleWrite:  # the caller and a pass finishing it at once: one wrote it
+            if ports.ledger.get_build(current.record.id).record.state is not BuildState.REVOKED:
+                raise
     update_state(
         ports.ledger,
         template_id,
-        lambda s: after_rollback(s, decided.revoke, decided.fallback, rows, now=now),
+        lambda s: after_rollback(s, decided.revoke, decided.fallbacks, now=now),
     )
-    return decided.revoke, decided.fallback
+    return RollbackOutcome(decided.revoke, decided, done=True)

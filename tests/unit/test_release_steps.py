@@ -321,3 +321,74 @@ def test_two_racing_rollbacks_change_the_gallery_once(runs: int) -> None:
     assert world.gallery.latest_changes[len(changes) :] == [("1.0.3", True)]
     assert world.ledger.get_build(second.id).record.state is BuildState.REVOKED
     assert sum(a.action == "rolled-back" for a in world.ledger.list_actions(world.template.id).items) == 1
+
+
+def test_a_rollback_whose_demotion_the_gallery_holds_is_revoked_only_once_a_pass_reads_it_back() -> None:
+    """GalleryRP answers an update 200 `Updating` and applies it later (issue 21): the caller sends
+    the demotion and returns; the build is written Revoked by the pass that reads it in effect."""
+    world = Releases()
+    world.release(2)
+    world.clock.advance(days=1)
+    second = world.release(3)
+    world.gallery.update_looks = 3
+    asked = roll_back(world.ports, world.template.name, now=world.clock.now(), caller=ANA, reason="boot")
+    assert not asked.done and asked.build.state is BuildState.PROMOTED
+    assert [f.name for f in asked.fallbacks] == ["1.0.2", "1.0.2"]
+    stored = world.ledger.get_template_state(world.template.id)
+    assert stored is not None and stored.record.rollback is not None  # still under way
+    passes = 0
+    while world.ledger.get_build(second.id).record.state is not BuildState.REVOKED:
+        assert passes < 5, "the demotion was never read back"
+        world.clock.advance(minutes=1)  # within the caller's lease: the pass only follows it
+        world.reconcile()
+        passes += 1
+    assert passes >= 1
+    assert world.gallery.latest_changes[-1:] == [("1.0.3", True)]
+    assert world.gallery.latest_changes.count(("1.0.3", True)) == 1  # sent once, never again meanwhile
+    state = world.ledger.get_template_state(world.template.id)
+    assert state is not None and state.record.rollback is None
+    assert {r.image_version.rsplit("/", 1)[-1] for r in state.record.regions} == {"1.0.2"}
+    moves = [t.to_state for t in world.ledger.list_transitions(second.id)]
+    assert moves.count(BuildState.REVOKED) == 1
+
+
+def test_a_first_rollback_falls_back_to_a_version_published_before_rebuilder_managed_the_template() -> None:
+    world = Releases()
+    before = GalleryImageVersion(
+        GalleryVersionId(f"{IMAGE}/versions/0.9.7"),
+        GalleryVersionName("0.9.7"),
+        "Succeeded",
+        target_regions=(WEU, NEU),
+        replication=tuple(RegionReplication(r, ReplicationState.COMPLETED, 100) for r in (WEU, NEU)),
+    )
+    world.gallery.add_version(before)
+    only = world.release(2)  # the ledger knows no earlier build of the template
+    dry = roll_back(
+        world.ports, world.template.name, now=world.clock.now(), caller=ANA, reason="x", dry_run=True
+    )
+    assert not dry.done and [f.version for f in dry.fallbacks] == [before.id, before.id]
+    assert world.ledger.get_build(only.id).record.state is BuildState.PROMOTED  # the dry run changed nothing
+    done = roll_back(world.ports, world.template.name, now=world.clock.now(), caller=ANA, reason="boot")
+    assert done.done and done.build.state is BuildState.REVOKED
+    assert [(f.region, f.name, f.build_id, f.differs) for f in done.fallbacks] == [
+        (WEU, "0.9.7", "", True),  # the ledger expected nothing: it had no earlier build
+        (NEU, "0.9.7", "", True),
+    ]
+    assert done.decided.latest is None
+    state = world.ledger.get_template_state(world.template.id)
+    assert state is not None
+    assert {(r.build_id, r.image_version) for r in state.record.regions} == {("", before.id)}
+    trail = [a for a in world.ledger.list_actions(world.template.id).items if a.action == "rolled-back"]
+    assert len(trail) == 1 and "0.9.7 is latest again in northeurope, westeurope" in trail[0].why
+
+
+def test_a_rollback_with_nothing_the_gallery_would_serve_is_refused_before_anything_changes() -> None:
+    world = Releases()
+    only = world.release(2)
+    changes = list(world.gallery.latest_changes)
+    with pytest.raises(NoFallback, match="no earlier version to fall back to in northeurope, westeurope"):
+        roll_back(world.ports, world.template.name, now=world.clock.now(), caller=ANA, reason="boot")
+    assert world.gallery.latest_changes == changes
+    assert world.ledger.get_build(only.id).record.state is BuildState.PROMOTED
+    state = world.ledger.get_template_state(world.template.id)
+    assert state is not None and state.record.rollback is None

@@ -49,16 +49,21 @@ from rebuilder.domain.releases import (
     abandoned,
     after_rollback,
     asked,
+    fallback_in,
+    fallen_back,
     forgotten,
     gate_of,
+    previous_in_latest,
     promotion,
     released,
     rollback,
     rollback_under_way,
-    version_name,
+    serves_in,
+    to_roll_back,
+    version_order,
 )
 from rebuilder.domain.runs import Policy
-from rebuilder.domain.standing import RollbackIntent, TemplateState
+from rebuilder.domain.standing import RegionStanding, RollbackIntent, TemplateState
 from tests.records import build
 
 T0 = datetime(2026, 12, 10, 3, 0, tzinfo=UTC)
@@ -199,37 +204,119 @@ def in_latest(version: str, at: datetime, state: BuildState = BuildState.PROMOTE
     return candidate(version, id=BuildId(f"b-{version}"), state=state, promoted_at=at, updated_at=at)
 
 
-def test_a_rollback_revokes_the_current_version_and_falls_back_to_the_previous() -> None:
+WEU, NEU = Region("westeurope"), Region("northeurope")
+
+
+def gallery_version(
+    name: str,
+    *,
+    state: str = "Succeeded",
+    excluded: bool = False,
+    regional: tuple[tuple[Region, bool], ...] = (),
+    replicated: tuple[Region, ...] = (WEU, NEU),
+    tags: tuple[tuple[str, str], ...] = (),
+) -> GalleryImageVersion:
+    return GalleryImageVersion(
+        GalleryVersionId(f"{IMAGE}/versions/{name}"),
+        GalleryVersionName(name),
+        state,
+        target_regions=(WEU, NEU),
+        excluded_from_latest=excluded,
+        replication=tuple(RegionReplication(r, ReplicationState.COMPLETED, 100) for r in replicated),
+        tags=tags,
+        regional_exclusions=regional,
+    )
+
+
+@pytest.mark.parametrize(
+    ("version", "region", "serves"),
+    [
+        (gallery_version("1.0.1"), WEU, True),
+        (gallery_version("1.0.1", excluded=True), WEU, False),  # the profile's flag
+        (gallery_version("1.0.1", excluded=True, regional=((WEU, False),)), WEU, True),  # the region's wins
+        (gallery_version("1.0.1", excluded=True, regional=((WEU, False),)), NEU, False),
+        (gallery_version("1.0.1", regional=((NEU, True),)), NEU, False),
+        (gallery_version("1.0.1", replicated=(WEU,)), NEU, False),  # not replicated there
+        (gallery_version("1.0.1", state="Failed"), WEU, False),
+        (gallery_version("latest"), WEU, False),  # not a version name
+    ],
+)
+def test_what_latest_may_serve_in_a_region(
+    version: GalleryImageVersion, region: Region, serves: bool
+) -> None:
+    assert serves_in(version, region) is serves
+
+
+def test_a_version_name_orders_by_number_not_text() -> None:
+    assert version_order("1.0.10") == (1, 0, 10) and version_order("1.0.10") > (version_order("1.0.9") or ())
+    assert [version_order(n) for n in ("1.0", "1.0.x", "", "1.0.0.1")] == [None] * 4
+
+
+def test_a_rollback_revokes_the_current_version_and_says_what_the_gallery_serves_again() -> None:
     older = in_latest("1.0.1", T0 - timedelta(days=30), BuildState.PUBLISHED)  # before the template was gated
     current = in_latest("1.0.2", T0 - timedelta(days=1))
     waiting = candidate("1.0.3")
-    done = rollback([current, waiting, older], now=T0, by="ana@example.com", why="boot loop")
+    builds = [current, waiting, older]
+    assert to_roll_back(builds) == current and previous_in_latest(builds, current) == older
+    served = gallery_version("1.0.1")
+    fallbacks = [fallback_in(r, served, builds, older) for r in (WEU, NEU)]
+    assert [(f.build_id, f.name, f.differs) for f in fallbacks] == [(older.id, "1.0.1", False)] * 2
+    done = rollback(
+        current, fallbacks, now=T0, by="ana@example.com", why="boot loop", previous=older, builds=builds
+    )
     assert (done.revoke.id, done.revoke.state) == (current.id, BuildState.REVOKED)
     assert done.revoke.message == "revoked by ana@example.com: boot loop"
-    assert done.fallback.id == older.id
+    assert done.latest == older and done.fallback_build == older.id
+    assert fallen_back(done.fallbacks) == "1.0.1 is latest again in northeurope, westeurope"
     check_write(BuildState.PROMOTED, done.revoke, current.becomes(done.revoke, why="boot loop", by="ana"))
+
+
+def test_a_fallback_built_before_rebuilder_managed_the_template_is_named_and_the_difference_said() -> None:
+    current = in_latest("1.0.2", T0 - timedelta(days=1))  # the ledger knows no earlier build
+    outside = gallery_version("0.9.7", tags=(("rebuilder-source-version", "22.04.1"),))
+    weu = fallback_in(WEU, outside, [current], None)
+    assert (weu.version, weu.build_id, weu.source_version, weu.expected) == (outside.id, "", "22.04.1", "")
+    done = rollback(current, [weu], now=T0, by="ana", why="bad", builds=[current])
+    assert done.latest is None and done.fallback_build == ""
+    older = in_latest("1.0.1", T0 - timedelta(days=9))
+    differs = fallback_in(NEU, outside, [current, older], older)  # the ledger expected 1.0.1
+    assert differs.differs and fallen_back([weu, differs]) == (
+        "0.9.7 is latest again in northeurope, westeurope (the ledger expected no version in westeurope, "
+        "1.0.1 in northeurope)"
+    )
 
 
 @pytest.mark.parametrize(
     ("builds", "words"),
     [
         ([], "no image of this template is in latest"),
-        ([in_latest("1.0.2", T0)], "no earlier version to fall back to"),
-        (
-            [in_latest("1.0.1", T0 - timedelta(days=9), BuildState.REVOKED), in_latest("1.0.2", T0)],
-            "no earlier version",  # a revoked version is never fallen back to
-        ),
-        ([candidate("1.0.1"), in_latest("1.0.2", T0)], "no earlier version"),  # nor a candidate
+        ([candidate("1.0.1")], "no image of this template is in latest"),  # a candidate never was
+        ([in_latest("1.0.1", T0 - timedelta(days=9), BuildState.REVOKED)], "no image"),
     ],
 )
-def test_a_rollback_without_a_fallback_is_refused(builds: list[Build], words: str) -> None:
+def test_a_rollback_of_nothing_in_latest_is_refused(builds: list[Build], words: str) -> None:
     with pytest.raises(NoFallback, match=words):
-        rollback(builds, now=T0, by="ana", why="bad")
+        to_roll_back(builds)
+
+
+def test_a_rollback_with_nothing_to_serve_in_a_region_is_refused_naming_it() -> None:
+    current = in_latest("1.0.2", T0)
+    fallbacks = [
+        fallback_in(WEU, gallery_version("1.0.1"), [current], None),
+        fallback_in(NEU, None, [current], None),
+    ]
+    with pytest.raises(NoFallback, match="no earlier version to fall back to in northeurope"):
+        rollback(current, fallbacks, now=T0, by="ana", why="bad")
+    with pytest.raises(NoFallback, match="in any region"):
+        rollback(current, [], now=T0, by="ana", why="bad")
 
 
 def test_a_rollback_needs_a_reason() -> None:
+    current = in_latest("1.0.2", T0)
     with pytest.raises(PermanentError, match="needs a reason"):
-        rollback([in_latest("1.0.1", T0), in_latest("1.0.2", T0)], now=T0, by="ana", why="  ")
+        rollback(
+            current, [fallback_in(WEU, gallery_version("1.0.1"), [current], None)], now=T0, by="ana", why="  "
+        )
 
 
 def child_template(name: str = "app") -> ImageTemplate:
@@ -371,15 +458,17 @@ def test_an_asked_rollback_is_finished_on_its_own_build_even_once_newer_ones_are
     oldest = in_latest("1.0.1", T0 - timedelta(days=30), BuildState.PUBLISHED)
     middle = in_latest("1.0.2", T0 - timedelta(days=2))
     newest = in_latest("1.0.3", T0 - timedelta(days=1))
-    done = rollback([newest, middle, oldest], now=T0, by="ana", why="again", of=middle.id)
-    assert (version_name(done.revoke), version_name(done.fallback)) == ("1.0.2", "1.0.1")
-    assert done.revoke.state is BuildState.REVOKED and done.revoke.message == "revoked by ana: again"
-    revoked = done.revoke  # finishing it again: it stays as it was revoked, the fallback is the same
-    again = rollback([newest, revoked, oldest], now=T0 + timedelta(hours=1), by="bo", why="x", of=revoked.id)
-    assert again.revoke == revoked and again.fallback.id == oldest.id
+    builds = [newest, middle, oldest]
+    assert to_roll_back(builds, of=middle.id) == middle and previous_in_latest(builds, middle) == oldest
+    revoked = dataclasses.replace(middle, state=BuildState.REVOKED)  # finishing it again: it stays revoked
+    assert to_roll_back([newest, revoked, oldest], of=revoked.id) == revoked
+    again = rollback(
+        revoked, [fallback_in(WEU, gallery_version("1.0.1"), builds, oldest)], now=T0, by="bo", why="x"
+    )
+    assert again.revoke == revoked
     waiting = candidate("1.0.4", id=BuildId("b-1.0.4"))
     with pytest.raises(NoFallback, match="its image is not in latest"):
-        rollback([newest, waiting, oldest], now=T0, by="ana", why="x", of=waiting.id)
+        to_roll_back([newest, waiting, oldest], of=waiting.id)
 
 
 def test_a_rollback_is_asked_on_the_row_and_a_second_is_refused_until_the_first_callers_lease_runs_out() -> (
@@ -399,10 +488,15 @@ def test_a_rollback_is_asked_on_the_row_and_a_second_is_refused_until_the_first_
     assert forgotten(asked_once, intent, now=T0).rollback is None
     assert forgotten(asked_once, later, now=T0) == asked_once  # only its own intent is dropped
     revoked = dataclasses.replace(in_latest("1.0.2", T0), state=BuildState.REVOKED)
-    fallback = in_latest("1.0.1", T0 - timedelta(days=3))
-    after = after_rollback(asked_once, revoked, fallback, (), now=T0)
+    standing = RegionStanding(WEU, revoked.id, "22.04.2", f"{IMAGE}/versions/1.0.2", "Completed", T0)
+    on_it = asked_once.with_region(standing, at=T0)
+    outside = gallery_version("0.9.7")
+    fallbacks = [fallback_in(WEU, outside, [revoked], None), fallback_in(NEU, outside, [revoked], None)]
+    after = after_rollback(on_it, revoked, fallbacks, now=T0)
     assert after.rollback is None and after.revoked == (("b-1.0.2", "1.0.2"),)
-    assert after_rollback(after, revoked, fallback, (), now=T0) == after  # idempotent
+    [back] = after.regions  # only where it stood: a region it never stood in is left as it was
+    assert (back.region, back.build_id, back.image_version) == (WEU, "", outside.id)
+    assert after_rollback(after, revoked, fallbacks, now=T0) == after  # idempotent
 
 
 def test_a_candidate_baking_or_awaiting_approval_waits() -> None:

@@ -32,7 +32,7 @@ from .. import export, report_html
 from ..detection import plan_document
 from ..estate_views import action_document, summary_document, wave_document, window_document
 from ..triggers import announce
-from ..views import build_document, build_summary, template_document
+from ..views import build_document, build_summary, rollback_document, template_document
 from . import inputs
 from .auth import Principal
 from .messages import CSV, HTML, JSONL, REPORT_CSP, ApiRequest, HttpResult, json_result
@@ -182,20 +182,24 @@ def post_promote(services: Services, request: ApiRequest, principal: Principal) 
 
 def post_rollback(services: Services, request: ApiRequest, principal: Principal) -> HttpResult:
     """Demote the template's current image so the previous one is latest again; revoke its build."""
-    body = inputs.json_body(request, {"reason": str}, required=("reason",))
+    body = inputs.json_body(request, {"reason": str, "dryRun": bool}, required=("reason",))
     note = inputs.note(body["reason"])
     if not note.strip():
         raise BadRequest("a rollback needs a reason: say why the image is revoked")
+    dry_run = bool(body.get("dryRun", False))
     state = _state(services, request)
-    revoked, fallback = roll_back(
+    outcome = roll_back(
         services.detection(),
         state.template_id,
         now=services.clock.now(),
         caller=_caller(principal, request),
         reason=note,
+        dry_run=dry_run,
     )
-    announce(services, [revoked_notice(revoked, fallback)])
-    return json_result(200, {"revoked": build_document(revoked), "latest": build_document(fallback)})
+    if outcome.done:
+        announce(services, [revoked_notice(outcome.build, outcome.fallbacks)])
+    shown = rollback_document(outcome.build, outcome.decided, done=outcome.done, dry_run=dry_run)
+    return json_result(200 if outcome.done or dry_run else 202, shown)
 
 
 _STATES = {s.value: s for s in BuildState}

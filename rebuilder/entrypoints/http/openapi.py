@@ -26,6 +26,13 @@ ANSWERS: dict[str, tuple[int, str]] = {
     "get_report": (200, HTML),
     "get_openapi": (200, "OpenApi"),
 }
+# route name → other success statuses answered with the same schema
+ALSO: dict[str, dict[int, str]] = {
+    "rollback_template": {
+        202: "The demotion is sent and the gallery does not show it in effect yet: the build is Revoked "
+        "by the next reconcile pass once it does (`done` false)",
+    },
+}
 BODIES = {
     "request_rebuild": "RebuildRequest",
     "enable_template": "EnableRequest",
@@ -119,6 +126,8 @@ def _operation(route: Route) -> S:
     responses: S = {str(status): {"description": route.summary, "content": content}}
     if route.name in _HEADERS:
         responses[str(status)]["headers"] = _HEADERS[route.name]
+    for other, why in ALSO.get(route.name, {}).items():
+        responses[str(other)] = {"description": why, "content": content}
     problem = {PROBLEM_JSON: {"schema": ref("Problem")}}
     for code, why in sorted({**_ERRORS, **_SPECIFIC.get(route.name, {})}.items()):
         responses[code] = {"description": why, "content": problem}

@@ -246,7 +246,10 @@ SCHEMAS: dict[str, S] = {
         **obj({"version": {**STR, "maxLength": 64}, "reason": {**STR, "maxLength": 500}}),
         "required": [],
     },
-    "RollbackRequest": {**obj({"reason": {**STR, "minLength": 1, "maxLength": 500}}), "required": ["reason"]},
+    "RollbackRequest": {
+        **obj({"reason": {**STR, "minLength": 1, "maxLength": 500}, "dryRun": BOOL}),
+        "required": ["reason"],
+    },
     "Build": obj(_BUILD_PROPS),
     "BuildDetail": obj({**_BUILD_PROPS, "regions": array(_REGION_ROW), "transitions": array(_TRANSITION)}),
     "BuildSummary": obj(
@@ -285,7 +288,26 @@ SCHEMAS: dict[str, S] = {
     ),
     "EnableResult": obj({"template": ref("TemplateState"), "was_disabled": BOOL}),
     "PromoteResult": obj({"build": ref("Build"), "promoted": BOOL, "waiting": array(STR)}),
-    "RollbackResult": obj({"revoked": ref("Build"), "latest": ref("Build")}),
+    "RollbackResult": obj(
+        {
+            "revoked": ref("Build"),
+            "latest": maybe(ref("Build")),
+            "done": BOOL,
+            "dry_run": BOOL,
+            "fallback": array(
+                obj(
+                    {
+                        "region": STR,
+                        "version": STR,
+                        "build": maybe(STR),
+                        "expected": maybe(STR),
+                        "differs": BOOL,
+                    }
+                )
+            ),
+            "summary": STR,
+        }
+    ),
     "BuildPage": obj({"builds": array(ref("Build")), "next": maybe(STR), "count": INT}),
     "Plan": obj(
         {
