@@ -72,7 +72,12 @@ def ended(build: Build, image_version_id: str = "") -> list[Notice]:
     if build.state in SUCCEEDED:
         notices.append(about(build, "BuildSucceeded", state=build.state.value))
     elif build.state is BuildState.REJECTED:
-        notices.append(about(build, "ImageRejected", resourceUri=image_version_id, message=build.message))
+        demoted = [v for v in map(maybe_gallery_version_id, build.outputs) if v]  # out of latest everywhere
+        notices.append(
+            about(
+                build, "ImageRejected", resourceUri=image_version_id, message=build.message, demoted=demoted
+            )
+        )
         notices.append(about(build, "BuildFailed", message=build.message))
     elif build.state is BuildState.FAILED:
         notices.append(about(build, "BuildFailed", message=build.message))
