@@ -29,7 +29,6 @@ from rebuilder.domain.model import (
     MarketplaceImageVersion,
     MarketplaceVersion,
     PlatformImage,
-    ReplicationState,
     Scope,
     SourceKind,
     SourceRef,
@@ -38,6 +37,7 @@ from rebuilder.domain.model import (
 from rebuilder.domain.planner import Candidate, Managed, PinnedSource, is_pinned, mode_of
 from rebuilder.domain.ports import Gallery, ImageBuilder, Ledger, MarketplaceCatalog
 from rebuilder.domain.regions import Region, region
+from rebuilder.domain.releases import serves_in
 from rebuilder.domain.standing import SeenVersion, TemplateState
 from rebuilder.domain.versions import version_key
 
@@ -262,7 +262,8 @@ class Watcher:
             versions = [
                 v
                 for v in self._gallery.list_versions(image)
-                if not v.excluded_from_latest and (v.provisioning_state or "").lower() == "succeeded"
+                # in latest somewhere: a region's own excludeFromLatest overrides the profile's there
+                if not v.excluded_everywhere(True) and (v.provisioning_state or "").lower() == "succeeded"
             ]
             seen = self._record(ref, [v.name for v in versions], result)
             versions = [v for v in versions if v.name in seen]
@@ -285,13 +286,14 @@ class Watcher:
         where = region(template.location)
         usable = tuple(sorted((v.name for v in versions), key=version_key))
         for version in sorted(versions, key=lambda v: version_key(v.name), reverse=True):
+            if version.excluded_in(where):  # `latest` resolves in the build's region: not this one there
+                continue
             try:
                 if version.name not in replicas:
                     replicas[version.name] = self._gallery.get_version(version.id, with_replication=True)
             except RebuilderError as error:
                 return Candidate(problem=f"reading {version.id} failed: {error} (retried next pass)")
-            states = {region(r.region): r.state for r in replicas[version.name].replication}
-            if states.get(where) is ReplicationState.COMPLETED:
+            if serves_in(replicas[version.name], where):
                 return Candidate(version.name, seen[version.name].first_seen_at, usable)
         return Candidate(
             problem=f"no version of {template.source.image_version_id} is replicated in {where} yet"

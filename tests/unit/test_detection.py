@@ -73,7 +73,14 @@ class World:
         )
         return tid
 
-    def gallery_version(self, name: str, completed: tuple[Region, ...], *, excluded: bool = False) -> None:
+    def gallery_version(
+        self,
+        name: str,
+        completed: tuple[Region, ...],
+        *,
+        excluded: bool = False,
+        regional: tuple[tuple[Region, bool], ...] = (),
+    ) -> None:
         replication = tuple(RegionReplication(r, ReplicationState.COMPLETED, 100) for r in completed)
         self.gallery.add_version(
             GalleryImageVersion(
@@ -83,6 +90,7 @@ class World:
                 target_regions=completed,
                 excluded_from_latest=excluded,
                 replication=replication,
+                regional_exclusions=regional,
             )
         )
 
@@ -197,6 +205,24 @@ def test_gallery_sources_need_a_completed_replica_in_the_template_location(world
         "child-eus": "1.0.4",
     }
     assert report.list_calls == 1  # one gallery image, whatever the letter case of the ids
+
+
+def test_a_regions_own_exclude_from_latest_decides_what_latest_is_there(world: World) -> None:
+    """TargetRegion.excludeFromLatest overrides the profile's flag in its region (Compute 2022-03-03
+    on; tests/reference/specs/compute-gallery-2026-03-03.json): a child builds from what AIB resolves
+    `latest` to in the child's own region."""
+    world.gallery.add_image(IMAGE)
+    world.gallery_version("1.0.3", (WEU, EUS))
+    world.gallery_version("1.0.4", (WEU, EUS), regional=((WEU, True),))  # out of latest in westeurope only
+    world.gallery_version("1.0.5", (WEU, EUS), excluded=True, regional=((EUS, False),))  # in it in eastus
+    source = Source(SourceKind.SHARED_IMAGE_VERSION, image_version_id=f"{IMAGE}/versions/latest")
+    world.template("child", source)
+    world.template("child-eus", source, location=EUS)
+    report = compute_plan(world.ports, [SCOPE], now=world.clock.now())
+    assert {i.template.name: i.candidate_version for i in report.items} == {
+        "child": "1.0.3",
+        "child-eus": "1.0.5",
+    }
 
 
 def test_a_source_that_cannot_be_read_blocks_only_its_templates(world: World) -> None:
