@@ -61,6 +61,7 @@ from rebuilder.domain.model import ImageState, RunSubState, SourceKind, SourceRe
 from rebuilder.domain.ports import IndexedBuild
 from rebuilder.domain.regions import Region
 from rebuilder.domain.standing import (
+    LatestDrift,
     RegionStanding,
     RollbackIntent,
     SeenVersion,
@@ -504,6 +505,11 @@ def template_to_entity(s: TemplateState) -> Entity:
             "CandidateVersion": s.candidate_version,
             "PolicyTags": json.dumps([list(p) for p in s.policy_tags]) if s.policy_tags else None,
             "Rollback": _rollback_json(s.rollback),
+            "LatestDrift": (
+                json.dumps([[d.region, d.version, d.ledger_in_latest] for d in s.latest_drift])
+                if s.latest_drift
+                else None
+            ),
             "UpdatedAt": s.updated_at,
         }
     )
@@ -550,6 +556,10 @@ def template_from_entity(e: Mapping[str, Any]) -> TemplateState:
         candidate_version=e.get("CandidateVersion", ""),
         policy_tags=tuple((str(n), str(v)) for n, v in json.loads(e.get("PolicyTags") or "[]")),
         rollback=_rollback_from(e.get("Rollback")),
+        latest_drift=tuple(
+            LatestDrift(Region(str(r)), str(v), bool(inside))
+            for r, v, inside in json.loads(e.get("LatestDrift") or "[]")
+        ),
     )
 
 

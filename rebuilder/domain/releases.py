@@ -22,7 +22,7 @@ from .builds import Build, BuildId, BuildState
 from .errors import Conflict, PermanentError
 from .model import GalleryImageVersion, GalleryVersionId, ImageTemplate, ReplicationState
 from .regions import Region
-from .standing import RegionStanding, RollbackIntent, TemplateState
+from .standing import LatestDrift, RegionStanding, RollbackIntent, TemplateState
 
 PROMOTE_TAG = "rebuild-promote"  # auto (default) | manual
 BAKE_TAG = "rebuild-bake-hours"  # hours a candidate waits, from when it was replicated everywhere
@@ -397,6 +397,28 @@ def after_rollback(
             )
             after = after.with_region(back, at=now)
     return after
+
+
+def latest_drift(state: TemplateState, versions: Sequence[GalleryImageVersion]) -> tuple[LatestDrift, ...]:
+    """Where the gallery's effective flags (`versions`: those of the images the template distributes
+    to, as listed) disagree with the ledger: every image a region stands on should be in latest there;
+    every revoked version and the candidate out of latest in every region it is published to."""
+    by_id = {v.id.lower(): v for v in versions}
+    found: list[LatestDrift] = []
+    for standing in state.regions:
+        image = resource_ids.maybe_gallery_version_id(standing.image_version)
+        version = by_id.get(image.lower()) if image else None
+        if version is not None and version.excluded_in(standing.region):
+            found.append(LatestDrift(standing.region, version.name, ledger_in_latest=True))
+    out = {name for _, name in state.revoked} | (
+        {state.candidate_version} if state.candidate_version else set()
+    )
+    for version in versions:
+        if version.name in out:
+            found += [
+                LatestDrift(r, version.name, False) for r in version.regions if not version.excluded_in(r)
+            ]
+    return tuple(sorted(set(found), key=lambda d: (d.region, d.version)))
 
 
 # -- provenance on the image itself ------------------------------------------------------------------------

@@ -29,6 +29,23 @@ class RegionStanding:
 
 
 @dataclass(frozen=True)
+class LatestDrift:
+    """A region where the gallery's effective `excludeFromLatest` for one of the template's versions
+    disagrees with the ledger: a version the ledger stands on there is out of latest, or one it
+    revoked, rejected or holds as a candidate is in it."""
+
+    region: Region
+    version: str  # the gallery version's name
+    ledger_in_latest: bool  # what the ledger says: True when the version should be `latest` there
+
+    def describe(self) -> str:
+        where = f"{self.region}: {self.version} is"
+        if self.ledger_in_latest:
+            return f"{where} excluded from latest in the gallery; the ledger stands on it"
+        return f"{where} in latest in the gallery; the ledger has it out of latest"
+
+
+@dataclass(frozen=True)
 class RollbackIntent:
     """A rollback asked for and not finished yet, written on the template's row before anything else
     changes: while its caller's lease runs, a second rollback is refused; once it has run out (the
@@ -75,6 +92,7 @@ class TemplateState:
     candidate_version: str = ""  # its gallery version
     policy_tags: tuple[tuple[str, str], ...] = ()  # its rebuild-* tags (name lower-cased, value as written)
     rollback: RollbackIntent | None = None  # a rollback under way (or whose caller died)
+    latest_drift: tuple[LatestDrift, ...] = ()  # regions where the gallery disagrees (last watch pass)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "disabled_reason", bounded(self.disabled_reason, 2_000))

@@ -30,7 +30,7 @@ def exposure_document(exposure: Exposure | None) -> dict[str, Any] | None:
     }
 
 
-def cell_document(cell: Cell) -> dict[str, Any]:
+def cell_document(cell: Cell, drift: str = "") -> dict[str, Any]:
     return {
         "region": cell.region,
         "build_id": cell.build_id or None,
@@ -47,6 +47,7 @@ def cell_document(cell: Cell) -> dict[str, Any]:
         "promoted": cell.promoted,
         "candidate_version": cell.candidate or None,
         "revoked_version": cell.revoked or None,
+        "latest_drift": drift or None,
     }
 
 
@@ -64,13 +65,18 @@ def summary_document(summary: TemplateSummary) -> dict[str, Any]:
         last_build=build_document(last) if last else None,
         open_builds=_open(summary),
         failing=is_failing(summary),
-        regions=[cell_document(c) for c in summary.cells],
+        regions=[cell_document(c, drift_in(summary, c.region)) for c in summary.cells],
         policies=summary.policies,
         next_due_at=summary.next_due_at,
         next_due_why=summary.next_due_why or None,
         built_on_revoked=summary.built_on_revoked or None,
     )
     return document
+
+
+def drift_in(summary: TemplateSummary, region: str) -> str:
+    """Where the gallery's latest disagrees with the ledger in `region` (last watch pass), in words."""
+    return "; ".join(d.describe() for d in summary.state.latest_drift if d.region == region)
 
 
 def _open(summary: TemplateSummary) -> list[dict[str, str | None]]:

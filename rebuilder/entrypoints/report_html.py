@@ -93,6 +93,11 @@ def _alerts(summaries: Sequence[TemplateSummary]) -> str:
                 f'<li class="alert-revoked"><b>{escape(s.state.name)} is {escape(s.built_on_revoked)}</b>: '
                 "rebuilt from its parent's latest</li>"
             )
+        for drift in s.state.latest_drift:
+            items.append(
+                f'<li class="alert-drift"><b>The gallery\'s latest for {escape(s.state.name)} disagrees '
+                f"with the ledger</b>: {escape(drift.describe())}</li>"
+            )
         for cell in s.cells:
             if cell.failed:
                 items.append(
@@ -170,7 +175,8 @@ def _root_label(s: TemplateSummary) -> str:
 def _cell(cell: Cell | None, s: TemplateSummary) -> str:
     if cell is None or not (cell.image_version_id or cell.replication):
         return '<td class="cell empty">—</td>'
-    bad = cell.failed or s.state.disabled or bool(s.built_on_revoked)
+    drifted = any(d.region == cell.region for d in s.state.latest_drift)
+    bad = cell.failed or s.state.disabled or bool(s.built_on_revoked) or drifted
     kind = "failed" if bad else ("stale" if cell.stale else "ok")
     lines = [f'<div class="img">{escape(cell.image_version or "no image yet")}</div>']
     if cell.root_version:
@@ -183,6 +189,14 @@ def _cell(cell: Cell | None, s: TemplateSummary) -> str:
         lines.append(_tag(f"revoked {cell.revoked}: rolled back", "red"))
     if cell.candidate:
         lines.append(_tag(f"candidate {cell.candidate}: awaits promotion", "grey"))
+    for drift in (d for d in s.state.latest_drift if d.region == cell.region):
+        lines.append(
+            _tag(
+                f"gallery disagrees: {drift.version} "
+                + ("out of latest" if drift.ledger_in_latest else "in latest"),
+                "red",
+            )
+        )
     if s.built_on_revoked:
         lines.append(_tag(s.built_on_revoked, "red"))
     if cell.newer:

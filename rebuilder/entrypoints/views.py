@@ -157,6 +157,9 @@ def template_row(summary: TemplateSummary) -> list[str]:
         status += f"; candidate {waiting} awaits promotion"
     if summary.built_on_revoked:
         status += f"; {summary.built_on_revoked}"
+    if state.latest_drift:
+        where = ", ".join(sorted({d.region for d in state.latest_drift}))
+        status += f"; the gallery's latest disagrees with the ledger in {where}"
     due = f"{summary.next_due_at:%Y-%m-%d %H:%M} UTC: " if summary.next_due_at else ""
     return [
         state.name,
@@ -192,6 +195,15 @@ def template_document(state: TemplateState) -> dict[str, Any]:
             else None
         ),
         "revoked": [{"build_id": b, "version": v} for b, v in state.revoked],
+        "latest_drift": [
+            {
+                "region": d.region,
+                "version": d.version,
+                "ledger_in_latest": d.ledger_in_latest,
+                "why": d.describe(),
+            }
+            for d in state.latest_drift
+        ],
         "regions": [
             {
                 "region": r.region,

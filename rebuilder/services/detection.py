@@ -17,10 +17,11 @@ from datetime import datetime
 
 from rebuilder.domain.builds import BuildState, Provenance, requested
 from rebuilder.domain.errors import RebuilderError, StaleWrite
-from rebuilder.domain.model import Scope, TemplateId
+from rebuilder.domain.model import GalleryImageId, GalleryImageVersion, Scope, TemplateId
 from rebuilder.domain.planner import Action, Managed, PlanItem, plan
 from rebuilder.domain.policies import NO_RULES, Rules, policy_tags
 from rebuilder.domain.ports import Ledger
+from rebuilder.domain.releases import latest_drift
 from rebuilder.domain.standing import SeenVersion, TemplateState
 
 from .history import where_we_stand
@@ -97,7 +98,40 @@ def watch_pass(
         except RebuilderError as error:  # one template's trouble never stops the pass
             report.problems.append(f"{item.template.id}: {error}")
             log.warning("recording the plan for %s failed: %s", item.template.id, error)
+    _check_latest(ports, report, now)
     return report
+
+
+def _check_latest(ports: Ports, report: PassReport, now: datetime) -> None:
+    """Compare the gallery's effective excludeFromLatest with the ledger, per region, for every
+    template that has images out there (one list per gallery image distributed to), and keep what
+    disagrees on the template's row: the templates view, the API and the report flag it."""
+    rows = [
+        s
+        for s in report.states.values()
+        if s.distributes_to and (s.regions or s.revoked or s.candidate_version or s.latest_drift)
+    ]
+    listed: dict[str, list[GalleryImageVersion]] = {}
+    for image in sorted({i.lower() for s in rows for i in s.distributes_to}):
+        try:
+            listed[image] = ports.gallery.list_versions(GalleryImageId(image))
+            report.list_calls += 1
+        except RebuilderError as error:
+            report.problems.append(f"checking latest in {image} failed: {error} (retried next pass)")
+    for state in rows:
+        if any(i.lower() not in listed for i in state.distributes_to):
+            continue
+        found = latest_drift(state, [v for i in state.distributes_to for v in listed[i.lower()]])
+        if found == state.latest_drift:
+            continue
+        for drift in found:
+            log.warning("%s: latest disagrees with the ledger: %s", state.name, drift.describe())
+        with contextlib.suppress(StaleWrite):  # the next pass looks again
+            update_state(
+                ports.ledger,
+                state.template_id,
+                lambda s, found=found: dataclasses.replace(s, latest_drift=found, updated_at=now),  # type: ignore[misc]
+            )
 
 
 def _remember(ledger: Ledger, item: PlanItem, now: datetime, known: TemplateState | None) -> None:

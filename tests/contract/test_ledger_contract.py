@@ -19,7 +19,13 @@ from rebuilder.domain.errors import InvalidContinuation, InvalidRecord, NotFound
 from rebuilder.domain.model import ImageState, RunSubState, SourceKind, SourceRef
 from rebuilder.domain.ports import Ledger
 from rebuilder.domain.regions import Region
-from rebuilder.domain.standing import RegionStanding, RollbackIntent, SeenVersion, TemplateState
+from rebuilder.domain.standing import (
+    LatestDrift,
+    RegionStanding,
+    RollbackIntent,
+    SeenVersion,
+    TemplateState,
+)
 from rebuilder.services.history import template_history
 from tests.records import T0, UBUNTU, build, template_id
 
@@ -230,6 +236,10 @@ def test_template_state_is_created_once_then_updated_conditionally(ledger: Ledge
         candidate_version="1.0.2",
         policy_tags=(("rebuild-patch-day", "+2"), ("rebuild-window", "Sat,Sun 01:00-05:00")),
         rollback=RollbackIntent(str(build().id), LATER, "ana@contoso.com", "0000-ana", "boot loop: é", "c-1"),
+        latest_drift=(
+            LatestDrift(Region("eastus"), "1.0.1", True),
+            LatestDrift(Region("westus2"), "1.0.4", False),
+        ),
     )
     second = ledger.save_template_state(newer, etag=version)
     with pytest.raises(StaleWrite):
@@ -237,7 +247,7 @@ def test_template_state_is_created_once_then_updated_conditionally(ledger: Ledge
     stored = ledger.get_template_state(tid)
     assert stored is not None
     assert (stored.record, stored.etag) == (newer, second)
-    finished = dataclasses.replace(newer, rollback=None)  # replaced whole: the intent is gone
+    finished = dataclasses.replace(newer, rollback=None, latest_drift=())  # replaced whole: both gone
     ledger.save_template_state(finished, etag=second)
     again = ledger.get_template_state(tid)
     assert again is not None and again.record == finished

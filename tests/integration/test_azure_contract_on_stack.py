@@ -17,6 +17,7 @@ paths do where Azure behaves as its contract says rather than as we first assume
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +162,45 @@ def test_an_ungated_template_whose_validation_fails_is_rejected_once_and_demoted
     assert sim.latest(IMAGE, REGIONS) == dict.fromkeys(REGIONS, "0.9.7")  # the bad image is in no latest
     notices = [e for acted in driver.acted for e in acted.events if e.type == "ImageRejected"]
     assert [n.data["demoted"] for n in notices] == [[version]]
+
+
+def test_a_region_where_the_gallery_disagrees_with_the_ledger_is_flagged_in_templates_api_and_report(
+    driver: Driver, sim: SimControl, tmp_path: Path
+) -> None:
+    _, second = two_promoted(driver, sim)
+    cli(driver, "rollback", PARENT, "--reason", "boot loop", "--output", "json")
+    [new] = versions_of(second)
+    clients = AzureClients(driver.services.settings)
+    try:  # someone puts the revoked version back into latest in one region, by hand (GET + PUT)
+        versions = clients.compute(estate.SUBSCRIPTION).gallery_image_versions
+        name = new.rsplit("/", 1)[-1]
+        read = versions.get(estate.IMAGES_RG, estate.GALLERY, "ubuntu-gated", name).as_dict()
+        body = {  # a hand-written update: the writable parts, storageProfile as the schema requires
+            "properties": {
+                "publishingProfile": {
+                    "excludeFromLatest": True,
+                    "targetRegions": [
+                        {
+                            "name": t["name"],
+                            "excludeFromLatest": t["name"].replace(" ", "").lower() != "eastus2",
+                        }
+                        for t in read["properties"]["publishingProfile"]["targetRegions"]
+                    ],
+                },
+                "storageProfile": {"source": read["properties"]["storageProfile"]["source"]},
+            }
+        }
+        versions.begin_update(estate.IMAGES_RG, estate.GALLERY, "ubuntu-gated", name, body, polling=False)
+    finally:
+        clients.close()
+    sim.advance(600)
+    driver.watch()
+    listed = {t["name"]: t for t in cli(driver, "templates", "--output", "json")["templates"]}
+    drift = listed[PARENT]["latest_drift"]
+    assert [(d["region"], d["version"], d["ledger_in_latest"]) for d in drift] == [("eastus2", name, False)]
+    cells = {c["region"]: c for c in listed[PARENT]["regions"]}
+    assert "in latest in the gallery; the ledger has it out of latest" in cells["eastus2"]["latest_drift"]
+    assert cells["westeurope"]["latest_drift"] is None
+    page = tmp_path / "report.html"
+    cli(driver, "report", "--html", str(page), "--output", "json")
+    assert f"gallery disagrees: {name} in latest" in page.read_text()

@@ -53,6 +53,7 @@ from rebuilder.domain.releases import (
     fallen_back,
     forgotten,
     gate_of,
+    latest_drift,
     previous_in_latest,
     promotion,
     released,
@@ -63,7 +64,7 @@ from rebuilder.domain.releases import (
     version_order,
 )
 from rebuilder.domain.runs import Policy
-from rebuilder.domain.standing import RegionStanding, RollbackIntent, TemplateState
+from rebuilder.domain.standing import LatestDrift, RegionStanding, RollbackIntent, TemplateState
 from tests.records import build
 
 T0 = datetime(2026, 12, 10, 3, 0, tzinfo=UTC)
@@ -602,3 +603,34 @@ def test_a_gated_run_whose_validation_failed_before_distributing_fails_without_a
     [moved] = [a for a in decision.actions if isinstance(a, Save) and a.transition is not None]
     assert moved.after.state is BuildState.FAILED and moved.after.attempts == 1
     assert moved.transition is not None and "failed its validation" in moved.transition.why
+
+
+def test_latest_drift_is_every_region_where_the_gallerys_effective_flag_disagrees_with_the_ledger() -> None:
+    state = TemplateState(build().template_id, "ubuntu2204", WEU, T0)
+    for where in (WEU, NEU):
+        standing = RegionStanding(
+            where, BuildId("b-1.0.2"), "22.04.2", f"{IMAGE}/imageversions/1.0.2", "Completed"
+        )
+        state = state.with_region(standing, at=T0)
+    state = dataclasses.replace(state, revoked=(("b-1.0.3", "1.0.3"),), candidate_version="1.0.4")
+    agreeing = [
+        gallery_version("1.0.2"),
+        gallery_version("1.0.3", excluded=True, regional=((WEU, True), (NEU, True))),
+        gallery_version("1.0.4", excluded=True),
+    ]
+    assert latest_drift(state, agreeing) == ()
+    drifted = [
+        gallery_version("1.0.2", regional=((NEU, True),)),  # the ledger stands on it; out of latest there
+        gallery_version("1.0.3", excluded=True, regional=((WEU, False),)),  # revoked, back in latest in WEU
+        gallery_version("1.0.4"),  # the candidate, exposed everywhere
+        gallery_version("0.9.0"),  # not the ledger's: nothing to compare
+    ]
+    assert latest_drift(state, drifted) == (
+        LatestDrift(NEU, "1.0.2", True),
+        LatestDrift(NEU, "1.0.4", False),
+        LatestDrift(WEU, "1.0.3", False),
+        LatestDrift(WEU, "1.0.4", False),
+    )
+    assert LatestDrift(NEU, "1.0.2", True).describe() == (
+        "northeurope: 1.0.2 is excluded from latest in the gallery; the ledger stands on it"
+    )

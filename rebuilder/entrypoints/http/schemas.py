@@ -123,6 +123,7 @@ _STATE_PROPS: dict[str, S] = {
     "awaiting_promotion": maybe(obj({"build_id": STR, "version": maybe(STR)})),
     "revoked": array(obj({"build_id": STR, "version": STR})),
     "regions": array(
+    "latest_drift": array(obj({"region": STR, "version": STR, "ledger_in_latest": BOOL, "why": STR})),
         obj(
             {
                 "region": STR,
@@ -169,6 +170,7 @@ _SUMMARY_PROPS: dict[str, S] = {
                 "candidate_version": maybe(STR),
                 "revoked_version": maybe(STR),
             }
+                "latest_drift": maybe(STR),
         )
     ),
 }
