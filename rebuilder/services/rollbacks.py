@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rebuilder.domain import resource_ids
-from rebuilder.domain.builds import Build, BuildId, BuildState
+from rebuilder.domain.builds import Build, BuildId, BuildState, RegionStatus
 from rebuilder.domain.errors import Conflict, StaleWrite
 from rebuilder.domain.model import GalleryImageVersion, TemplateId
 from rebuilder.domain.regions import Region
@@ -86,6 +86,7 @@ def fallbacks_for(ports: Ports, current: Build, builds: Sequence[Build]) -> tupl
     previous = previous_in_latest(builds, current)
     leaving = {v.lower() for v in versions_of(current)}
     found: list[Fallback] = []
+    rows: dict[str, list[RegionStatus]] = {}  # the ledger's regions of each fallback build, read once
     for version_id in versions_of(current):
         regions = ports.gallery.get_version(version_id, with_replication=False).regions
         listed = ports.gallery.list_versions(resource_ids.gallery_image_id(version_id))
@@ -108,8 +109,9 @@ def fallbacks_for(ports: Ports, current: Build, builds: Sequence[Build]) -> tupl
         for where in regions:
             fallback = fallback_in(where, served.get(where), builds, previous)
             if fallback.build_id:
-                rows = ports.ledger.list_regions(BuildId(fallback.build_id))
-                done = next((r.completed_at for r in rows if r.region == where), None)
+                if fallback.build_id not in rows:
+                    rows[fallback.build_id] = ports.ledger.list_regions(BuildId(fallback.build_id))
+                done = next((r.completed_at for r in rows[fallback.build_id] if r.region == where), None)
                 fallback = dataclasses.replace(fallback, completed_at=done or fallback.completed_at)
             found.append(fallback)
     return tuple(found)
