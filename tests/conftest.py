@@ -14,6 +14,7 @@ import pytest
 from hypothesis import settings
 
 from devstack.armsim import ArmSimulator, SimControl
+from devstack.armsim.contract import Violation
 from devstack.azurite import Azurite, running_azurite
 from rebuilder.bootstrap import Services, bootstrap
 
@@ -31,9 +32,13 @@ def azurite() -> Iterator[Azurite]:
         yield instance
 
 
+_ARMSIM = pytest.StashKey[ArmSimulator]()
+
+
 @pytest.fixture(scope="session")
-def armsim() -> Iterator[ArmSimulator]:
+def armsim(request: pytest.FixtureRequest) -> Iterator[ArmSimulator]:
     with ArmSimulator() as sim:
+        request.config.stash[_ARMSIM] = sim
         previous = os.environ.get("REQUESTS_CA_BUNDLE")
         # TLS trust for the SDK clients follows REQUESTS_CA_BUNDLE, as it would in production.
         os.environ["REQUESTS_CA_BUNDLE"] = str(sim.ca_path)
@@ -42,6 +47,29 @@ def armsim() -> Iterator[ArmSimulator]:
             os.environ.pop("REQUESTS_CA_BUNDLE", None)
         else:
             os.environ["REQUESTS_CA_BUNDLE"] = previous
+        del request.config.stash[_ARMSIM]
+        _fail_on_violations(sim.violations.take(), "after the last test")
+
+
+@pytest.fixture(autouse=True)
+def _rest_contract(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails the test in which the ARM simulator was sent a request, or gave an answer, outside the
+    REST definitions it is held to (devstack/armsim/contract.py). Always on."""
+    running = request.config.stash.get(_ARMSIM, None)
+    earlier = running.violations.take() if running is not None else []
+    _fail_on_violations(earlier, "before this test (between tests, or in a module or session fixture)")
+    yield
+    running = request.config.stash.get(_ARMSIM, None)
+    if running is not None:
+        _fail_on_violations(running.violations.take(), "during this test")
+
+
+def _fail_on_violations(violations: list[Violation], when: str) -> None:
+    if violations:
+        listed = "\n".join(f"- {violation}" for violation in violations)
+        pytest.fail(
+            f"The ARM simulator saw {len(violations)} violation(s) of the REST contract {when}:\n{listed}"
+        )
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """Simulated Azure Compute Gallery: galleries, image definitions, image versions with replication.
 
 Replication progresses region by region over simulated time. Azure answers target and replication
-region names as display names ("East US 2"); a version's `location` is the canonical name ("eastus2"),
-as in the REST definitions' GalleryImageVersion examples (galleries and image definitions keep the
-display name here: rebuilder reads neither's location).
+region names as display names ("East US 2"), and so the `location` of galleries, image definitions and
+versions, as in the REST definitions' examples (GalleryImageVersion_Get: "West US"). Versions keep the
+canonical name inside, for ordering their regions.
 
 Updates (PATCH) follow GalleryImageVersions_Update (GalleryRP 2026-03-03): the body must carry
 `properties.storageProfile` (required by GalleryImageVersionUpdate; every official Update example sends
@@ -174,7 +174,7 @@ class ImageVersion:
             "id": self.id,
             "name": self.name,
             "type": VERSION_TYPE,
-            "location": self.location,
+            "location": regions.display(self.location),
             "properties": properties,
         }
         if self.tags:

@@ -557,10 +557,7 @@ def _with_defaults(properties: dict[str, Any]) -> dict[str, Any]:
     profile = properties.setdefault("vmProfile", {})
     profile.setdefault("vmSize", "")
     profile.setdefault("osDiskSizeGB", 0)
-    for distributor in properties.get("distribute") or []:
-        if distributor.get("type") == "SharedImage":
-            distributor.setdefault("versioning", None)
-    return properties
+    return properties  # no `versioning: null` where none was set: DistributeVersioner is not x-nullable
 
 
 def _writable(properties: dict[str, Any]) -> dict[str, Any]:

@@ -98,7 +98,6 @@ class Marketplace:
             "properties": {
                 "hyperVGeneration": image.hyper_v_generation,
                 "architecture": image.architecture,
-                "replicaType": "Managed",
                 "osDiskImage": {"operatingSystem": image.operating_system},
                 "dataDiskImages": [],
                 "automaticOSUpgradeProperties": {"automaticOSUpgradeSupported": False},

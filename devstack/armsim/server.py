@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import trustme
 
 from . import control, topics
+from .contract import DELIBERATE, Operation, Violation, ViolationLog, kept
 from .errors import ArmError
 from .faults import now_monotonic
 from .routes import Request, Response, Route, check_request, match
@@ -94,6 +95,48 @@ class _Handler(BaseHTTPRequestHandler):
         query: dict[str, str],
         raw: bytes,
     ) -> Response:
+        """The answer, held to the REST contract (contract.py): a request outside it is refused 400,
+        an answer outside it is replaced by a 500, and either is recorded for the test to fail on."""
+        if found is None or found[0].name in DELIBERATE:
+            return self._answer(found, method, path, query, raw)
+        sim = self.server.sim
+        route = found[0].name
+        problems: list[str] = []
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:  # answered 400 below, as not JSON
+            operation = sim.contract.operation_of(method, path)
+        else:
+            operation, problems = sim.contract.check_request(method, path, query, body)
+        refusal = None
+        if problems:
+            seen = Violation("request", route, _named(operation), method, path, None, tuple(problems))
+            sim.violations.record(seen)
+            refusal = ArmError(400, "InvalidRequestContent", f"armsim: outside the REST contract: {seen}")
+        answer = self._answer(found, method, path, query, raw, refusal)
+        if operation is None:
+            return answer
+        problems = sim.contract.check_response(
+            operation, answer.status, answer.body, query.get("api-version")
+        )
+        if not problems:
+            return answer
+        seen = Violation("response", route, operation.id, method, path, answer.status, tuple(problems))
+        sim.violations.record(seen)
+        error = ArmError(
+            500, "SimulatorContractViolation", f"armsim answered outside the REST contract: {seen}"
+        )
+        return Response(error.status, error.body())
+
+    def _answer(
+        self,
+        found: tuple[Route, dict[str, str]] | None,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        raw: bytes,
+        refusal: ArmError | None = None,
+    ) -> Response:
         sim = self.server.sim
         world = sim.world
         try:
@@ -112,6 +155,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ArmError(
                     400, "InvalidRequestContent", "The request content is not valid JSON."
                 ) from None
+            if refusal is not None:
+                raise refusal
             request = Request(method, params, query, body, f"https://{self.headers.get('Host')}", path)
             check_request(route, request)
             with world.lock:
@@ -154,6 +199,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
 
 
+def _named(operation: Operation | None) -> str:
+    return operation.id if operation is not None else "no kept operation"
+
+
 @dataclass
 class _Tls:
     ca_path: Path
@@ -183,6 +232,8 @@ class ArmSimulator:
     ) -> None:
         self.token = token
         self.world = World()
+        self.contract = kept()  # the REST contract every ARM request and answer is held to
+        self.violations = ViolationLog()  # what was outside it; tests fail on anything here
         self._tmp = tempfile.TemporaryDirectory(prefix="armsim-") if state_dir is None else None
         directory = state_dir or Path(self._tmp.name)  # type: ignore[union-attr]
         tls = _tls(directory)
