@@ -365,6 +365,7 @@ def main(argv: list[str]) -> int:
         try:
             progress.step("publishing Marketplace versions (Ubuntu, Windows Server, RHEL) in 4 regions")
             estate.publish_marketplace(control)
+            estate.create_identity(control)
             progress.step("creating the gallery, image definitions and 6 image templates via the SDK")
             from rebuilder.adapters.azure_clients import AzureClients
 

@@ -149,6 +149,12 @@ def publish_marketplace(control: SimControl) -> None:
             )
 
 
+def create_identity(control: SimControl) -> None:
+    """The user-assigned identity every template runs as, as the platform team's deployment creates it
+    (a control call: rebuilder needs no identity client, so the simulator serves only the GET)."""
+    control.create_identity(IDENTITY, HOME)
+
+
 def create(clients: AzureClients) -> None:
     """Gallery, image definitions and templates, through the SDK clients (as a platform team would)."""
     compute: Any = clients.compute(SUBSCRIPTION)  # JSON bodies, as a platform team's scripts send them

@@ -12,7 +12,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from rebuilder.domain.ports import Clock, Gallery, ImageBuilder, Ledger, MarketplaceCatalog, Notifier
+from rebuilder.domain.ports import (
+    Access,
+    Clock,
+    Gallery,
+    ImageBuilder,
+    Ledger,
+    LedgerStorage,
+    MarketplaceCatalog,
+    Notifier,
+)
 from rebuilder.domain.runs import Policy
 from rebuilder.services.ports import Ports
 from rebuilder.settings import Settings
@@ -26,6 +35,8 @@ class Services:
     imagebuilder: ImageBuilder
     gallery: Gallery
     ledger: Ledger
+    access: Access  # the doctor's read-only probes of what the service's identity can reach
+    ledger_storage: LedgerStorage | None  # None when a ledger was passed in without its storage
     notifier: Notifier | None = None  # when REBUILDER_EVENTS_TOPIC is set
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
@@ -59,9 +70,12 @@ def bootstrap(
     gallery: Gallery | None = None,
     ledger: Ledger | None = None,
     notifier: Notifier | None = None,
+    access: Access | None = None,
+    ledger_storage: LedgerStorage | None = None,
 ) -> Services:
     """Build the services from `env` (default: the process environment); anything passed in wins."""
     settings = Settings.from_env(os.environ if env is None else env)
+    from rebuilder.adapters.access import SdkAccess
     from rebuilder.adapters.azure_clients import AzureClients  # builds nothing until a client is asked for
     from rebuilder.adapters.clock import SystemClock
     from rebuilder.adapters.gallery import SdkGallery
@@ -80,6 +94,7 @@ def bootstrap(
         )
         closers.append(tables.close)
         ledger = tables
+        ledger_storage = ledger_storage or tables
     if notifier is None and settings.events_topic:
         from rebuilder.adapters.eventgrid import EventGridNotifier
 
@@ -93,6 +108,8 @@ def bootstrap(
         imagebuilder=imagebuilder or SdkImageBuilder(clients),
         gallery=gallery or SdkGallery(clients),
         ledger=ledger,
+        access=access or SdkAccess(clients),
+        ledger_storage=ledger_storage,
         notifier=notifier,
         _closers=closers,
     )

@@ -37,6 +37,9 @@ class Cloud(StrEnum):
     CHINA = "AzureChinaCloud"
 
 
+# The audience azure-eventgrid asks tokens for when publishing (its DEFAULT_EVENTGRID_SCOPE; the notifier
+# uses the default).
+EVENTGRID_CREDENTIAL_SCOPE = "https://eventgrid.azure.net/.default"
 ARM_ENDPOINTS: Mapping[Cloud, str] = {
     Cloud.AZURE: "https://management.azure.com",
     Cloud.US_GOVERNMENT: "https://management.usgovcloudapi.net",
@@ -55,6 +58,20 @@ class LedgerConnection:
 
     connection_string: str | None = None
     endpoint: str | None = None
+
+    @property
+    def where(self) -> str:
+        """The account, said without its key: the endpoint, the connection string's TableEndpoint or
+        AccountName, or the development storage."""
+        if self.endpoint:
+            return self.endpoint
+        pairs = (p.partition("=") for p in (self.connection_string or "").split(";"))
+        parts = {k.strip().lower(): v.strip() for k, _, v in pairs}
+        if parts.get("tableendpoint"):
+            return parts["tableendpoint"].rstrip("/")
+        if parts.get("accountname"):
+            return f"account {parts['accountname']}"
+        return "the local development storage (UseDevelopmentStorage=true)"
 
 
 class SettingsError(ValueError):

@@ -40,6 +40,7 @@ from rebuilder.fakes import (
     InMemoryMarketplace,
     InMemoryNotifier,
 )
+from rebuilder.fakes.access import InMemoryAccess, InMemoryLedgerStorage
 from rebuilder.fakes.ledger import InMemoryLedger
 from rebuilder.services.reconciler import Reconciler
 from rebuilder.services.watch_and_act import watch_and_act
@@ -91,6 +92,7 @@ class HttpWorld:
         self.gallery = InMemoryGallery()
         self.ledger = InMemoryLedger()
         self.notifier = InMemoryNotifier()
+        self.access = InMemoryAccess(gallery=self.gallery, now=self.clock.now())
         self.services: Services = bootstrap(
             {**ENV, **env},
             clock=self.clock,
@@ -99,6 +101,8 @@ class HttpWorld:
             gallery=self.gallery,
             ledger=self.ledger,
             notifier=self.notifier,
+            access=self.access,
+            ledger_storage=InMemoryLedgerStorage(),
         )
         self.versions = 0
         self.marketplace.publish(WEU, UBUNTU, OLD)

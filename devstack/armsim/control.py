@@ -28,7 +28,8 @@ def handle(sim: ArmSimulator, method: str, path: str, query: dict[str, str], raw
         body = json.loads(raw) if raw else {}
         if not isinstance(body, dict):
             raise ArmError(400, "BadControlRequest", "A JSON object is expected.")
-        return _dispatch(sim, method, path.rstrip("/"), body)
+        route = (method, path.rstrip("/"))
+        return _access(sim, route, body) or _dispatch(sim, *route, body)
     except ArmError as error:
         return Response(error.status, error.body())
     except (KeyError, TypeError, ValueError) as error:
@@ -123,6 +124,22 @@ def _dispatch(sim: ArmSimulator, method: str, path: str, body: dict[str, Any]) -
             _configure(sim, body)
             return Response(200, {"configured": sorted(body)})
     raise ArmError(404, "NoSuchControlRoute", f"{method} {path} is not a control route.")
+
+
+def _access(sim: ArmSimulator, route: tuple[str, str], body: dict[str, Any]) -> Response | None:
+    """Who may do what, and which identities exist (authorization.py, identities.py); None: another
+    control route."""
+    world = sim.world
+    with world.lock:
+        if route == ("POST", "/_sim/permissions"):  # what the caller holds at a scope and below
+            world.authorization.set(str(body["scope"]), list(body["permissions"]))
+            return Response(200, {"scope": body["scope"]})
+        if route == ("POST", "/_sim/identities"):
+            world.identities.create(str(body["id"]), str(body.get("location", "westeurope")))
+            return Response(200, {"created": body["id"]})
+        if route == ("DELETE", "/_sim/identities"):
+            return Response(200, {"deleted": world.identities.delete(str(body["id"]))})
+    return None
 
 
 def _publish(sim: ArmSimulator, body: dict[str, Any]) -> dict[str, Any]:
@@ -300,6 +317,19 @@ class SimControl:
     def latest(self, image_id: str, regions: list[str]) -> dict[str, str | None]:
         """The version name `latest` of gallery image `image_id` resolves to in each region (None: none)."""
         return dict(self.call("POST", "/_sim/latest", {"image": image_id, "regions": regions}))
+
+    def set_permissions(self, scope: str, actions: list[str], not_actions: list[str] | None = None) -> None:
+        """At `scope` and every scope below it, the caller holds one role: these actions, less
+        `not_actions` (wildcards as Azure RBAC reads them). Until then: every role of roles.bicep."""
+        permission = {"actions": actions, "notActions": not_actions or []}
+        self.call("POST", "/_sim/permissions", {"scope": scope, "permissions": [permission]})
+
+    def create_identity(self, identity_id: str, location: str = "westeurope") -> None:
+        """A user-assigned managed identity, as a platform team's deployment creates it."""
+        self.call("POST", "/_sim/identities", {"id": identity_id, "location": location})
+
+    def delete_identity(self, identity_id: str) -> bool:
+        return bool(self.call("DELETE", "/_sim/identities", {"id": identity_id})["deleted"])
 
     def topic_events(self, name: str) -> list[dict[str, Any]]:
         """The CloudEvents a simulated Event Grid topic received, in order."""

@@ -1,7 +1,9 @@
 """The ARM routes the simulator serves, named as the SDK operations that call them.
 
-Paths match case-insensitively, as ARM does. Each route declares the API versions it accepts; the
-pinned azure-mgmt-compute and azure-mgmt-imagebuilder send the newest of each list.
+Paths match case-insensitively, as ARM does. Each route accepts the one API version the pinned
+azure-mgmt-compute or azure-mgmt-imagebuilder sends, the version whose REST definitions are kept in
+tests/reference/specs (contract.py holds every request and answer to them); any other is refused, as
+the simulator could only answer it from memory.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from .gallery import ImageVersion
 from .imagebuilder import Template
 from .world import World
 
-MARKETPLACE_API = frozenset(
-    {"2023-09-01", "2024-03-01", "2024-07-01", "2024-11-01", "2025-04-01", "2025-11-01", "2026-04-01"}
-)
-GALLERY_API = frozenset({"2023-07-03", "2024-03-03", "2025-03-03", "2026-03-03"})
-IMAGEBUILDER_API = frozenset({"2022-07-01", "2023-07-01", "2024-02-01", "2025-10-01"})
+MARKETPLACE_API = frozenset({"2026-04-01"})  # ComputeRP.json 2026-04-01, azure-mgmt-compute 39.0.0
+GALLERY_API = frozenset({"2026-03-03"})  # GalleryRP.json 2026-03-03, azure-mgmt-compute 39.0.0
+IMAGEBUILDER_API = frozenset({"2025-10-01"})  # imagebuilder.json 2025-10-01, azure-mgmt-imagebuilder 2.0.0
+AUTHORIZATION_API = frozenset({"2022-04-01"})  # authorization-RoleDefinitionsCalls.json 2022-04-01
+MANAGED_IDENTITY_API = frozenset({"2023-01-31"})  # ManagedIdentity.json 2023-01-31
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 
 
@@ -69,6 +71,8 @@ _IMG = _GAL + r"/(?P<gallery>[^/]+)/images"
 _VER = _IMG + r"/(?P<image>[^/]+)/versions"
 _AIB = _RG + r"/providers/Microsoft\.VirtualMachineImages/imageTemplates"
 _TPL = _AIB + r"/(?P<name>[^/]+)"
+_PERMISSIONS = r"/providers/Microsoft\.Authorization/permissions"
+_IDENTITY = _RG + r"/providers/Microsoft\.ManagedIdentity/userAssignedIdentities/(?P<identity>[^/]+)"
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -399,6 +403,16 @@ def run_output_get(world: World, req: Request) -> Response:
     raise ArmError(404, "ResourceNotFound", f"Run output '{p['output']}' was not found.")
 
 
+# -- Authorization and identities (what the doctor reads) ---------------------------------------------
+def permissions_list(world: World, req: Request) -> Response:
+    scope = f"/subscriptions/{req.sub}/resourceGroups/{req.params['rg']}"
+    return _page(world, req, world.authorization.permissions(scope))
+
+
+def identity_get(world: World, req: Request) -> Response:
+    return Response(200, world.identities.get(req.sub, req.params["rg"], req.params["identity"]))
+
+
 # -- Async operations --------------------------------------------------------------------------------
 def operation_get(world: World, req: Request) -> Response:
     operation = world.operations.get(req.params["op"])
@@ -466,6 +480,10 @@ ROUTES: tuple[Route, ...] = (
         run_output_get,
         IMAGEBUILDER_API,
     ),
+    _route(
+        "GET", _RG + _PERMISSIONS, "permissions.list_for_resource_group", permissions_list, AUTHORIZATION_API
+    ),
+    _route("GET", _IDENTITY, "user_assigned_identities.get", identity_get, MANAGED_IDENTITY_API),
     _route(
         "GET",
         _SUB + r"/providers/Microsoft\.Compute/locations/[^/]+/capsOperations/(?P<op>[^/]+)",

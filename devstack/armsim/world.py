@@ -12,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .authorization import Authorization
 from .clock import SimClock, iso
 from .faults import FaultBook
 from .gallery import Gallery
+from .identities import Identities
 from .imagebuilder import ImageBuilder
 from .marketplace import Marketplace
 
@@ -59,6 +61,8 @@ class World:
     gallery: Gallery = field(default_factory=Gallery)
     operations: dict[str, Operation] = field(default_factory=dict)
     topics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # Event Grid topic -> events
+    authorization: Authorization = field(default_factory=Authorization)
+    identities: Identities = field(default_factory=Identities)
     lock: threading.RLock = field(default_factory=threading.RLock)
     imagebuilder: ImageBuilder = field(init=False)
 

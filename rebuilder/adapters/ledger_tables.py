@@ -80,6 +80,24 @@ class TableLedger:
             table.close()
         self._service.close()
 
+    def list_tables(self) -> dict[str, bool]:
+        """Every table the ledger uses and whether it exists: one empty query each, which a missing
+        table answers TableNotFound (an entity read is what Storage Table Data Contributor allows);
+        unlike `_table`, creates nothing."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        builds = [entities.builds_table(self._prefix, shard) for shard in entities.SHARDS]
+        found: dict[str, bool] = {}
+        for name in [*builds, *self._names.values()]:
+            with translated(f"look for table {name}"), self._service.get_table_client(name) as table:
+                try:
+                    query = table.query_entities("PartitionKey eq @pk", parameters={"pk": "~"})
+                    next(query.by_page(), None)
+                    found[name] = True
+                except ResourceNotFoundError:
+                    found[name] = False
+        return found
+
     def _table(self, kind: str) -> TableClient:
         """A table by kind ('templates', 'sources') or full name, created on first use (deployments
         create them; Azurite starts empty)."""

@@ -14,11 +14,13 @@ from rebuilder.domain import resource_ids
 from rebuilder.domain.definition import TemplateDefinition
 from rebuilder.domain.model import (
     Distribution,
+    GalleryImageDefinition,
     GalleryImageId,
     GalleryImageVersion,
     GalleryVersionName,
     ImageTemplate,
     LastRun,
+    ManagedIdentity,
     PlatformImage,
     ProvisioningError,
     RegionReplication,
@@ -29,6 +31,7 @@ from rebuilder.domain.model import (
     Source,
     SourceKind,
 )
+from rebuilder.domain.permissions import Permission
 from rebuilder.domain.regions import region
 
 
@@ -208,3 +211,33 @@ def version_update(read: Mapping[str, Any]) -> dict[str, Any]:
 
 def _without_size(disk: Any) -> dict[str, Any]:
     return {k: v for k, v in _dict(disk).items() if k != "sizeInGB"}  # readOnly: Azure reports it
+
+
+def permission(body: Any) -> Permission:
+    """One entry of the Permissions API's `value` (Microsoft.Authorization 2022-04-01 `Permission`)."""
+    raw = _dict(body)
+    return Permission(
+        actions=tuple(a for a in map(_str, _list(raw.get("actions"))) if a),
+        not_actions=tuple(a for a in map(_str, _list(raw.get("notActions"))) if a),
+    )
+
+
+def permissions_page(body: Any) -> tuple[list[Permission], str | None]:
+    """A page of the Permissions API's answer (`PermissionGetResult`): its entries and `nextLink`."""
+    raw = _dict(body)
+    return [permission(p) for p in _list(raw.get("value"))], _str(raw.get("nextLink"))
+
+
+def gallery_image(body: Mapping[str, Any]) -> GalleryImageDefinition:
+    props = _dict(body.get("properties"))
+    return GalleryImageDefinition(
+        id=resource_ids.gallery_image_id(str(body.get("id", ""))),
+        os_type=_str(props.get("osType")),
+        hyper_v_generation=_str(props.get("hyperVGeneration")),
+    )
+
+
+def managed_identity(body: Mapping[str, Any]) -> ManagedIdentity:
+    return ManagedIdentity(
+        id=_str(body.get("id")) or "", principal_id=_str(_dict(body.get("properties")).get("principalId"))
+    )

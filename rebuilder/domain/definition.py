@@ -55,6 +55,11 @@ class TemplateDefinition:
         return "sha256:" + hashlib.sha256(self.text.encode()).hexdigest()
 
     @property
+    def identity_ids(self) -> tuple[str, ...]:
+        """The user-assigned identities the template runs as (AIB's identity)."""
+        return tuple(_object(_object(self.body.get("identity")).get("userAssignedIdentities")))
+
+    @property
     def source_version(self) -> str:
         source = self.body["properties"].get("source") or {}
         if source.get("type") == "SharedImageVersion":

@@ -215,6 +215,24 @@ class GalleryImageVersion:
         return (self.provisioning_state or "").lower() == "updating"
 
 
+@dataclass(frozen=True)
+class GalleryImageDefinition:
+    """A gallery image (definition): what its versions must be."""
+
+    id: GalleryImageId
+    os_type: str | None
+    hyper_v_generation: str | None
+
+
+# -- Managed Identity ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ManagedIdentity:
+    """A user-assigned managed identity, e.g. the one Azure VM Image Builder runs a template as."""
+
+    id: str
+    principal_id: str | None  # the service principal roles are assigned to
+
+
 # -- what the ledger keys sources by ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class SourceRef:

@@ -14,10 +14,12 @@ from typing import Generic, Protocol, TypeVar
 from .builds import Build, BuildId, BuildReason, RegionStatus, Transition
 from .definition import TemplateDefinition
 from .model import (
+    GalleryImageDefinition,
     GalleryImageId,
     GalleryImageVersion,
     GalleryVersionId,
     ImageTemplate,
+    ManagedIdentity,
     MarketplaceImageVersion,
     MarketplaceVersion,
     PlatformImage,
@@ -27,6 +29,7 @@ from .model import (
     TemplateId,
 )
 from .notices import Notice
+from .permissions import Permission
 from .regions import Region
 from .standing import SeenVersion, TemplateAction, TemplateState
 
@@ -100,6 +103,36 @@ class Gallery(Protocol):
     def set_excluded_from_latest(self, version_id: GalleryVersionId, excluded: bool) -> None:
         """Promote (False) or demote (True) a version in every region: the profile's flag and each
         target region's own `excludeFromLatest`, which overrides it there."""
+        ...
+
+
+class Access(Protocol):
+    """What the service's own identity can get and read: the doctor's probes. Reads only."""
+
+    def get_token(self, audience: str) -> datetime:
+        """When a token for `audience` (e.g. https://management.azure.com/.default) expires;
+        PermanentError when the identity cannot get one. The token itself stays in the adapter."""
+        ...
+
+    def list_permissions(self, scope: str) -> list[Permission]:
+        """The caller's permissions at `scope` (a subscription, resource group or resource id), one
+        entry per role it holds there, every page."""
+        ...
+
+    def get_identity(self, identity_id: str) -> ManagedIdentity:
+        """A user-assigned managed identity; raises NotFound."""
+        ...
+
+    def get_gallery_image(self, image_id: GalleryImageId) -> GalleryImageDefinition:
+        """A gallery image definition; raises NotFound."""
+        ...
+
+
+class LedgerStorage(Protocol):
+    """Where the ledger keeps its records, as deployed."""
+
+    def list_tables(self) -> dict[str, bool]:
+        """Every table the ledger uses, and whether it exists (reads only: creates nothing)."""
         ...
 
 

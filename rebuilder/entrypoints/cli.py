@@ -1,6 +1,7 @@
 """The CLI's service commands. Each parses its arguments, calls one service, prints the result.
 
-Exit codes: 0 done, 1 the request failed (named on stderr), 2 bad settings or arguments.
+Exit codes: 0 done, 1 the request failed (named on stderr), 2 bad settings or arguments; `doctor`: 0
+when every check passes, 1 otherwise (bad settings included: they are its first check).
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("check-settings", help="validate the settings in the environment and exit")
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--output", choices=("table", "json"), default="table")
+    commands.add_parser(
+        "doctor",
+        parents=[output],
+        help="check settings, tokens, permissions, gallery images, identities, ledger and topic (read only);"
+        " exit 0 when every check passes, 1 otherwise",
+    )
     plan = commands.add_parser(
         "plan", parents=[output], help="what a watch pass would do now, and why (changes nothing in Azure)"
     )
@@ -103,6 +110,8 @@ def main(argv: list[str], *, clock: Clock | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "check-settings":
         return _check_settings()
+    if args.command == "doctor":
+        return _doctor(args, clock)
     commands: dict[str, Callable[[Services, argparse.Namespace], Any]] = {
         "plan": _plan,
         "watch": _watch,
@@ -132,6 +141,28 @@ def _check_settings() -> int:
         return 2
     print(f"settings are valid: {len(settings.scopes)} scope(s), ARM endpoint {settings.arm_endpoint}")
     return 0
+
+
+def _doctor(args: argparse.Namespace, clock: Clock | None) -> int:
+    """Bad settings are a failed check here, not a refusal: the report says which, and exits 1."""
+    from rebuilder.bootstrap import bootstrap
+    from rebuilder.domain.diagnosis import settings_invalid
+
+    from . import doctor
+    from .output import to_json
+
+    try:
+        services = bootstrap(clock=clock)
+    except SettingsError as error:
+        diagnosis = settings_invalid(error.problems)
+    else:
+        try:
+            _progress("doctor: checking as the identity this process runs as (reads only) …")
+            diagnosis = doctor.diagnose(services)
+        finally:
+            services.close()
+    print(to_json(doctor.document(diagnosis)) if args.output == "json" else doctor.text(diagnosis))
+    return 0 if diagnosis.ok else 1
 
 
 def _run(

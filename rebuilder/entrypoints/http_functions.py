@@ -108,6 +108,12 @@ def get_report(req: func.HttpRequest, context: func.Context) -> func.HttpRespons
     return _serve("get_report", req, context)
 
 
+@bp.function_name("get_doctor")
+@bp.route(route="doctor", methods=[func.HttpMethod.GET], auth_level=FUNCTION)
+def get_doctor(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return _serve("get_doctor", req, context)
+
+
 @bp.function_name("get_openapi")
 @bp.route(route="openapi.json", methods=[func.HttpMethod.GET], auth_level=FUNCTION)
 def get_openapi(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:

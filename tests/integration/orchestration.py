@@ -56,6 +56,7 @@ def seed_estate(services: Services, sim: SimControl) -> None:
     clients = AzureClients(services.settings)
     try:
         estate.publish_marketplace(sim)
+        estate.create_identity(sim)
         estate.create(clients)
         estate.build_baselines(clients, sim)
     finally:

@@ -31,6 +31,7 @@ EXPECTED = {
     "list_builds": ("httpTrigger", "builds", ["GET"], "function"),
     "get_plan": ("httpTrigger", "plan", ["GET"], "function"),
     "get_report": ("httpTrigger", "report", ["GET"], "function"),
+    "get_doctor": ("httpTrigger", "doctor", ["GET"], "function"),
     "get_openapi": ("httpTrigger", "openapi.json", ["GET"], "function"),
     "watch_sources": ("timerTrigger", "%REBUILDER_WATCH_SCHEDULE%", [], "None"),
     "reconcile_builds": ("timerTrigger", "%REBUILDER_RECONCILE_SCHEDULE%", [], "None"),

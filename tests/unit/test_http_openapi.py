@@ -103,6 +103,7 @@ def test_every_answer_matches_its_schema(world: HttpWorld) -> None:
         ("get_plan", {}),
         ("get_report", {}),
         ("get_openapi", {}),
+        ("get_doctor", {"roles": (ADMIN,)}),
         ("request_rebuild", {"method": "POST", "body": {"template": "manual-golden"}, "roles": (REQUEST,)}),
         ("request_rebuild", {"method": "POST", "body": {"template": "sandbox"}, "roles": (REQUEST,)}),
         ("request_rebuild", {"method": "POST", "body": b"x" * 20_000, "roles": (REQUEST,)}),

@@ -28,7 +28,7 @@ from rebuilder.services.requests import (
 )
 from rebuilder.settings import SettingsError
 
-from .. import export, report_html
+from .. import doctor, export, report_html
 from ..detection import plan_document
 from ..estate_views import action_document, summary_document, wave_document, window_document
 from ..triggers import announce
@@ -275,6 +275,12 @@ def report_page(services: Services) -> str:
     return report_html.render(
         summaries, waves(summaries, now=now), now=now, scopes=[s.id for s in services.settings.scopes]
     )
+
+
+def get_doctor(services: Services, request: ApiRequest, principal: Principal) -> HttpResult:
+    """Every check as the deployed app's own identity: 200 with the diagnosis, passing or not (its
+    `ok` says which; the checks failing say what to do)."""
+    return json_result(200, doctor.document(doctor.diagnose(services)))
 
 
 def get_openapi(services: Services, request: ApiRequest, principal: Principal) -> HttpResult:

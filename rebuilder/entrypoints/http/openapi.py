@@ -24,6 +24,7 @@ ANSWERS: dict[str, tuple[int, str]] = {
     "list_builds": (200, "BuildPage"),
     "get_plan": (200, "Plan"),
     "get_report": (200, HTML),
+    "get_doctor": (200, "Doctor"),
     "get_openapi": (200, "OpenApi"),
 }
 # route name → other success statuses answered with the same schema

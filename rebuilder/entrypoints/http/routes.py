@@ -118,6 +118,14 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("get_report", "GET", "report", "read", handlers.get_report, "The security report (HTML)"),
     Route(
+        "get_doctor",
+        "GET",
+        "doctor",
+        "admin",
+        handlers.get_doctor,
+        "The doctor, as the app's own identity: settings, tokens, permissions, images, identities, ledger",
+    ),
+    Route(
         "get_openapi", "GET", "openapi.json", "read", handlers.get_openapi, "This API's OpenAPI 3.1 document"
     ),
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from rebuilder.domain.builds import BuildReason, BuildState
+from rebuilder.domain.diagnosis import CheckKind
 
 S = dict[str, Any]
 STR: S = {"type": "string"}
@@ -122,8 +123,8 @@ _STATE_PROPS: dict[str, S] = {
     "disabled_at": maybe(TIME),
     "awaiting_promotion": maybe(obj({"build_id": STR, "version": maybe(STR)})),
     "revoked": array(obj({"build_id": STR, "version": STR})),
-    "regions": array(
     "latest_drift": array(obj({"region": STR, "version": STR, "ledger_in_latest": BOOL, "why": STR})),
+    "regions": array(
         obj(
             {
                 "region": STR,
@@ -169,8 +170,8 @@ _SUMMARY_PROPS: dict[str, S] = {
                 "promoted": BOOL,
                 "candidate_version": maybe(STR),
                 "revoked_version": maybe(STR),
-            }
                 "latest_drift": maybe(STR),
+            }
         )
     ),
 }
@@ -319,6 +320,25 @@ SCHEMAS: dict[str, S] = {
             "problems": array(STR),
             "list_calls": INT,
             "new_versions": INT,
+        }
+    ),
+    "Doctor": obj(
+        {
+            "ok": BOOL,
+            "passed": INT,
+            "failed": INT,
+            "checks": array(
+                obj(
+                    {
+                        "check": {"enum": [k.value for k in CheckKind]},
+                        "subject": STR,
+                        "ok": BOOL,
+                        "detail": STR,
+                        "fix": maybe(STR),
+                        "missing": array(obj({"action": STR, "role": STR})),
+                    }
+                )
+            ),
         }
     ),
     "OpenApi": {"type": "object"},
