@@ -44,6 +44,7 @@ class PassReport:
     states: dict[TemplateId, TemplateState] = field(default_factory=dict)  # by lower-cased id, as planned
     at: datetime | None = None  # the moment planned for, when it is not now (a what-if plan)
     deprecations: list[tuple[SeenVersion, datetime | None, list[str]]] = field(default_factory=list)
+    gallery_versions: dict[str, list[GalleryImageVersion]] = field(default_factory=dict)  # listed as sources
 
 
 def compute_plan(
@@ -73,6 +74,7 @@ def compute_plan(
         states=states,
         at=at,
         deprecations=watched.deprecations,
+        gallery_versions=watched.gallery_versions,
     )
 
 
@@ -111,8 +113,8 @@ def _check_latest(ports: Ports, report: PassReport, now: datetime) -> None:
         for s in report.states.values()
         if s.distributes_to and (s.regions or s.revoked or s.candidate_version or s.latest_drift)
     ]
-    listed: dict[str, list[GalleryImageVersion]] = {}
-    for image in sorted({i.lower() for s in rows for i in s.distributes_to}):
+    listed = dict(report.gallery_versions)  # a parent's image was listed already as its children's source
+    for image in sorted({i.lower() for s in rows for i in s.distributes_to} - set(listed)):
         try:
             listed[image] = ports.gallery.list_versions(GalleryImageId(image))
             report.list_calls += 1

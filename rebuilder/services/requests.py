@@ -330,4 +330,6 @@ def roll_back(
         decided.revoke.id, now, caller.who, caller.object_id, reason, caller.correlation_id
     )
     update_state(ports.ledger, state.template_id, lambda s: asked(s, intent))
-    return finish_rollback(ports, state.template_id, intent, now=now, by=caller.trigger, fresh=True)
+    return finish_rollback(
+        ports, state.template_id, intent, now=now, by=caller.trigger, fresh=True, decided=decided
+    )

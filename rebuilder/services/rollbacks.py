@@ -137,12 +137,14 @@ def finish_rollback(
     by: str,
     fresh: bool,
     send: bool = True,
+    decided: Rollback | None = None,
 ) -> RollbackOutcome:
     """Carry out the rollback `intent` (the steps it has not done yet). `fresh`: asked just now, so a
     build revoked or out of latest since the caller listed the builds is a rollback that raced with
     another, refused (and the intent dropped) before anything changes; otherwise (an abandoned
     rollback being finished) its done steps are skipped. `send`: False to only follow a demotion sent
-    by a caller still within its lease (read it back, finish once it is in effect)."""
+    by a caller still within its lease (read it back, finish once it is in effect). `decided`: the
+    rollback its caller decided just now (the gallery is not read for it again)."""
     current = ports.ledger.get_build(intent.build_id)
     name = current.record.template_name
     gone = in_latest(current.record) is None and (fresh or current.record.state is not BuildState.REVOKED)
@@ -153,21 +155,21 @@ def finish_rollback(
             "replaced by someone else at the same time"
         )
     builds = [current.record if b.id == current.record.id else b for b in recent_builds(ports, template_id)]
-    try:
-        to_roll_back(builds, of=intent.build_id)
-        fallbacks = fallbacks_for(ports, current.record, builds)
-        decided = rollback(
-            current.record,
-            fallbacks,
-            now=now,
-            by=intent.by,
-            why=intent.reason,
-            previous=previous_in_latest(builds, current.record),
-            builds=builds,
-        )
-    except NoFallback:
-        update_state(ports.ledger, template_id, lambda s: forgotten(s, intent, now=now))
-        raise
+    if decided is None or decided.revoke.id != current.record.id:
+        try:
+            to_roll_back(builds, of=intent.build_id)
+            decided = rollback(
+                current.record,
+                fallbacks_for(ports, current.record, builds),
+                now=now,
+                by=intent.by,
+                why=intent.reason,
+                previous=previous_in_latest(builds, current.record),
+                builds=builds,
+            )
+        except NoFallback:
+            update_state(ports.ledger, template_id, lambda s: forgotten(s, intent, now=now))
+            raise
     why = f"rolled back by {intent.by}: {intent.reason}; {fallen_back(decided.fallbacks)}"
     if send:
         ports.ledger.record_action(

@@ -81,6 +81,8 @@ class WatchResult:
     new_versions: list[SeenVersion] = field(default_factory=list)
     # pinned versions whose deprecation was first recorded as scheduled in this pass, with when and who pins
     deprecations: list[tuple[SeenVersion, datetime | None, list[str]]] = field(default_factory=list)
+    # every version of each gallery image listed as a source (lower-cased id), as listed: reused
+    gallery_versions: dict[str, list[GalleryImageVersion]] = field(default_factory=dict)
 
 
 def marketplace_ref(template: ImageTemplate) -> SourceRef | None:
@@ -259,9 +261,12 @@ class Watcher:
         try:
             with self._lock:
                 result.list_calls += 1
+            listed = self._gallery.list_versions(image)
+            with self._lock:
+                result.gallery_versions[image.lower()] = listed
             versions = [
                 v
-                for v in self._gallery.list_versions(image)
+                for v in listed
                 # in latest somewhere: a region's own excludeFromLatest overrides the profile's there
                 if not v.excluded_everywhere(True) and (v.provisioning_state or "").lower() == "succeeded"
             ]
