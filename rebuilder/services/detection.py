@@ -1,7 +1,8 @@
 """A detection pass: discover → watch → plan, then record what the plan decided (DESIGN §3, 1–3).
 
-`compute_plan` only reads Azure and records first sightings (the dry-run plan). `watch_pass` also
-records each new template's baseline on first sight and hands every due template on as a requested
+`compute_plan` only reads Azure and the ledger (the dry-run plan: it records nothing, so a plan never
+takes a sighting, and its notice, away from the next pass). `watch_pass` records the sightings and
+each new template's baseline on first sight and hands every due template on as a requested
 build: claimed in the ledger under the key template + source version, so repeated passes, redelivered
 events and racing triggers ask for the same build.
 """
@@ -56,13 +57,14 @@ def compute_plan(
     only: Sequence[Managed] | None = None,
     defaults: Rules = NO_RULES,
     at: datetime | None = None,
+    record: bool = False,
 ) -> PassReport:
-    """The plan at `at` (default: now) from what Azure and the ledger say now: sightings are recorded
-    at `now`, whatever time is planned for."""
+    """The plan at `at` (default: now) from what Azure and the ledger say now: new sightings count from
+    `now`, whatever time is planned for, and are recorded only when `record` (a pass that acts)."""
     discovery = Discovery(list(only)) if only is not None else discover(ports.imagebuilder, scopes)
-    watched = Watcher(ports.marketplace, ports.gallery, ports.ledger, now=now, concurrency=concurrency).watch(
-        discovery.managed
-    )
+    watched = Watcher(
+        ports.marketplace, ports.gallery, ports.ledger, now=now, concurrency=concurrency, record=record
+    ).watch(discovery.managed)
     states = {TemplateId(s.template_id.lower()): s for s in where_we_stand(ports.ledger)}
     items = plan(discovery.managed, watched.candidates, states, now=at or now, defaults=defaults)
     return PassReport(
@@ -89,7 +91,9 @@ def watch_pass(
     only: Sequence[Managed] | None = None,
     defaults: Rules = NO_RULES,
 ) -> PassReport:
-    report = compute_plan(ports, scopes, now=now, concurrency=concurrency, only=only, defaults=defaults)
+    report = compute_plan(
+        ports, scopes, now=now, concurrency=concurrency, only=only, defaults=defaults, record=True
+    )
     for item in report.items:
         try:
             known = report.states.get(TemplateId(item.template.id.lower()))

@@ -3,7 +3,9 @@
 One Marketplace list call per distinct (location, publisher, offer, sku) per pass, whatever the number
 of templates, run with bounded concurrency; the candidate's deprecation is checked for it alone; gallery
 sources need a version that is in `latest`, provisioned, and replicated in the template's location.
-Every version seen is recorded once in the ledger (its first-seen time starts an exposure window).
+Every version seen is recorded once in the ledger (its first-seen time starts an exposure window) — by
+a pass that acts; a read-only watch (`record=False`, the plan) records nothing, so a read never takes a
+sighting, and the notice that goes with it, away from the pass that announces it.
 A failure reading one source blocks only the templates that use it, with the reason in the plan.
 """
 
@@ -141,9 +143,10 @@ class Watcher:
         *,
         now: datetime,
         concurrency: int = 8,
+        record: bool = True,
     ) -> None:
         self._marketplace, self._gallery, self._ledger = marketplace, gallery, ledger
-        self._now, self._concurrency = now, concurrency
+        self._now, self._concurrency, self._writes = now, concurrency, record
         self._lock = threading.Lock()
 
     def watch(self, managed: Sequence[Managed]) -> WatchResult:
@@ -218,7 +221,7 @@ class Watcher:
             return None
         known = seen.get(version)
         if known is not None and known.deprecation != found.state:
-            recorded = self._ledger.record_version(SeenVersion(ref, version, self._now, found.state))
+            recorded = self._sighting(SeenVersion(ref, version, self._now, found.state), known)
             if found.state is ImageState.SCHEDULED_FOR_DEPRECATION:
                 with self._lock:
                     result.deprecations.append(
@@ -245,7 +248,8 @@ class Watcher:
             found = self._marketplace.get_version(subscription, Region(ref.location), image, version)
             checked[version] = found
             if seen[version].deprecation != found.state:
-                self._ledger.record_version(SeenVersion(ref, version, self._now, found.state))
+                # recorded, but `seen` keeps what was known: a pinned version's change is announced there
+                self._sighting(SeenVersion(ref, version, self._now, found.state), seen[version])
             if found.state is ImageState.DEPRECATED:
                 usable = tuple(v for v in usable if v != version)
                 continue
@@ -316,10 +320,21 @@ class Watcher:
             except InvalidRecord as error:
                 log.warning("ignoring a version of %s that cannot be recorded: %s", ref, error)
                 continue
-            known[version] = self._ledger.record_version(SeenVersion(ref, version, self._now))
+            known[version] = self._sighting(SeenVersion(ref, version, self._now))
             with self._lock:
                 result.new_versions.append(known[version])
         return known
+
+    def _sighting(self, seen: SeenVersion, known: SeenVersion | None = None) -> SeenVersion:
+        """A first sighting, or a change of deprecation of a `known` one (`seen.first_seen_at` is then
+        when it changed, as the ledger takes it): recorded by a pass that acts, kept in memory by a read."""
+        if self._writes:
+            return self._ledger.record_version(seen)
+        if known is None:
+            return seen
+        return dataclasses.replace(
+            known, deprecation=seen.deprecation, deprecation_changed_at=seen.first_seen_at
+        )
 
     def _assign(self, templates: Iterable[ImageTemplate], candidate: Candidate, result: WatchResult) -> None:
         with self._lock:

@@ -320,3 +320,23 @@ def test_an_on_demand_request_while_a_candidate_awaits_promotion_is_refused(worl
     with pytest.raises(BuildInProgress, match="is a candidate awaiting promotion"):
         request_rebuild(world.ports, template, Policy(), now=world.clock.now(), caller=Caller("cli", "ana"))
     assert [b.id for b in world.ledger.list_builds(tid).items] == [waiting.id]  # nothing joined it
+
+
+def test_a_plan_records_nothing_so_the_next_pass_still_announces_what_it_saw(world: World) -> None:
+    """Issue 22 (API 1): a plan (GET /api/plan, the CLI `plan`) is a read. Before, it recorded the new
+    version and the deprecation change, and the timer's pass then announced neither."""
+    when = datetime(2027, 3, 1, tzinfo=UTC)
+    world.template("ubuntu", latest(JAMMY))
+    world.template("pinned", latest(WINDOWS, "20348.2849.241106"))
+    watch_and_act(world.ports, [SCOPE], Policy(), now=world.clock.now(), trigger="timer")
+    world.marketplace.publish(WEU, JAMMY, "22.04.202502010")
+    world.marketplace.publish(WEU, WINDOWS, "20348.2849.241106", ImageState.SCHEDULED_FOR_DEPRECATION, when)
+    written = world.ledger.writes
+    planned = {i.template.name: i for i in compute_plan(world.ports, [SCOPE], now=world.clock.now()).items}
+    assert planned["ubuntu"].candidate_version == "22.04.202502010"  # the plan sees it ...
+    assert "pinned-source-scheduled-for-deprecation" in planned["pinned"].flags
+    assert world.ledger.writes == written  # ... and writes nothing
+    acted = watch_and_act(world.ports, [SCOPE], Policy(), now=world.clock.now(), trigger="timer")[1]
+    types = [e.type for e in acted.events]
+    assert types.count("SourceVersionDetected") == 1
+    assert types.count("SourceDeprecationScheduled") == 1
