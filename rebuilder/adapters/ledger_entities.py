@@ -58,7 +58,7 @@ from rebuilder.domain.builds import (
 )
 from rebuilder.domain.errors import InvalidRecord
 from rebuilder.domain.model import ImageState, RunSubState, SourceKind, SourceRef, TemplateId
-from rebuilder.domain.ports import IndexedBuild
+from rebuilder.domain.ports import IndexedBuild, Join, KeyClaim, Versioned
 from rebuilder.domain.regions import Region
 from rebuilder.domain.standing import (
     LatestDrift,
@@ -239,6 +239,7 @@ def build_to_entity(build: Build, *, transitions: int) -> Entity:
             "CallerId": prov.caller_id,
             "Note": prov.note,
             "Bypassed": prov.bypassed,
+            "RequestDigest": prov.request_digest,
             "CorrelationId": prov.correlation_id,
             "IdempotencyKey": prov.idempotency_key,
             "SourceType": src.kind.value,
@@ -266,6 +267,7 @@ def build_to_entity(build: Build, *, transitions: int) -> Entity:
             "TemporaryRefusals": build.temporary_refusals,
             "CandidateAt": _aware(build.candidate_at, "candidate_at"),
             "ApprovedBy": build.approved_by,
+            "ApprovedById": build.approved_by_id,
             "PromotedAt": _aware(build.promoted_at, "promoted_at"),
             "RunOutcome": build.run_outcome,
             "Claim": build.claim,
@@ -293,6 +295,7 @@ def build_from_entity(e: Mapping[str, Any]) -> Build:
             e.get("CallerId", ""),
             e.get("Note", ""),
             e.get("Bypassed", ""),
+            e.get("RequestDigest", ""),
         ),
         source=BuildSource(
             SourceKind(e["SourceType"]),
@@ -323,6 +326,7 @@ def build_from_entity(e: Mapping[str, Any]) -> Build:
         temporary_refusals=int(e.get("TemporaryRefusals", 0)),
         candidate_at=_utc(e.get("CandidateAt")),
         approved_by=e.get("ApprovedBy", ""),
+        approved_by_id=e.get("ApprovedById", ""),
         promoted_at=_utc(e.get("PromotedAt")),
         run_outcome=e.get("RunOutcome", ""),
         claim=e.get("Claim", ""),
@@ -450,14 +454,46 @@ def region_from_entity(e: Mapping[str, Any]) -> RegionStatus:
 
 def claim_to_entity(build: Build) -> Entity:
     partition, _ = build_stem(build.id)
+    prov = build.provenance
     return {
         "PartitionKey": partition,
-        "RowKey": claim_row(build.provenance.idempotency_key),
+        "RowKey": claim_row(prov.idempotency_key),
         "Kind": "claim",
-        "IdempotencyKey": build.provenance.idempotency_key,
+        "IdempotencyKey": prov.idempotency_key,
         "BuildId": build.id,
         "ClaimedAt": build.created_at,
+        "CallerId": prov.caller_id or prov.caller,
+        "RequestDigest": prov.request_digest,
+        "Joined": False,
     }
+
+
+def join_to_entity(join: Join) -> Entity:
+    """A caller's key naming a build already open: the claim row alone, no build of its own."""
+    return {
+        "PartitionKey": template_key(join.template_id),
+        "RowKey": claim_row(join.key),
+        "Kind": "claim",
+        "IdempotencyKey": join.key,
+        "BuildId": join.build_id,
+        "ClaimedAt": _aware(join.at, "at"),
+        "CallerId": join.caller_id,
+        "RequestDigest": join.digest,
+        "Joined": True,
+    }
+
+
+def key_claim(e: Mapping[str, Any], build: Versioned[Build]) -> KeyClaim:
+    """A claim row with the build it names (claims written before callers were kept: from the build)."""
+    prov = build.record.provenance
+    return KeyClaim(
+        key=e["IdempotencyKey"],
+        build=build,
+        claimed_at=_required_utc(e["ClaimedAt"]),
+        caller_id=e.get("CallerId") or prov.caller_id or prov.caller,
+        digest=e.get("RequestDigest") or ("" if e.get("Joined") else prov.request_digest),
+        joined=bool(e.get("Joined", False)),
+    )
 
 
 # -- templates -----------------------------------------------------------------------------------------
@@ -606,6 +642,7 @@ def action_to_entity(a: TemplateAction) -> Entity:
         "ById": a.by_id,
         "Why": a.why,
         "CorrelationId": a.correlation_id,
+        "Changed": a.changed,
     }
 
 
@@ -618,6 +655,7 @@ def action_from_entity(e: Mapping[str, Any]) -> TemplateAction:
         by_id=e.get("ById", ""),
         why=e.get("Why", ""),
         correlation_id=e.get("CorrelationId", ""),
+        changed=e.get("Changed", ""),
     )
 
 

@@ -41,7 +41,7 @@ from rebuilder.domain.limits import (
     check_version,
 )
 from rebuilder.domain.model import SourceRef, TemplateId
-from rebuilder.domain.ports import Claim, IndexedBuild, Page, Versioned
+from rebuilder.domain.ports import Claim, IndexedBuild, Join, KeyClaim, Page, Versioned
 from rebuilder.domain.standing import SeenVersion, TemplateAction, TemplateState
 
 from . import ledger_entities as entities
@@ -115,9 +115,11 @@ class TableLedger:
         return entities.builds_table(self._prefix, partition)
 
     # -- builds ----------------------------------------------------------------------------------------
-    def claim_build(self, build: Build, *, why: str, by: str) -> Claim:
+    def claim_build(self, build: Build, *, why: str, by: str, action: TemplateAction | None = None) -> Claim:
         check_idempotency_key(build.provenance.idempotency_key)
         check_storable(build)
+        if action is not None:
+            check_storable(action)
         first = first_transition(build, why=why, by=by)
         index = _checked(entities.index_to_entity(build))
         self._index(index)  # before the claim: a claimed build is always in the index
@@ -126,6 +128,8 @@ class TableLedger:
             ("create", _checked(entities.build_to_entity(build, transitions=1))),
             ("create", _checked(entities.transition_to_entity(first, seq=1))),
         ]
+        if action is not None:  # the builds and the audit trail share the template's partition
+            operations.append(("create", _checked(_audit(action, build.template_id))))
         try:
             results = self._transact(f"claim build {build.id}", operations)
         except _AlreadyExists:
@@ -173,7 +177,7 @@ class TableLedger:
         )
         return Page([entities.index_from_entity(e) for e in found], token)
 
-    def find_claim(self, template_id: TemplateId, idempotency_key: str) -> Versioned[Build] | None:
+    def find_claim(self, template_id: TemplateId, idempotency_key: str) -> KeyClaim | None:
         check_idempotency_key(idempotency_key)
         partition = template_key(template_id)
         try:
@@ -185,7 +189,22 @@ class TableLedger:
             )
         except NotFound:
             return None
-        return self.get_build(claim["BuildId"])
+        return entities.key_claim(claim, self.get_build(claim["BuildId"]))
+
+    def join_build(self, join: Join, *, action: TemplateAction) -> KeyClaim:
+        check_idempotency_key(join.key)
+        check_storable(action)
+        partition = template_key(join.template_id)
+        claim = _checked(entities.join_to_entity(join))
+        operations = [("create", claim), ("create", _checked(_audit(action, join.template_id)))]
+        with contextlib.suppress(
+            _AlreadyExists
+        ):  # claimed before (or this join, retried): that claim answers
+            self._transact(f"join build {join.build_id}", operations)
+        found = self.find_claim(join.template_id, join.key)
+        if found is None:
+            raise NotFound(f"the claim of {join.key[:100]!r} in {partition} vanished")
+        return found
 
     def get_build(self, build_id: str) -> Versioned[Build]:
         partition, stem = entities.build_stem(build_id)
@@ -202,11 +221,12 @@ class TableLedger:
         etag: str,
         transition: Transition | None = None,
         regions: Sequence[RegionStatus] = (),
+        action: TemplateAction | None = None,
     ) -> str:
         from azure.core import MatchConditions
         from azure.data.tables import UpdateMode
 
-        for record in (build, transition, *regions):
+        for record in (build, transition, *regions, action):
             if record is not None:
                 check_storable(record)
         transitions, stored_state, table_etag = _unversion(etag)
@@ -226,6 +246,8 @@ class TableLedger:
             # Guarded by the build's ETag in the same transaction: a lost race writes none of them.
             row = _checked(entities.region_to_entity(region))
             operations.append(("upsert", row, {"mode": UpdateMode.REPLACE}))
+        if action is not None:
+            operations.append(("create", _checked(_audit(action, build.template_id))))
         if len(operations) > 100:
             raise PermanentError(f"build {build.id}: {len(regions)} regions exceed one transaction")
         try:
@@ -438,6 +460,13 @@ class TableLedger:
 
 class _AlreadyExists(Exception):
     pass
+
+
+def _audit(action: TemplateAction, template_id: TemplateId) -> dict[str, Any]:
+    """The audit row of a change to a build: in the build's partition, so one transaction holds both."""
+    if template_key(action.template_id) != template_key(template_id):
+        raise PermanentError(f"an audit row of {action.template_id} cannot go with a build of {template_id}")
+    return entities.action_to_entity(action)
 
 
 def _checked(entity: dict[str, Any]) -> dict[str, Any]:

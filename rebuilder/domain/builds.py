@@ -129,6 +129,7 @@ class Provenance:
     caller_id: str = ""  # the caller's object id (Microsoft Entra ID), when the request carried one
     note: str = ""  # the caller's own words: why they asked
     bypassed: str = ""  # the rebuild policies an on-demand request went past (window, cooldown, …)
+    request_digest: str = ""  # of what an on-demand request asked (template, reason): its key names it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "note", bounded(self.note, NOTE_LIMIT))
@@ -190,6 +191,7 @@ class Build:
         None  # a gated build's image replicated everywhere: the bake counts from here
     )
     approved_by: str = ""  # who approved a manual promotion
+    approved_by_id: str = ""  # their object id (Microsoft Entra ID), when the call carried one
     promoted_at: datetime | None = None
     run_outcome: str = ""  # how the build's last run ended, as AIB said it (Succeeded, PartiallySucceeded)
     claim: str = ""  # a release step under way on its image (promote): one caller at a time

@@ -167,6 +167,31 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class KeyClaim:
+    """A caller's idempotency key as the ledger holds it: the build it names, since when, who sent it
+    and a digest of what it asked (a key names one request of one caller)."""
+
+    key: str
+    build: Versioned[Build]
+    claimed_at: datetime
+    caller_id: str = ""  # the sender's object id (the CLI: its user name)
+    digest: str = ""  # of the request (template, reason)
+    joined: bool = False  # the request joined a build already open: the key has no build of its own
+
+
+@dataclass(frozen=True)
+class Join:
+    """A request that joins a build already open, under the caller's key (see Ledger.join_build)."""
+
+    template_id: TemplateId
+    key: str
+    build_id: BuildId
+    at: datetime
+    caller_id: str = ""
+    digest: str = ""
+
+
+@dataclass(frozen=True)
 class IndexedBuild:
     """One entry of the history index: every build across templates, newest first. Written just before
     its build is claimed, so an entry may name a build that never came to be (its claim lost a race,
@@ -182,8 +207,9 @@ class Ledger(Protocol):
     """The append-only build ledger. Writes are insert-only or ETag-conditional: a lost race raises
     StaleWrite (re-read and decide again); nothing is overwritten blindly, no transition is rewritten."""
 
-    def claim_build(self, build: Build, *, why: str, by: str) -> Claim:
-        """Record a new build under its idempotency key, with its first transition, atomically."""
+    def claim_build(self, build: Build, *, why: str, by: str, action: TemplateAction | None = None) -> Claim:
+        """Record a new build under its idempotency key, with its first transition (and `action`, the
+        audit row of the person who asked), atomically: all of it or, when the key is claimed, none."""
         ...
 
     def get_build(self, build_id: str) -> Versioned[Build]:
@@ -202,8 +228,13 @@ class Ledger(Protocol):
         created at or before `until` (to the second), strictly after build `after` in that order."""
         ...
 
-    def find_claim(self, template_id: TemplateId, idempotency_key: str) -> Versioned[Build] | None:
-        """The build that claimed `idempotency_key` for the template, if any (a read; claims nothing)."""
+    def find_claim(self, template_id: TemplateId, idempotency_key: str) -> KeyClaim | None:
+        """The claim of `idempotency_key` for the template, with its build, if any (a read)."""
+        ...
+
+    def join_build(self, join: Join, *, action: TemplateAction) -> KeyClaim:
+        """Claim `join.key` for the open build `join.build_id` (no build row of its own) with `action`,
+        the audit row of the request, atomically. The key claimed before: that claim, nothing written."""
         ...
 
     def save_build(
@@ -213,9 +244,11 @@ class Ledger(Protocol):
         etag: str,
         transition: Transition | None = None,
         regions: Sequence[RegionStatus] = (),
+        action: TemplateAction | None = None,
     ) -> str:
-        """Write the build (and its new transition and region rows) if `etag` is still current.
-        Returns the new ETag; raises StaleWrite otherwise."""
+        """Write the build (and its new transition, region rows and `action`, the audit row of the
+        person whose call made the change) if `etag` is still current, in one transaction.
+        Returns the new ETag; raises StaleWrite otherwise (and nothing is written)."""
         ...
 
     def list_builds(

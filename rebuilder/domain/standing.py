@@ -124,9 +124,11 @@ class TemplateAction:
     by_id: str = ""  # their object id, when known
     why: str = ""
     correlation_id: str = ""
+    changed: str = ""  # what the call changed (the build and its new state, the row, …), for people
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "why", bounded(self.why, 2_000))
+        object.__setattr__(self, "changed", bounded(self.changed, 1_000))
 
 
 @dataclass(frozen=True)

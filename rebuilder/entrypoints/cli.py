@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from rebuilder.bootstrap import Services
     from rebuilder.domain.ports import Clock
     from rebuilder.services.build_history import HistoryQuery
-    from rebuilder.services.requests import Caller
+    from rebuilder.services.records import Caller
 
 _T = TypeVar("_T")
 
@@ -257,7 +257,7 @@ def _caller() -> Caller:
     """Who asks from the command line: the signed-in user of this machine."""
     import getpass
 
-    from rebuilder.services.requests import Caller
+    from rebuilder.services.records import Caller
 
     return Caller("cli", getpass.getuser())
 
@@ -282,8 +282,14 @@ def _rebuild(services: Services, args: argparse.Namespace) -> tuple[Any, str]:
     )
     announce(services, acted.events)
     build = services.ledger.get_build(opened.build.id).record
-    document = {"build": build_document(build), "created": opened.created, "joined": opened.joined}
+    document = {
+        "build": build_document(build),
+        "created": opened.created,
+        "joined": opened.joined,
+        "replayed": opened.replayed,
+    }
     verb = "joined open build" if opened.joined else ("requested" if opened.created else "already requested")
+    verb = f"replayed: {verb}" if opened.replayed else verb
     text = f"{verb} {build.id}: {build.template_name} {build.state.value}\n{_act_text(act_summary(acted))}"
     return document, text
 

@@ -43,6 +43,7 @@ def build_document(
         "run_outcome": build.run_outcome or None,
         "candidate_at": build.candidate_at,
         "approved_by": build.approved_by or None,
+        "approved_by_id": build.approved_by_id or None,
         "promoted_at": build.promoted_at,
         "provenance": {
             "trigger": build.provenance.trigger,

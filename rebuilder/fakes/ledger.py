@@ -25,7 +25,7 @@ from rebuilder.domain.builds import (
 from rebuilder.domain.errors import InvalidContinuation, NotFound, PermanentError, StaleWrite
 from rebuilder.domain.limits import check_idempotency_key, check_page_size, check_storable, check_version
 from rebuilder.domain.model import SourceRef, TemplateId
-from rebuilder.domain.ports import Claim, IndexedBuild, Page, Versioned
+from rebuilder.domain.ports import Claim, IndexedBuild, Join, KeyClaim, Page, Versioned
 from rebuilder.domain.standing import SeenVersion, TemplateAction, TemplateState
 from rebuilder.domain.versions import version_key
 
@@ -44,8 +44,9 @@ class InMemoryLedger:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._versions = count(1)
-        self._claims: dict[tuple[str, str], BuildId] = {}
+        self._claims: dict[tuple[str, str], Join] = {}  # (template key, key): the claim row
         self._builds: dict[BuildId, _StoredBuild] = {}
+        self._joins: set[tuple[str, str]] = set()  # claims that joined an open build (no build of their own)
         self._templates: dict[str, Versioned[TemplateState]] = {}
         self._seen: dict[str, dict[str, SeenVersion]] = {}
         self._actions: dict[str, dict[tuple[object, ...], TemplateAction]] = {}
@@ -55,30 +56,72 @@ class InMemoryLedger:
         return str(next(self._versions))
 
     # -- builds ----------------------------------------------------------------------------------------
-    def claim_build(self, build: Build, *, why: str, by: str) -> Claim:
+    def claim_build(self, build: Build, *, why: str, by: str, action: TemplateAction | None = None) -> Claim:
         key = build.provenance.idempotency_key
         check_idempotency_key(key)
         check_storable(build)
         parse_build_id(build.id)
+        if action is not None:
+            check_storable(action)
+            _same_partition(action, build)
         claim = (template_key(build.template_id), key)
         with self._lock:
             if claim in self._claims:
-                stored = self._builds[self._claims[claim]]
+                stored = self._builds[self._claims[claim].build_id]
                 return Claim(Versioned(stored.build, stored.version), created=False)
             stored = _StoredBuild(build, self._token(), [first_transition(build, why=why, by=by)])
             self.writes += 1
-            self._claims[claim] = build.id
+            prov = build.provenance
+            self._claims[claim] = Join(
+                build.template_id,
+                key,
+                build.id,
+                build.created_at,
+                prov.caller_id or prov.caller,
+                prov.request_digest,
+            )
             self._builds[build.id] = stored
+            if action is not None:
+                self._audit(action)
             return Claim(Versioned(build, stored.version), created=True)
 
-    def find_claim(self, template_id: TemplateId, idempotency_key: str) -> Versioned[Build] | None:
+    def find_claim(self, template_id: TemplateId, idempotency_key: str) -> KeyClaim | None:
         check_idempotency_key(idempotency_key)
         with self._lock:
-            build_id = self._claims.get((template_key(template_id), idempotency_key))
-            if build_id is None:
+            row = (template_key(template_id), idempotency_key)
+            claim = self._claims.get(row)
+            if claim is None:
                 return None
-            stored = self._builds[build_id]
-            return Versioned(stored.build, stored.version)
+            stored = self._builds[claim.build_id]
+            joined = row in self._joins
+            return KeyClaim(
+                claim.key,
+                Versioned(stored.build, stored.version),
+                claim.at,
+                claim.caller_id,
+                claim.digest,
+                joined,
+            )
+
+    def join_build(self, join: Join, *, action: TemplateAction) -> KeyClaim:
+        check_idempotency_key(join.key)
+        check_storable(action)
+        if template_key(action.template_id) != template_key(join.template_id):
+            raise PermanentError(
+                f"an audit row of {action.template_id} cannot go with a join of {join.template_id}"
+            )
+        with self._lock:
+            claim = (template_key(join.template_id), join.key)
+            if claim not in self._claims:
+                if join.build_id not in self._builds:
+                    raise NotFound(f"build {join.build_id} is not in the ledger")
+                self._claims[claim] = join
+                self._joins.add(claim)
+                self.writes += 1
+                self._audit(action)
+        found = self.find_claim(join.template_id, join.key)
+        assert found is not None  # noqa: S101 - claimed just now or before
+        return found
 
     def list_build_index(
         self,
@@ -115,6 +158,7 @@ class InMemoryLedger:
         etag: str,
         transition: Transition | None = None,
         regions: Sequence[RegionStatus] = (),
+        action: TemplateAction | None = None,
     ) -> str:
         with self._lock:
             stored = self._builds.get(build.id)
@@ -122,9 +166,11 @@ class InMemoryLedger:
                 raise NotFound(f"build {build.id} is not in the ledger")
             if stored.version != etag:
                 raise StaleWrite(f"build {build.id} changed since it was read; re-read it")
-            for record in (build, transition, *regions):
+            for record in (build, transition, *regions, action):
                 if record is not None:
                     check_storable(record)
+            if action is not None:
+                _same_partition(action, build)
             check_write(stored.build.state, build, transition, regions)
             if 1 + (transition is not None) + len(regions) > 100:  # one entity-group transaction
                 raise PermanentError(f"build {build.id}: {len(regions)} regions exceed one transaction")
@@ -134,6 +180,8 @@ class InMemoryLedger:
             if transition is not None:
                 stored.transitions.append(transition)
             stored.regions.update({r.region: r for r in regions})
+            if action is not None:
+                self._audit(action)
             return stored.version
 
     def list_builds(
@@ -222,13 +270,16 @@ class InMemoryLedger:
     # -- the template's audit trail --------------------------------------------------------------------
     def record_action(self, action: TemplateAction) -> TemplateAction:
         check_storable(action)
-        fact = (action.action, action.by, action.correlation_id, action.at)
         with self._lock:
-            trail = self._actions.setdefault(template_key(action.template_id), {})
-            if fact not in trail:
-                trail[fact] = action
-                self.writes += 1
-            return trail[fact]
+            return self._audit(action)
+
+    def _audit(self, action: TemplateAction) -> TemplateAction:
+        fact = (action.action, action.by, action.correlation_id, action.at)
+        trail = self._actions.setdefault(template_key(action.template_id), {})
+        if fact not in trail:
+            trail[fact] = action
+            self.writes += 1
+        return trail[fact]
 
     def list_actions(
         self, template_id: TemplateId, *, limit: int = 50, continuation: str | None = None
@@ -269,3 +320,11 @@ def _page(items: list[_T], limit: int, continuation: str | None) -> Page[_T]:
 
 def _offset(n: int) -> str:
     return base64.urlsafe_b64encode(f"offset:{n}".encode()).decode()
+
+
+def _same_partition(action: TemplateAction, build: Build) -> None:
+    """As the Tables ledger: an audit row goes in one transaction only with a build of its template."""
+    if template_key(action.template_id) != template_key(build.template_id):
+        raise PermanentError(
+            f"an audit row of {action.template_id} cannot go with a build of {build.template_id}"
+        )

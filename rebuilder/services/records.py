@@ -14,38 +14,70 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from rebuilder.domain import resource_ids
 from rebuilder.domain.builds import Build, BuildReason, BuildState, Provenance, requested
 from rebuilder.domain.errors import NotFound, PermanentError, StaleWrite
 from rebuilder.domain.model import ImageTemplate, LastRun, TemplateId
 from rebuilder.domain.ports import Ledger, Versioned
-from rebuilder.domain.standing import TemplateState
+from rebuilder.domain.standing import TemplateAction, TemplateState
 from rebuilder.domain.versions import version_key
 
 from .lineage import trace
 
 log = logging.getLogger(__name__)
-_ATTEMPTS = 20
+T = TypeVar("T")
+
+
+CONFLICT_ATTEMPTS = 20  # every optimistic write: how many times it re-reads and tries again
+
+
+def retry_on_conflict(attempt: Callable[[], T], what: str) -> T:
+    """`attempt` (read, change, write under the read's ETag) again while another writer moved first;
+    StaleWrite, naming `what`, once it lost CONFLICT_ATTEMPTS races in a row: never a silent give-up."""
+    for _ in range(CONFLICT_ATTEMPTS):
+        try:
+            return attempt()
+        except StaleWrite:
+            continue
+    raise StaleWrite(f"{what} kept changing under {CONFLICT_ATTEMPTS} attempts; try again")
 
 
 def update_state(
     ledger: Ledger, template_id: TemplateId, change: Callable[[TemplateState], TemplateState]
 ) -> TemplateState | None:
     """Apply `change` to the template's stored row (None when it has none), re-reading on a lost race."""
-    for _ in range(_ATTEMPTS):
+
+    def attempt() -> TemplateState | None:
         stored = ledger.get_template_state(template_id)
         if stored is None:
             return None
         updated = change(stored.record)
-        if updated == stored.record:
-            return updated
-        try:
+        if updated != stored.record:
             ledger.save_template_state(updated, etag=stored.etag)
-            return updated
-        except StaleWrite:
-            continue
-    raise StaleWrite(f"the ledger row of {template_id} kept changing under {_ATTEMPTS} attempts")
+        return updated
+
+    return retry_on_conflict(attempt, f"the ledger row of {template_id}")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks, as the ledger records it."""
+
+    trigger: str  # http | cli
+    name: str = ""  # principal name (or the CLI user)
+    object_id: str = ""
+    correlation_id: str = ""
+
+    @property
+    def who(self) -> str:
+        return self.name or self.object_id or self.trigger
+
+    @property
+    def identity(self) -> str:
+        """What tells callers apart: the object id, else (the CLI) the name."""
+        return self.object_id or self.name
 
 
 @dataclass(frozen=True)
@@ -53,21 +85,26 @@ class Opened:
     build: Build  # the build that will run: the one claimed, or the open one it joined
     created: bool  # this request recorded a new build
     joined: bool = False  # the request joined a build already open for the template
+    replayed: bool = False  # the caller's key named this build before: nothing new was recorded
 
 
-def open_build(ledger: Ledger, build: Build, *, why: str, by: str, now: datetime) -> Opened:
+def open_build(
+    ledger: Ledger, build: Build, *, why: str, by: str, now: datetime, action: TemplateAction | None = None
+) -> Opened:
     """Claim `build` (insert-only under its idempotency key), then list it on its template's row.
 
     Safe to repeat: a crash between the claim and the listing is healed by the same request again.
     A build that another open build covers (same template, same or newer source version, or either
-    resolving `latest`) is recorded as Superseded by it and the open one is returned."""
-    claim = ledger.claim_build(build, why=why, by=by)
+    resolving `latest`) is recorded as Superseded by it and the open one is returned. `action`: the audit
+    row of the person asking, claimed with the build."""
+    claim = ledger.claim_build(build, why=why, by=by, action=action)
     mine = claim.build
     if mine.record.state.finished:
         if mine.record.superseded_by:  # a replay of a request that joined another build: answer with it
             return Opened(ledger.get_build(mine.record.superseded_by).record, claim.created, joined=True)
         return Opened(mine.record, claim.created, joined=mine.record.state is BuildState.SUPERSEDED)
-    for _ in range(_ATTEMPTS):
+
+    def attempt() -> Opened:
         stored = ledger.get_template_state(mine.record.template_id)
         if stored is not None and mine.record.id in stored.record.open_builds:
             return Opened(mine.record, claim.created)
@@ -75,18 +112,16 @@ def open_build(ledger: Ledger, build: Build, *, why: str, by: str, now: datetime
         if twin is not None:
             _supersede(ledger, mine, twin, now=now, by=by)
             return Opened(twin, claim.created, joined=True)
-        try:
-            if stored is None:
-                fresh = TemplateState(
-                    mine.record.template_id, mine.record.template_name, mine.record.location, now
-                )
-                ledger.save_template_state(fresh.with_open(mine.record.id, at=now), etag=None)
-            else:
-                ledger.save_template_state(stored.record.with_open(mine.record.id, at=now), etag=stored.etag)
-            return Opened(mine.record, claim.created)
-        except StaleWrite:
-            continue
-    raise StaleWrite(f"the ledger row of {mine.record.template_id} kept changing under {_ATTEMPTS} attempts")
+        if stored is None:
+            fresh = TemplateState(
+                mine.record.template_id, mine.record.template_name, mine.record.location, now
+            )
+            ledger.save_template_state(fresh.with_open(mine.record.id, at=now), etag=None)
+        else:
+            ledger.save_template_state(stored.record.with_open(mine.record.id, at=now), etag=stored.etag)
+        return Opened(mine.record, claim.created)
+
+    return retry_on_conflict(attempt, f"the ledger row of {mine.record.template_id}")
 
 
 def covering(ledger: Ledger, state: TemplateState | None, mine: Build) -> Build | None:
@@ -108,8 +143,11 @@ def covering(ledger: Ledger, state: TemplateState | None, mine: Build) -> Build 
 
 
 def _supersede(ledger: Ledger, mine: Versioned[Build], twin: Build, *, now: datetime, by: str) -> None:
-    current = mine
-    for _ in range(_ATTEMPTS):
+    read = [mine]
+
+    def attempt() -> None:
+        current = read[-1] if len(read) == 1 else ledger.get_build(mine.record.id)
+        read.append(current)
         if current.record.state.finished:
             return
         before = current.record
@@ -119,12 +157,9 @@ def _supersede(ledger: Ledger, mine: Versioned[Build], twin: Build, *, now: date
         transition = before.becomes(
             after, why=f"joined build {twin.id}, already open for this template", by=by
         )
-        try:
-            ledger.save_build(after, etag=current.etag, transition=transition)
-            return
-        except StaleWrite:
-            current = ledger.get_build(current.record.id)
-    raise StaleWrite(f"build {mine.record.id} kept changing under {_ATTEMPTS} attempts")
+        ledger.save_build(after, etag=current.etag, transition=transition)
+
+    retry_on_conflict(attempt, f"build {mine.record.id}")
 
 
 def adopt_external(

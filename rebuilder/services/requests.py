@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from rebuilder.domain import policies, resource_ids
 from rebuilder.domain.builds import (
@@ -28,7 +28,7 @@ from rebuilder.domain.errors import Conflict, NotFound, PermanentError, StaleWri
 from rebuilder.domain.limits import check_idempotency_key
 from rebuilder.domain.model import ImageTemplate, Scope, SourceKind, TemplateId
 from rebuilder.domain.planner import is_pinned, last_started, mode_of
-from rebuilder.domain.ports import Versioned
+from rebuilder.domain.ports import Join, KeyClaim, Versioned
 from rebuilder.domain.releases import abandoned, asked, rollback_under_way, versions_of
 from rebuilder.domain.runs import Policy
 from rebuilder.domain.standing import RollbackIntent, TemplateAction, TemplateState
@@ -36,11 +36,13 @@ from rebuilder.domain.standing import RollbackIntent, TemplateAction, TemplateSt
 from .history import where_we_stand
 from .ports import Ports
 from .reconciler import Reconciler, ReconcileReport
-from .records import Opened, covering, open_build, update_state
+from .records import Caller, Opened, covering, open_build, retry_on_conflict, update_state
 from .rollbacks import RollbackOutcome, decide_rollback, finish_rollback
 from .watch import first_sight
 
-_ATTEMPTS = 20  # re-reads of a build that keeps changing under a promotion
+KEY_LIFETIME_HOURS = 24
+KEY_LIFETIME = timedelta(hours=KEY_LIFETIME_HOURS)  # how long a caller's Idempotency-Key names its request
+KEY_GENERATIONS = 50  # uses of one key, a lifetime apart, before it is refused for good
 
 REQUEST_KEY_PREFIX = "request:"  # a caller's key lives in its own namespace, apart from the service's keys
 
@@ -54,26 +56,20 @@ class NotManaged(PermanentError):
     or a source it cannot build from)."""
 
 
+class KeyReused(PermanentError):
+    """An Idempotency-Key sent by another caller, or with another request, than the one it names."""
+
+
+class TemplateDisabled(Conflict):
+    """The template was disabled after failed builds: only an admin's enable lets it build again."""
+
+
 class BuildInProgress(Conflict):
     """An open build of the template cannot take this request; `build` is that build."""
 
     def __init__(self, message: str, build: Build) -> None:
         super().__init__(message)
         self.build = build
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who asks, as the ledger records it."""
-
-    trigger: str  # http | cli
-    name: str = ""  # principal name (or the CLI user)
-    object_id: str = ""
-    correlation_id: str = ""
-
-    @property
-    def who(self) -> str:
-        return self.name or self.object_id or self.trigger
 
 
 def find_template(ports: Ports, scopes: Iterable[Scope], name_or_id: str) -> ImageTemplate:
@@ -122,27 +118,35 @@ def request_rebuild(
     note: str = "",
     idempotency_key: str = "",
 ) -> tuple[Opened, ReconcileReport]:
-    """Record an on-demand build of a managed template and start it if it can start now. The same key
-    gives the same build (a replay writes nothing); a request while a build of the template is open
-    joins that build, or is refused (BuildInProgress) when that build cannot cover it."""
+    """Record an on-demand build of a managed template and start it if it can start now.
+
+    A caller's key names one request of that caller for KEY_LIFETIME: the same key, caller and request
+    (template, reason) again is a replay (it answers with that build and writes only its audit row);
+    the key from another caller, or with another request, is refused (KeyReused) before anything is
+    written. A request while a build of the template is open joins that build (its key and audit row
+    are recorded on it: no build row of its own), or is refused (BuildInProgress) when that build
+    cannot cover it; a disabled template is refused (TemplateDisabled): an admin enables it first."""
     mode, why = mode_of(template.tags)
     if mode is None:
         raise NotManaged(f"{template.name} is not managed by rebuilder ({why})")
     src = template.source
     if src.kind not in (SourceKind.PLATFORM_IMAGE, SourceKind.SHARED_IMAGE_VERSION):
         raise NotManaged(f"{template.name}: source type {src.raw_type or src.kind.value} is not supported")
-    key = (
-        REQUEST_KEY_PREFIX + idempotency_key if idempotency_key else f"{BuildReason.ON_DEMAND}:{uuid.uuid4()}"
-    )
+    digest = request_digest(template.id, note)
+    key = f"{BuildReason.ON_DEMAND}:{uuid.uuid4()}"
+    if idempotency_key:
+        claimed, key = _live_claim(ports, template.id, idempotency_key, now)
+        if claimed is not None:
+            return _replay(ports, claimed, caller, digest, idempotency_key, now), ReconcileReport()
     check_idempotency_key(key)
-    replayed = ports.ledger.find_claim(template.id, key) if idempotency_key else None
-    if replayed is not None:
-        answer = replayed.record
-        if answer.superseded_by:
-            answer = ports.ledger.get_build(answer.superseded_by).record
-        return Opened(answer, created=False, joined=bool(replayed.record.superseded_by)), ReconcileReport()
     stored = ports.ledger.get_template_state(template.id)
     state = stored.record if stored else None
+    if state is not None and state.disabled:
+        raise TemplateDisabled(
+            f"{template.name} is disabled ({state.disabled_reason or 'after failed builds'}); a "
+            f"Rebuild.Admin enables it (POST /api/templates/{template.name}/enable or python -m rebuilder "
+            "enable), then ask again"
+        )
     pinned = (src.version or "") if is_pinned(template) and src.kind is SourceKind.PLATFORM_IMAGE else ""
     build = requested(
         template,
@@ -159,15 +163,109 @@ def request_rebuild(
             bypassed=policies.bypassed(
                 policies.rules_of(template.tags, policy.defaults), last_started(template, state), now
             ),
+            request_digest=digest,
         ),
         previous_baseline=state.baseline_version if state else "",
     )
     _refuse_if_busy(ports, state, build)
+    twin = covering(ports.ledger, state, build)
+    if twin is not None:
+        return _join(ports, twin, build, caller, note, idempotency_key, now), ReconcileReport()
     if state is None:
         _ensure_state(ports, template, now)
-    opened = open_build(ports.ledger, build, why=_why(caller, note), by=caller.trigger, now=now)
+    audit = _audit(
+        caller, template.id, now, "rebuild-requested", _why(caller, note), f"build {build.id} requested"
+    )
+    opened = open_build(ports.ledger, build, why=_why(caller, note), by=caller.trigger, now=now, action=audit)
     acted = Reconciler(ports, policy, now=now, by=caller.trigger, correlation_id=caller.correlation_id)
     return opened, acted.run(only={template.id.lower()})
+
+
+def request_digest(template_id: TemplateId, note: str) -> str:
+    """What a key is bound to besides its caller: the template and the reason asked for."""
+    return hashlib.sha256(f"{template_id.lower()}\n{note}".encode()).hexdigest()[:32]
+
+
+def _live_claim(
+    ports: Ports, template_id: TemplateId, idempotency_key: str, now: datetime
+) -> tuple[KeyClaim | None, str]:
+    """The claim of the caller's key still in force, and the ledger key a new request claims under: a
+    key whose claim is older than KEY_LIFETIME is free again (its next use claims `key#2`, and so on)."""
+    base = REQUEST_KEY_PREFIX + idempotency_key
+    for generation in range(1, KEY_GENERATIONS + 1):
+        key = base if generation == 1 else f"{base}#{generation}"
+        found = ports.ledger.find_claim(template_id, key)
+        if found is None:
+            return None, key
+        if now - found.claimed_at < KEY_LIFETIME:
+            return found, key
+    raise KeyReused(
+        f"the Idempotency-Key {idempotency_key!r} was used {KEY_GENERATIONS} times; use a new key"
+    )
+
+
+def _replay(
+    ports: Ports, claimed: KeyClaim, caller: Caller, digest: str, idempotency_key: str, now: datetime
+) -> Opened:
+    """The build a key named, to the caller who sent it with the same request; anyone else is refused."""
+    since = f"{claimed.claimed_at:%Y-%m-%d %H:%M:%S} UTC"
+    if claimed.caller_id != caller.identity:
+        raise KeyReused(
+            f"the Idempotency-Key {idempotency_key!r} was sent by another caller at {since}; a key names "
+            f"one caller's request for {KEY_LIFETIME_HOURS} h: send a key of your own"
+        )
+    if claimed.digest and claimed.digest != digest:
+        raise KeyReused(
+            f"the Idempotency-Key {idempotency_key!r} was sent at {since} with another request (template "
+            "or reason); a key names one request: send a new key for this one"
+        )
+    answer = claimed.build.record
+    joined = claimed.joined or bool(answer.superseded_by)
+    if answer.superseded_by:  # a request that joined another build before joins were claims of their own
+        answer = ports.ledger.get_build(answer.superseded_by).record
+    ports.ledger.record_action(
+        _audit(
+            caller,
+            answer.template_id,
+            now,
+            "rebuild-replayed",
+            f"Idempotency-Key {idempotency_key!r} sent again",
+            f"nothing: answered with build {answer.id}",
+        )
+    )
+    return Opened(answer, created=False, joined=joined, replayed=True)
+
+
+def _join(
+    ports: Ports, twin: Build, build: Build, caller: Caller, note: str, idempotency_key: str, now: datetime
+) -> Opened:
+    """The request recorded on the open build it joins: its key (when it has one) and its audit row."""
+    audit = _audit(
+        caller, twin.template_id, now, "rebuild-joined", _why(caller, note), f"joined build {twin.id}"
+    )
+    if not idempotency_key:
+        ports.ledger.record_action(audit)
+        return Opened(twin, created=False, joined=True)
+    join = Join(
+        twin.template_id,
+        build.provenance.idempotency_key,
+        twin.id,
+        now,
+        caller.identity,
+        build.provenance.request_digest,
+    )
+    claimed = ports.ledger.join_build(join, action=audit)
+    if claimed.build.record.id != twin.id:  # the same key claimed meanwhile (a race of the same request)
+        return _replay(ports, claimed, caller, join.digest, idempotency_key, now)
+    return Opened(twin, created=False, joined=True)
+
+
+def _audit(
+    caller: Caller, template_id: TemplateId, now: datetime, action: str, why: str, changed: str
+) -> TemplateAction:
+    return TemplateAction(
+        template_id, now, action, caller.who, caller.object_id, why, caller.correlation_id, changed
+    )
 
 
 def _why(caller: Caller, note: str) -> str:
@@ -235,6 +333,7 @@ def enable(
             caller.object_id,
             f"{why}: {note}" if note else why,
             caller.correlation_id,
+            "the template's row: enabled, its failure count reset",
         )
     )
     updated = update_state(
@@ -269,27 +368,29 @@ def promote(
     """Approve the template's candidate (its `version`, if given) for promotion, then let the reconcile
     pass promote it if its other gates hold (the bake): (the build as it stands after, that pass)."""
     state = find_state(where_we_stand(ports.ledger), name_or_id)
-    for _ in range(_ATTEMPTS):
+
+    def approve() -> Build:
         found = _candidate(ports, state, version)
         if found.record.approved_by:
-            break
-        approved = dataclasses.replace(found.record, approved_by=caller.who, updated_at=now)
-        why = f"promotion approved by {caller.who}" + (f": {note}" if note else "")
-        try:
-            ports.ledger.save_build(
-                approved,
-                etag=found.etag,
-                transition=found.record.becomes(approved, why=why, by=caller.trigger),
-            )
-        except StaleWrite:
-            continue
-        ports.ledger.record_action(
-            TemplateAction(state.template_id, now, "promotion-approved", caller.who, caller.object_id, why)
+            return found.record
+        approved = dataclasses.replace(
+            found.record, approved_by=caller.who, approved_by_id=caller.object_id, updated_at=now
         )
-        break
+        why = f"promotion approved by {caller.who}" + (f": {note}" if note else "")
+        ports.ledger.save_build(  # the approval and its audit row: one transaction
+            approved,
+            etag=found.etag,
+            transition=found.record.becomes(approved, why=why, by=caller.trigger),
+            action=_audit(
+                caller, state.template_id, now, "promotion-approved", why, f"build {approved.id} approved"
+            ),
+        )
+        return approved
+
+    approved = retry_on_conflict(approve, f"the candidate of {state.name}")
     acted = Reconciler(ports, policy, now=now, by=caller.trigger, correlation_id=caller.correlation_id)
     report = acted.run(only={state.template_id.lower()})
-    return ports.ledger.get_build(found.record.id).record, report
+    return ports.ledger.get_build(approved.id).record, report
 
 
 def _candidate(ports: Ports, state: TemplateState, version: str) -> Versioned[Build]:
@@ -322,7 +423,9 @@ def roll_back(
         raise Conflict(busy)
     left = abandoned(state, now)
     if left is not None and not dry_run:
-        return finish_rollback(ports, state.template_id, left, now=now, by=caller.trigger, fresh=False)
+        return finish_rollback(
+            ports, state.template_id, left, now=now, by=caller.trigger, fresh=False, finisher=caller
+        )
     decided = decide_rollback(ports, state.template_id, now=now, by=caller.who, why=reason)
     if dry_run:
         return RollbackOutcome(ports.ledger.get_build(decided.revoke.id).record, decided, done=False)

@@ -50,7 +50,7 @@ from rebuilder.domain.standing import RollbackIntent, TemplateAction
 
 from .history import every
 from .ports import Ports
-from .records import update_state
+from .records import Caller, update_state
 
 ROLLBACK_DEPTH = 200  # a template's newest builds looked at for its versions in latest
 
@@ -138,13 +138,19 @@ def finish_rollback(
     fresh: bool,
     send: bool = True,
     decided: Rollback | None = None,
+    finisher: Caller | None = None,
 ) -> RollbackOutcome:
     """Carry out the rollback `intent` (the steps it has not done yet). `fresh`: asked just now, so a
     build revoked or out of latest since the caller listed the builds is a rollback that raced with
     another, refused (and the intent dropped) before anything changes; otherwise (an abandoned
     rollback being finished) its done steps are skipped. `send`: False to only follow a demotion sent
     by a caller still within its lease (read it back, finish once it is in effect). `decided`: the
-    rollback its caller decided just now (the gallery is not read for it again)."""
+    rollback its caller decided just now (the gallery is not read for it again). `finisher`: the person
+    finishing somebody else's abandoned rollback (the audit row names them, and whose rollback it was);
+    without one, the audit row names the requester (a reconcile pass finishes on their behalf).
+
+    The audit row is written in the transaction that revokes the build: a rollback is in the trail
+    exactly when it took effect."""
     current = ports.ledger.get_build(intent.build_id)
     name = current.record.template_name
     gone = in_latest(current.record) is None and (fresh or current.record.state is not BuildState.REVOKED)
@@ -172,11 +178,6 @@ def finish_rollback(
             raise
     why = f"rolled back by {intent.by}: {intent.reason}; {fallen_back(decided.fallbacks)}"
     if send:
-        ports.ledger.record_action(
-            TemplateAction(
-                template_id, intent.at, "rolled-back", intent.by, intent.by_id, why, intent.correlation_id
-            )
-        )
         for version in versions_of(decided.revoke):
             read = ports.gallery.get_version(version, with_replication=False)
             if not read.excluded_everywhere(True) and not read.updating:
@@ -191,11 +192,24 @@ def finish_rollback(
         return RollbackOutcome(current.record, decided, done=False)
     if current.record.state is not BuildState.REVOKED:
         finishing = "" if fresh else " (finished after its caller stopped)"
+        if finisher is not None:
+            finishing = f" (finished by {finisher.who} after its caller stopped)"
+        audit = TemplateAction(
+            template_id,
+            now,
+            "rolled-back",
+            finisher.who if finisher else intent.by,
+            finisher.object_id if finisher else intent.by_id,
+            why + finishing,
+            finisher.correlation_id if finisher else intent.correlation_id,
+            changed=f"build {decided.revoke.id} revoked; {fallen_back(decided.fallbacks)}",
+        )
         try:
             ports.ledger.save_build(
                 decided.revoke,
                 etag=current.etag,
                 transition=current.record.becomes(decided.revoke, why=why + finishing, by=by),
+                action=audit,
             )
         except StaleWrite:  # the caller and a pass finishing it at once: one wrote it
             if ports.ledger.get_build(current.record.id).record.state is not BuildState.REVOKED:

@@ -7,9 +7,12 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
+import pytest
+
 from rebuilder.domain.builds import BuildState, Lineage, Provenance
+from rebuilder.domain.errors import PermanentError, StaleWrite
 from rebuilder.domain.model import SourceKind, SourceRef
-from rebuilder.domain.ports import Ledger
+from rebuilder.domain.ports import Join, Ledger
 from rebuilder.domain.regions import Region
 from rebuilder.domain.standing import TemplateAction, TemplateState
 from rebuilder.services.history import every
@@ -49,7 +52,8 @@ def test_a_claim_is_found_by_its_key_without_claiming_anything(ledger: Ledger) -
     assert ledger.find_claim(made.template_id, "request:k1") is None
     ledger.claim_build(made, why="", by="")
     found = ledger.find_claim(made.template_id.upper(), "request:k1")  # type: ignore[arg-type]
-    assert found is not None and found.record.id == made.id
+    assert found is not None and found.build.record.id == made.id and not found.joined
+    assert found.claimed_at == made.created_at
     assert ledger.find_claim(made.template_id, "request:k2") is None
     assert ledger.find_claim(template_id("other"), "request:k1") is None
 
@@ -129,3 +133,50 @@ def test_a_repeated_claim_of_the_same_build_keeps_its_index_entry(ledger: Ledger
     again = ledger.claim_build(made, why="redelivered", by="eventgrid")
     assert not again.created
     assert [e.build_id for e in ledger.list_build_index().items] == [made.id]
+
+
+def test_a_request_key_names_its_caller_and_request(ledger: Ledger) -> None:
+    """Issue 22 (API 2): a key is bound to who sent it and to a digest of what it asked."""
+    asked = Provenance("http", "Ana Ops", "corr-1", "request:k1", "oid-ana", "why", request_digest="d1")
+    made = build(key="request:k1", provenance=asked)
+    ledger.claim_build(made, why="", by="")
+    found = ledger.find_claim(made.template_id, "request:k1")
+    assert found is not None and (found.caller_id, found.digest) == ("oid-ana", "d1")
+    assert ledger.get_build(made.id).record.provenance.request_digest == "d1"
+
+
+def test_a_join_is_a_claim_on_the_open_build_with_its_audit_row(ledger: Ledger) -> None:
+    """Issue 22 (API 9): a request joining an open build leaves no build row of its own."""
+    made = build()
+    ledger.claim_build(made, why="", by="")
+    later = T0 + timedelta(minutes=5)
+    audit = TemplateAction(made.template_id, later, "rebuild-joined", "Bo", "oid-bo", "asked", "corr-2")
+    join = Join(made.template_id, "request:late", made.id, later, "oid-bo", "d2")
+    claimed = ledger.join_build(join, action=audit)
+    assert claimed.build.record.id == made.id and claimed.joined
+    assert (claimed.caller_id, claimed.digest, claimed.claimed_at) == ("oid-bo", "d2", later)
+    again = ledger.join_build(dataclasses.replace(join, caller_id="oid-eve"), action=audit)
+    assert again.caller_id == "oid-bo"  # the first claim of a key stands
+    assert [b.id for b in ledger.list_builds(made.template_id).items] == [made.id]
+    assert ledger.list_actions(made.template_id).items == [audit]
+
+
+def test_an_audit_row_is_written_with_the_change_or_not_at_all(ledger: Ledger) -> None:
+    """Issue 22 (API 5): the row of who changed a build goes in the build's own transaction."""
+    made = build(key="request:k1")
+    asked = TemplateAction(made.template_id, T0, "rebuild-requested", "Ana", "oid-ana", "x", "corr-1")
+    claim = ledger.claim_build(made, why="", by="", action=asked)
+    after = dataclasses.replace(made, message="approved", approved_by="Ana", approved_by_id="oid-ana")
+    approved = dataclasses.replace(asked, at=T0 + timedelta(seconds=1), action="promotion-approved")
+    ledger.save_build(after, etag=claim.build.etag, action=approved)
+    assert ledger.get_build(made.id).record.approved_by_id == "oid-ana"
+    refused = dataclasses.replace(asked, at=T0 + timedelta(seconds=2), action="lost-race")
+    with pytest.raises(StaleWrite):
+        ledger.save_build(after, etag=claim.build.etag, action=refused)  # a stale etag: neither is written
+    assert sorted(a.action for a in ledger.list_actions(made.template_id).items) == [
+        "promotion-approved",
+        "rebuild-requested",
+    ]
+    elsewhere = dataclasses.replace(asked, template_id=template_id("other"), action="misplaced")
+    with pytest.raises(PermanentError):
+        ledger.save_build(after, etag=ledger.get_build(made.id).etag, action=elsewhere)

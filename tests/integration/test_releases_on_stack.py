@@ -16,7 +16,8 @@ from rebuilder.adapters.azure_clients import AzureClients
 from rebuilder.domain.builds import Build, BuildReason, BuildState
 from rebuilder.domain.model import GalleryVersionId
 from rebuilder.domain.releases import versions_of
-from rebuilder.services.requests import Caller, roll_back
+from rebuilder.services.records import Caller
+from rebuilder.services.requests import roll_back
 from tests.crashes import Crash, CrashPlan
 from tests.integration.orchestration import (
     Driver,

@@ -16,7 +16,8 @@ from devstack.azurite import Azurite
 from rebuilder.adapters.azure_clients import AzureClients
 from rebuilder.domain.builds import BuildState
 from rebuilder.services.events import ResourceEvent, on_resource_event
-from rebuilder.services.requests import Caller, request_rebuild
+from rebuilder.services.records import Caller
+from rebuilder.services.requests import request_rebuild
 from tests.crashes import Crash, CrashPlan
 from tests.integration.orchestration import NEW_WINDOWS, Driver, make_driver, states_by_name, template_id
 

@@ -32,8 +32,8 @@ from rebuilder.fakes import FixedClock, InMemoryGallery, InMemoryImageBuilder, I
 from rebuilder.fakes.ledger import InMemoryLedger
 from rebuilder.services.detection import compute_plan, watch_pass
 from rebuilder.services.ports import Ports
-from rebuilder.services.records import open_build
-from rebuilder.services.requests import BuildInProgress, Caller, request_rebuild
+from rebuilder.services.records import Caller, open_build
+from rebuilder.services.requests import BuildInProgress, request_rebuild
 from rebuilder.services.watch_and_act import watch_and_act
 
 SUB = "11111111-2222-3333-4444-555555555555"

@@ -134,7 +134,7 @@ def test_a_rebuild_request_is_accepted_with_the_build_and_its_location(world: Ht
     )
 
 
-def test_the_same_idempotency_key_replays_the_same_build_and_writes_nothing(world: HttpWorld) -> None:
+def test_the_same_idempotency_key_replays_the_same_build_and_writes_only_its_trace(world: HttpWorld) -> None:
     world.watch()
     call = {"method": "POST", "body": {"template": "ubuntu-golden"}, "headers": {"Idempotency-Key": "k-1"}}
     first = world.call("request_rebuild", roles=(REQUEST,), **call).json()  # type: ignore[arg-type]
@@ -143,7 +143,11 @@ def test_the_same_idempotency_key_replays_the_same_build_and_writes_nothing(worl
     assert again.status == 202
     assert again.json()["build"]["id"] == first["build"]["id"]
     assert again.json()["replayed"] is True and again.json()["created"] is False
-    assert world.ledger.writes == writes
+    assert world.ledger.writes == writes + 1  # the replay's audit row (issue 22, API 5), nothing else
+    trail = {a.action: a for a in world.ledger.list_actions(template_id("ubuntu-golden")).items}
+    replayed = trail["rebuild-replayed"]
+    assert (replayed.by_id, replayed.correlation_id) == (OBJECT_ID, "corr-test-1")
+    assert first["build"]["id"] in replayed.changed
     assert world.imagebuilder.runs_started == {world.imagebuilder._key(template_id("ubuntu-golden")): 1}
 
 
@@ -171,6 +175,10 @@ def test_a_request_while_a_build_is_open_joins_it_and_a_replay_answers_with_that
         roles=(REQUEST,),
     )
     assert replay.json()["build"]["id"] == first.json()["build"]["id"] and replay.json()["replayed"]
+    # the join is recorded on the build it joined, not as a build of its own (issue 22, API 9)
+    assert len(world.ledger.list_builds(template_id("ubuntu-golden")).items) == 1
+    actions = sorted(a.action for a in world.ledger.list_actions(template_id("ubuntu-golden")).items)
+    assert actions == ["rebuild-joined", "rebuild-replayed", "rebuild-requested"]
 
 
 def test_a_request_an_open_build_cannot_take_is_refused_with_that_build(world: HttpWorld) -> None:

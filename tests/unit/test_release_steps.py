@@ -40,8 +40,8 @@ from rebuilder.fakes import FixedClock, InMemoryGallery, InMemoryImageBuilder, I
 from rebuilder.fakes.ledger import InMemoryLedger
 from rebuilder.services.ports import Ports
 from rebuilder.services.reconciler import Reconciler
-from rebuilder.services.records import open_build
-from rebuilder.services.requests import Caller, roll_back
+from rebuilder.services.records import Caller, open_build
+from rebuilder.services.requests import roll_back
 from tests.crashes import Crash, CrashPlan
 from tests.records import SUBSCRIPTION, build
 
@@ -216,14 +216,13 @@ def test_a_crash_after_any_release_step_is_healed_by_the_next_pass_or_by_asking_
     assert clean["excluded"] == [False, True] and clean["claims"] == ["", ""]
     assert all(clean["tagged"]) and clean["rolled back"] == 1 and clean["runs"] == 2
     assert clean["messages"] == ["revoked by ana@contoso.com: boot"] and clean["asked"] is None
-    for step in ("set_tags", "set_excluded_from_latest", "record_action", "save_build"):
+    for step in ("set_tags", "set_excluded_from_latest", "save_build"):
         assert step in clean_plan.steps
-    rollback_steps = clean_plan.steps[-5:]
+    rollback_steps = clean_plan.steps[-4:]
     assert rollback_steps == [
         "save_template_state",  # the intent, on the template's row
-        "record_action",
         "set_excluded_from_latest",
-        "save_build",  # Revoked
+        "save_build",  # Revoked, with its audit row in the same transaction (issue 22, API 5)
         "save_template_state",  # remembered as revoked, regions back on the fallback, intent gone
     ]
     for at in range(1, len(clean_plan.steps) + 1):

@@ -17,8 +17,8 @@ from rebuilder.services.build_history import HistoryQuery, Position, list_histor
 from rebuilder.services.detection import compute_plan
 from rebuilder.services.estate import summary_of, survey
 from rebuilder.services.history import where_we_stand
+from rebuilder.services.records import Caller
 from rebuilder.services.requests import (
-    Caller,
     enable,
     find_state,
     find_template,
@@ -83,7 +83,7 @@ def post_rebuild(services: Services, request: ApiRequest, principal: Principal) 
         "build": build_document(build) if readable else build_summary(build),
         "created": opened.created,
         "joined": opened.joined,
-        "replayed": bool(key) and not opened.created,
+        "replayed": opened.replayed,
     }
     location = f"{request.base}/api/rebuilds/{quote(build.id)}"
     return json_result(202, document, headers={"Location": location})

@@ -21,7 +21,7 @@ from rebuilder.domain.errors import (
     TemporaryError,
 )
 from rebuilder.domain.releases import NoFallback
-from rebuilder.services.requests import Ambiguous, BuildInProgress, NotManaged
+from rebuilder.services.requests import Ambiguous, BuildInProgress, KeyReused, NotManaged, TemplateDisabled
 from rebuilder.settings import SettingsError
 
 from ..views import build_summary
@@ -74,6 +74,8 @@ _MAPPING: tuple[tuple[type[BaseException], int, str, bool], ...] = (
     (InvalidContinuation, 400, "Invalid continuation token", True),
     (Ambiguous, 400, "Ambiguous template name", True),
     (NotManaged, 422, "Template not managed by rebuilder", True),
+    (KeyReused, 422, "Idempotency-Key names another request", True),
+    (TemplateDisabled, 409, "Template disabled", True),
     (NotFound, 404, "Not found", True),
     (InvalidRecord, 400, "Value cannot be recorded", True),
     (StaleWrite, 409, "Changed meanwhile; try again", False),

@@ -83,6 +83,7 @@ _BUILD_PROPS: dict[str, S] = {
     "run_outcome": maybe(STR),
     "candidate_at": maybe(TIME),
     "approved_by": maybe(STR),
+    "approved_by_id": maybe(STR),
     "promoted_at": maybe(TIME),
     "provenance": obj(
         {

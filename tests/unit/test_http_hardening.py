@@ -1,0 +1,169 @@
+"""Issue 22, "API and CLI": what a security review reproduced in-process, each held by a test that
+failed on the code before the fix — keys bound to their caller and request, disabled templates,
+audit rows written with the change, conflicts that never give up silently, ids for names that repeat,
+ASCII-only case folding, bounded work per request, and the smaller headers and checks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from rebuilder.domain.builds import BuildState
+from rebuilder.domain.errors import StaleWrite
+from rebuilder.domain.runs import Policy
+from rebuilder.services.records import CONFLICT_ATTEMPTS, Caller
+from rebuilder.services.requests import promote
+from tests.http_world import ADMIN, OBJECT_ID, READ, REQUEST, UBUNTU, WEU, HttpWorld, principal, template_id
+from tests.unit.test_http_routes import gated_release, problem
+
+BO = "2b7c9d1e-0f3a-4b5c-8d6e-7f8091a2b3c4"
+
+
+@pytest.fixture
+def world() -> HttpWorld:
+    return HttpWorld()
+
+
+def rebuild(
+    world: HttpWorld, key: str, *, reason: str = "", oid: str = OBJECT_ID, name: str = "ana"
+) -> object:
+    body = {"template": "ubuntu-golden", **({"reason": reason} if reason else {})}
+    return world.call(
+        "request_rebuild",
+        method="POST",
+        body=body,
+        headers={
+            "Idempotency-Key": key,
+            "x-ms-client-principal": principal(REQUEST, READ, name=name, oid=oid),
+        },
+    )
+
+
+def finish_open_build(world: HttpWorld) -> None:
+    world.finish("ubuntu-golden", exact="22.04.202411190")
+    world.reconcile()
+    world.reconcile()
+
+
+# -- 2. Idempotency-Key: bound to its caller and its request, for 24 h ---------------------------------
+def test_a_key_sent_by_another_caller_is_refused_and_writes_nothing(world: HttpWorld) -> None:
+    world.watch()
+    first = rebuild(world, "chg-4711", reason="CVE-2026-1")
+    assert first.status == 202 and first.json()["created"]  # type: ignore[attr-defined]
+    finish_open_build(world)
+    world.clock.advance(hours=20)
+    writes = world.ledger.writes
+    stolen = rebuild(world, "chg-4711", reason="emergency", oid=BO, name="bo@contoso.com")
+    body = problem(stolen, 422)  # type: ignore[arg-type]
+    assert "sent by another caller" in str(body["detail"])
+    assert world.ledger.writes == writes
+    # the same caller, another request under the same key: refused too, saying why
+    other = rebuild(world, "chg-4711", reason="another reason")
+    assert "with another request" in str(problem(other, 422)["detail"])  # type: ignore[arg-type]
+    same = rebuild(world, "chg-4711", reason="CVE-2026-1")
+    assert same.json()["replayed"] is True  # type: ignore[attr-defined]
+
+
+def test_a_key_expires_after_24_hours_and_then_asks_for_a_new_build(world: HttpWorld) -> None:
+    world.watch()
+    first = rebuild(world, "chg-1").json()  # type: ignore[attr-defined]
+    finish_open_build(world)
+    world.clock.advance(hours=24, minutes=1)
+    again = rebuild(world, "chg-1").json()  # type: ignore[attr-defined]
+    assert again["created"] is True and again["replayed"] is False
+    assert again["build"]["id"] != first["build"]["id"]
+    replay = rebuild(world, "chg-1").json()  # type: ignore[attr-defined]
+    assert replay["replayed"] is True and replay["build"]["id"] == again["build"]["id"]
+    # and the expired key is free for another caller too, once it has expired again
+    world.clock.advance(hours=25)
+    theirs = rebuild(world, "chg-1", oid=BO, name="bo").json()  # type: ignore[attr-defined]
+    assert theirs["created"] is True or theirs["joined"] is True
+
+
+# -- 3. A disabled template is refused, not started -------------------------------------------------
+def test_a_disabled_template_is_refused_until_an_admin_enables_it(world: HttpWorld) -> None:
+    world.watch()
+    stored = world.ledger.get_template_state(template_id("ubuntu-golden"))
+    assert stored is not None
+    disabled = dataclasses.replace(stored.record, disabled=True, disabled_reason="3 failed builds")
+    world.ledger.save_template_state(disabled, etag=stored.etag)
+    writes = world.ledger.writes
+    refused = rebuild(world, "k-disabled")
+    body = problem(refused, 409)  # type: ignore[arg-type]
+    assert body["title"] == "Template disabled" and "enable" in str(body["detail"])
+    assert world.ledger.writes == writes and world.imagebuilder.runs_started == {}
+    world.call("enable_template", method="POST", route={"name": "ubuntu-golden"}, roles=(ADMIN,))
+    assert rebuild(world, "k-disabled").status == 202  # type: ignore[attr-defined]
+
+
+# -- 5. Every state-changing call leaves one audit row, written with the change -----------------------
+def test_a_promotion_is_audited_with_object_id_and_correlation_id_in_its_own_transaction(
+    world: HttpWorld,
+) -> None:
+    name, _ = gated_release(world)
+    answer = world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
+    assert answer.json()["build"]["approved_by_id"] == OBJECT_ID
+    [action] = world.ledger.list_actions(template_id(name)).items
+    assert (action.by, action.by_id, action.correlation_id) == ("ana@contoso.com", OBJECT_ID, "corr-test-1")
+    assert answer.json()["build"]["id"] in action.changed
+
+
+def test_an_abandoned_rollback_finished_by_another_admin_names_that_admin(world: HttpWorld) -> None:
+    name, _ = gated_release(world)
+    world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
+    world.reconcile()
+    world.clock.advance(days=1)
+    world.marketplace.publish(WEU, UBUNTU, "22.04.202502110")
+    world.watch()
+    world.finish(name, exact="22.04.202502110")
+    world.reconcile()
+    world.reconcile()
+    world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
+    world.reconcile()
+    world.gallery.update_looks = 1  # the demotion stays Updating past its caller's answer
+    pending = world.call(
+        "rollback_template", method="POST", route={"name": name}, body={"reason": "boot loop"}, roles=(ADMIN,)
+    )
+    assert pending.status == 202
+    world.clock.advance(minutes=10)  # the caller's lease ran out: the rollback is abandoned
+    finished = world.call(
+        "rollback_template",
+        method="POST",
+        route={"name": name},
+        body={"reason": "finishing it"},
+        headers={"x-ms-client-principal": principal(ADMIN, name="bo@contoso.com", oid=BO)},
+    )
+    assert finished.status == 200, finished.body
+    [rolled] = [a for a in world.ledger.list_actions(template_id(name)).items if a.action == "rolled-back"]
+    assert (rolled.by, rolled.by_id) == ("bo@contoso.com", BO)
+    assert "boot loop" in rolled.why and "finished by bo@contoso.com" in rolled.why
+
+
+# -- 6. An optimistic write that keeps losing says so ---------------------------------------------------
+class EndlessRace:
+    """The ledger, but every save of a build loses its race, as under a writer that never stops."""
+
+    def __init__(self, ledger: object) -> None:
+        self._ledger = ledger
+        self.tries = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._ledger, name)
+
+    def save_build(self, *args: object, **kwargs: object) -> str:
+        self.tries += 1
+        raise StaleWrite("somebody else moved first")
+
+
+def test_a_promotion_that_keeps_losing_races_raises_instead_of_answering_unapproved(world: HttpWorld) -> None:
+    name, _ = gated_release(world)
+    racing = EndlessRace(world.ledger)
+    ports = dataclasses.replace(world.services.detection(), ledger=racing)  # type: ignore[arg-type]
+    with pytest.raises(StaleWrite, match=f"under {CONFLICT_ATTEMPTS} attempts"):
+        promote(ports, name, Policy(), now=world.clock.now(), caller=Caller("cli", "ana"))
+    assert racing.tries == CONFLICT_ATTEMPTS
+    [build] = world.ledger.list_builds(template_id(name)).items
+    assert build.state is BuildState.CANDIDATE and not build.approved_by
+    refused = world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
+    assert refused.status == 200  # without the race, it goes through
