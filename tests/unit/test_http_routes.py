@@ -566,7 +566,7 @@ def test_history_as_csv_and_jsonl(world: HttpWorld) -> None:
     csv = world.call("list_builds", params={"format": "csv"})
     assert csv.status == 200 and csv.content_type == "text/csv"
     lines = csv.body.decode().splitlines()
-    assert lines[0].startswith("build_id,template,template_id,reason,trigger,caller")
+    assert lines[0].startswith('"build_id","template","template_id","reason","trigger","caller"')
     assert any("app-ubuntu" in line and NEW in line for line in lines[1:])
     jsonl = world.call("list_builds", params={"format": "jsonl"})
     documents = [json.loads(line) for line in jsonl.body.decode().splitlines()]
