@@ -15,6 +15,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from rebuilder.domain import policies
+from rebuilder.domain.casing import fold
 from rebuilder.domain.model import Scope
 from rebuilder.domain.runs import Policy
 
@@ -66,7 +67,7 @@ class LedgerConnection:
         if self.endpoint:
             return self.endpoint
         pairs = (p.partition("=") for p in (self.connection_string or "").split(";"))
-        parts = {k.strip().lower(): v.strip() for k, _, v in pairs}
+        parts = {fold(k.strip()): v.strip() for k, _, v in pairs}
         if parts.get("tableendpoint"):
             return parts["tableendpoint"].rstrip("/")
         if parts.get("accountname"):
@@ -195,7 +196,7 @@ class Settings:
             read_role=reader.optional("REBUILDER_READ_ROLE", _parse_role, cls.read_role),
             request_role=reader.optional("REBUILDER_REQUEST_ROLE", _parse_role, cls.request_role),
             admin_role=reader.optional("REBUILDER_ADMIN_ROLE", _parse_role, cls.admin_role),
-            app_service_auth=env.get("WEBSITE_AUTH_ENABLED", "").strip().lower() in ("true", "1"),
+            app_service_auth=fold(env.get("WEBSITE_AUTH_ENABLED", "").strip()) in ("true", "1"),
             rebuild_defaults=_rebuild_defaults(reader),
         )
         if reader.problems:
@@ -256,7 +257,7 @@ def _parse_scopes(raw: str) -> tuple[Scope, ...]:
         if not match:
             bad.append(repr(item))
             continue
-        scopes.append(Scope(match.group(1).lower(), match.group(2)))
+        scopes.append(Scope(fold(match.group(1)), match.group(2)))
     if bad:
         raise ValueError(
             f"{', '.join(bad)} is not /subscriptions/<subscription id> "
@@ -266,21 +267,21 @@ def _parse_scopes(raw: str) -> tuple[Scope, ...]:
 
 
 def _parse_ledger(raw: str) -> LedgerConnection:
-    if raw.lower().startswith(("http://", "https://")):
+    if fold(raw).startswith(("http://", "https://")):
         url = urlsplit(raw)
         if url.scheme == "http" and url.hostname not in _LOOPBACK_HOSTS:
             raise ValueError("an endpoint URL must use https (http only for a loopback emulator)")
         if not url.hostname:
             raise ValueError("the endpoint URL has no host")
         return LedgerConnection(endpoint=raw.rstrip("/"))
-    if raw.replace(" ", "").lower() == "usedevelopmentstorage=true":
+    if fold(raw.replace(" ", "")) == "usedevelopmentstorage=true":
         return LedgerConnection(connection_string="UseDevelopmentStorage=true")
     parts = {}
     for segment in filter(None, raw.split(";")):
         key, sep, value = segment.partition("=")
         if not sep:
             raise ValueError("not a Table endpoint URL nor a connection string of key=value; pairs")
-        parts[key.strip().lower()] = value
+        parts[fold(key.strip())] = value
     if "accountname" not in parts and "tableendpoint" not in parts:
         raise ValueError("the connection string names no AccountName nor TableEndpoint")
     return LedgerConnection(connection_string=raw)
@@ -288,7 +289,7 @@ def _parse_ledger(raw: str) -> LedgerConnection:
 
 def _parse_cloud(raw: str) -> Cloud:
     for cloud in Cloud:
-        if raw.lower() == cloud.value.lower():
+        if fold(raw) == fold(cloud.value):
             return cloud
     raise ValueError(f"{raw!r} is not one of {', '.join(c.value for c in Cloud)}")
 

@@ -16,6 +16,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from .casing import fold
+
 ROLES_BICEP = Path(__file__).resolve().parents[2] / "infra" / "modules" / "roles.bicep"
 
 
@@ -42,7 +44,7 @@ def deployed() -> tuple[dict[str, Any], ...]:
 
 
 def _key(scope: str) -> str:
-    return "/" + "/".join(p for p in scope.lower().split("/") if p)
+    return "/" + "/".join(p for p in fold(scope).split("/") if p)
 
 
 @dataclass

@@ -43,6 +43,8 @@ from jsonschema.validators import extend
 from referencing import Registry
 from referencing.jsonschema import DRAFT4
 
+from .casing import fold
+
 SPECS = Path(__file__).resolve().parents[2] / "tests" / "reference" / "specs"
 _ROOT = "file:///azure-rest-api-specs/"
 # `../../common-types/v1/common.json` from Compute's stable/<version>/ directory resolves literally to
@@ -586,9 +588,9 @@ def _parameter_problems(schema: dict[str, Any], given: str) -> list[str]:
         except ValueError:
             return [f"{given!r} is not a number"]
     elif kind == "boolean":
-        if given.lower() not in ("true", "false"):
+        if fold(given) not in ("true", "false"):
             return [f"{given!r} is not a boolean"]
-        value = given.lower() == "true"
+        value = fold(given) == "true"
     return [e.message for e in _Checker(schema, format_checker=_FORMATS).iter_errors(value)]
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.error import HTTPError
 
+from .casing import fold
 from .clock import iso
 from .errors import ArmError
 from .faults import FaultRule
@@ -79,7 +80,7 @@ def _dispatch(sim: ArmSimulator, method: str, path: str, body: dict[str, Any]) -
             world.imagebuilder.always_failing.clear()
             return Response(200, {"rules": 0})
         if route == ("POST", "/_sim/faults/build"):
-            fates = world.imagebuilder.build_failures.setdefault(str(body["template"]).lower(), [])
+            fates = world.imagebuilder.build_failures.setdefault(fold(str(body["template"])), [])
             for _ in range(int(body.get("times", 1))):
                 fates.append(
                     BuildFailure(
@@ -89,7 +90,7 @@ def _dispatch(sim: ArmSimulator, method: str, path: str, body: dict[str, Any]) -
                 )
             return Response(200, {"pending": len(fates)})
         if route == ("POST", "/_sim/faults/provisioning"):
-            name = str(body["template"]).lower()
+            name = fold(str(body["template"]))
             failure = ProvisioningFailure(
                 str(body.get("code", "ServerError")),
                 str(body.get("message", "An internal error occurred while provisioning the template.")),
@@ -101,7 +102,7 @@ def _dispatch(sim: ArmSimulator, method: str, path: str, body: dict[str, Any]) -
                 queued.extend(failure for _ in range(int(body.get("times", 1))))
             return Response(200, {"template": name})
         if route == ("POST", "/_sim/faults/region"):
-            region = "".join(str(body["region"]).split()).lower()
+            region = fold("".join(str(body["region"]).split()))
             world.gallery.region_failures[region] = world.gallery.region_failures.get(region, 0) + int(
                 body.get("times", 1)
             )

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import regions
+from .casing import fold
 from .clock import iso
 from .errors import ArmError, not_found, parent_not_found
 
@@ -194,7 +195,7 @@ class Gallery:
 
     # -- galleries ---------------------------------------------------------------------------------
     def put_gallery(self, sub: str, rg: str, name: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        key = (sub, rg.lower(), name.lower())
+        key = (sub, fold(rg), fold(name))
         created = key not in self.galleries
         resource = {
             "id": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/galleries/{name}",
@@ -213,15 +214,13 @@ class Gallery:
 
     def get_gallery(self, sub: str, rg: str, name: str) -> dict[str, Any]:
         try:
-            return self.galleries[(sub, rg.lower(), name.lower())]
+            return self.galleries[(sub, fold(rg), fold(name))]
         except KeyError:
             raise not_found(GALLERY_TYPE, name, rg) from None
 
     def list_galleries(self, sub: str, rg: str | None) -> list[dict[str, Any]]:
         return [
-            g
-            for (s, r, _), g in sorted(self.galleries.items())
-            if s == sub and (rg is None or r == rg.lower())
+            g for (s, r, _), g in sorted(self.galleries.items()) if s == sub and (rg is None or r == fold(rg))
         ]
 
     # -- image definitions -------------------------------------------------------------------------
@@ -233,7 +232,7 @@ class Gallery:
         for required in ("osType", "osState", "identifier"):
             if not props.get(required):
                 raise ArmError(400, "InvalidParameter", f"Required parameter '{required}' is missing (null).")
-        key = (sub, rg.lower(), gallery.lower(), name.lower())
+        key = (sub, fold(rg), fold(gallery), fold(name))
         created = key not in self.images
         resource = {
             "id": f"{self.get_gallery(sub, rg, gallery)['id']}/images/{name}",
@@ -255,13 +254,13 @@ class Gallery:
 
     def get_gallery_or_parent_error(self, sub: str, rg: str, gallery: str) -> dict[str, Any]:
         try:
-            return self.galleries[(sub, rg.lower(), gallery.lower())]
+            return self.galleries[(sub, fold(rg), fold(gallery))]
         except KeyError:
             raise parent_not_found(GALLERY_TYPE, gallery) from None
 
     def get_image(self, sub: str, rg: str, gallery: str, name: str) -> dict[str, Any]:
         try:
-            return self.images[(sub, rg.lower(), gallery.lower(), name.lower())]
+            return self.images[(sub, fold(rg), fold(gallery), fold(name))]
         except KeyError:
             raise not_found(IMAGE_TYPE, f"{gallery}/{name}", rg) from None
 
@@ -270,17 +269,17 @@ class Gallery:
         return [
             i
             for (s, r, g, _), i in sorted(self.images.items())
-            if (s, r, g) == (sub, rg.lower(), gallery.lower())
+            if (s, r, g) == (sub, fold(rg), fold(gallery))
         ]
 
     # -- image versions ----------------------------------------------------------------------------
     def put_version(
         self, sub: str, rg: str, gallery: str, image: str, name: str, body: dict[str, Any], now: datetime
     ) -> tuple[int, ImageVersion]:
-        if (sub, rg.lower(), gallery.lower(), image.lower()) not in self.images:
+        if (sub, fold(rg), fold(gallery), fold(image)) not in self.images:
             raise parent_not_found(IMAGE_TYPE, f"{gallery}/{image}")
         _check_version_name(name)
-        key = (sub, rg.lower(), gallery.lower(), image.lower(), name)
+        key = (sub, fold(rg), fold(gallery), fold(image), name)
         existing = self.versions.get(key)
         props = body.get("properties") or {}
         publishing = copy.deepcopy(props.get("publishingProfile") or {})
@@ -419,27 +418,27 @@ class Gallery:
         return 40
 
     def get_version(self, sub: str, rg: str, gallery: str, image: str, name: str) -> ImageVersion:
-        version = self.versions.get((sub, rg.lower(), gallery.lower(), image.lower(), name))
+        version = self.versions.get((sub, fold(rg), fold(gallery), fold(image), name))
         if version is None:
             raise not_found(VERSION_TYPE, f"{gallery}/{image}/{name}", rg)
         return version
 
     def list_versions(self, sub: str, rg: str, gallery: str, image: str) -> list[ImageVersion]:
-        if (sub, rg.lower(), gallery.lower(), image.lower()) not in self.images:
+        if (sub, fold(rg), fold(gallery), fold(image)) not in self.images:
             raise parent_not_found(IMAGE_TYPE, f"{gallery}/{image}")
-        prefix = (sub, rg.lower(), gallery.lower(), image.lower())
+        prefix = (sub, fold(rg), fold(gallery), fold(image))
         return [v for k, v in sorted(self.versions.items()) if k[:4] == prefix]
 
     def delete_version(self, sub: str, rg: str, gallery: str, image: str, name: str) -> bool:
-        return self.versions.pop((sub, rg.lower(), gallery.lower(), image.lower(), name), None) is not None
+        return self.versions.pop((sub, fold(rg), fold(gallery), fold(image), name), None) is not None
 
     def find_image_by_id(self, image_id: str) -> tuple[str, str, str, str] | None:
         """(sub, rg, gallery, image) for a gallery image id in any letter case, if it exists."""
         parts = image_id.strip("/").split("/")
-        if len(parts) != 10 or parts[0].lower() != "subscriptions" or parts[8].lower() != "images":
+        if len(parts) != 10 or fold(parts[0]) != "subscriptions" or fold(parts[8]) != "images":
             return None
-        sub, rg, gallery, image = parts[1].lower(), parts[3], parts[7], parts[9]
-        key = (sub, rg.lower(), gallery.lower(), image.lower())
+        sub, rg, gallery, image = fold(parts[1]), parts[3], parts[7], parts[9]
+        key = (sub, fold(rg), fold(gallery), fold(image))
         if key not in self.images:
             return None
         stored = self.images[key]["id"].split("/")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .casing import fold
 from .errors import ArmError
 from .imagebuilder import _fake_guid  # the ids a template's identity block shows for the identity
 
@@ -21,22 +22,22 @@ class Identities:
 
     def create(self, identity_id: str, location: str = "westeurope") -> None:
         parts = [p for p in identity_id.split("/") if p]
-        if len(parts) != 8 or [p.lower() for p in parts[::2]] != [
+        if len(parts) != 8 or [fold(p) for p in parts[::2]] != [
             "subscriptions",
             "resourcegroups",
             "providers",
             "userassignedidentities",
         ]:
             raise ArmError(400, "BadControlRequest", f"{identity_id!r} is not a user-assigned identity id.")
-        if parts[5].lower() != "microsoft.managedidentity":
+        if fold(parts[5]) != "microsoft.managedidentity":
             raise ArmError(400, "BadControlRequest", f"{identity_id!r} is not a user-assigned identity id.")
-        self.known[identity_id.lower()] = (identity_id, location)
+        self.known[fold(identity_id)] = (identity_id, location)
 
     def delete(self, identity_id: str) -> bool:
-        return self.known.pop(identity_id.lower(), None) is not None
+        return self.known.pop(fold(identity_id), None) is not None
 
     def get(self, sub: str, rg: str, name: str) -> dict[str, Any]:
-        wanted = f"/subscriptions/{sub}/resourcegroups/{rg}/providers/{TYPE}/{name}".lower()
+        wanted = fold(f"/subscriptions/{sub}/resourcegroups/{rg}/providers/{TYPE}/{name}")
         found = self.known.get(wanted)
         if found is None:
             raise ArmError(

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import regions
+from .casing import fold
 from .clock import iso
 from .errors import ArmError, conflict, not_found
 from .gallery import Gallery, ImageVersion
@@ -137,7 +138,7 @@ class Template:
             }
         properties["exactStagingResourceGroup"] = (
             f"/subscriptions/{self.sub}/resourceGroups/IT_{self.rg}_{self.name}_"
-            f"{hashlib.sha1(self.id.lower().encode()).hexdigest()[:8]}"  # noqa: S324 - a name, not security
+            f"{hashlib.sha1(fold(self.id).encode()).hexdigest()[:8]}"  # noqa: S324 - a name, not security
         )
         if self.run is not None:
             properties["lastRunStatus"] = self.run.status()
@@ -167,7 +168,7 @@ class ImageBuilder:
 
     # -- templates ---------------------------------------------------------------------------------
     def put(self, sub: str, rg: str, name: str, body: dict[str, Any], now: datetime) -> tuple[int, Template]:
-        key = (sub, rg.lower(), name.lower())
+        key = (sub, fold(rg), fold(name))
         candidate = _validated(sub, rg, name, body, now)
         existing = self.templates.get(key)
         if existing is not None and existing.provisioning_state == "Deleting":
@@ -199,16 +200,14 @@ class ImageBuilder:
         return 201, candidate
 
     def get(self, sub: str, rg: str, name: str) -> Template:
-        template = self.templates.get((sub, rg.lower(), name.lower()))
+        template = self.templates.get((sub, fold(rg), fold(name)))
         if template is None:
             raise not_found(TEMPLATE_TYPE, name, rg)
         return template
 
     def list(self, sub: str, rg: str | None) -> list[Template]:
         return [
-            t
-            for (s, r, _), t in sorted(self.templates.items())
-            if s == sub and (rg is None or r == rg.lower())
+            t for (s, r, _), t in sorted(self.templates.items()) if s == sub and (rg is None or r == fold(rg))
         ]
 
     def update_tags(self, sub: str, rg: str, name: str, body: dict[str, Any]) -> Template:
@@ -224,7 +223,7 @@ class ImageBuilder:
 
     def delete(self, sub: str, rg: str, name: str, now: datetime) -> Template | None:
         """Start deleting: the template is Deleting for a while (a long-running operation), then gone."""
-        template = self.templates.get((sub, rg.lower(), name.lower()))
+        template = self.templates.get((sub, fold(rg), fold(name)))
         if template is None:
             return None
         if template.running:
@@ -238,7 +237,7 @@ class ImageBuilder:
         return template
 
     def gone(self, template: Template) -> bool:
-        return self.templates.get((template.sub, template.rg.lower(), template.name.lower())) is not template
+        return self.templates.get((template.sub, fold(template.rg), fold(template.name))) is not template
 
     # -- runs --------------------------------------------------------------------------------------
     def start_run(self, sub: str, rg: str, name: str, now: datetime) -> Template:
@@ -269,14 +268,14 @@ class ImageBuilder:
         for sub_state, seconds in steps:
             moment += timedelta(seconds=seconds)
             phases.append((sub_state, moment))
-        fates = self.build_failures.get(template.name.lower()) or []
+        fates = self.build_failures.get(fold(template.name)) or []
         failure = fates.pop(0) if fates else None
         template.run = Run(started_at=now, phases=phases, failure=failure)
         template.outputs = {}
         template.exact_version, problem = self._resolve_source(template)
         if problem and failure is None:
             template.run.failure = BuildFailure("Building", problem)
-        self.runs_started[template.id.lower()] = self.runs_started.get(template.id.lower(), 0) + 1
+        self.runs_started[fold(template.id)] = self.runs_started.get(fold(template.id), 0) + 1
         return template
 
     def cancel_run(self, sub: str, rg: str, name: str, now: datetime) -> Template:
@@ -321,7 +320,7 @@ class ImageBuilder:
         found = self.gallery.find_image_by_id(image_id)
         if found is None:
             return None
-        if version_name.lower() != "latest":
+        if fold(version_name) != "latest":
             return next((v for v in self.gallery.list_versions(*found) if v.name == version_name), None)
         return self.gallery.latest(*found, location)
 
@@ -339,12 +338,12 @@ class ImageBuilder:
 
     def _provision(self, template: Template) -> None:
         """Creating -> Succeeded (the source resolved), or Failed with AIB's provisioningError."""
-        name = template.name.lower()
+        name = fold(template.name)
         fates = self.provisioning_failures.get(name) or []
         failure = fates.pop(0) if fates else self.always_failing.get(name)
         resolved, problem = self._resolve_source(template)
         source = template.properties.get("source") or {}
-        pinned = str(source.get("version", "latest")).lower() != "latest"
+        pinned = fold(str(source.get("version", "latest"))) != "latest"
         if failure is None and resolved is None and source.get("type") == "PlatformImage" and pinned:
             # A pinned version that does not exist: AIB refuses the template (not worth retrying).
             failure = ProvisioningFailure("BadPIRSource", problem or "The platform image was not found.")
@@ -433,7 +432,7 @@ class ImageBuilder:
                 }
             elif kind == "VHD":
                 template.outputs[output] = {
-                    "artifactUri": f"https://aibsim{template.name.lower()[:10]}.blob.core.windows.net/vhds/"
+                    "artifactUri": f"https://aibsim{fold(template.name)[:10]}.blob.core.windows.net/vhds/"
                     f"{template.name}_{int(at.timestamp())}.vhd",
                     "provisioningState": "Succeeded",
                 }
@@ -568,7 +567,7 @@ def _writable(properties: dict[str, Any]) -> dict[str, Any]:
 
 
 def _identity_ids(identity: dict[str, Any]) -> list[str]:
-    return sorted(k.lower() for k in (identity.get("userAssignedIdentities") or {}))
+    return sorted(fold(k) for k in (identity.get("userAssignedIdentities") or {}))
 
 
 def _identity_with_ids(identity: dict[str, Any]) -> dict[str, Any]:
@@ -586,5 +585,5 @@ def _identity_with_ids(identity: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fake_guid(kind: str, seed: str) -> str:
-    digest = hashlib.sha256(f"{kind}:{seed.lower()}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{kind}:{fold(seed)}".encode()).hexdigest()
     return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from . import regions
+from .casing import fold
 from .errors import ArmError
 
 
@@ -30,7 +31,7 @@ class MarketplaceVersion:
 
 
 def _key(location: str, publisher: str, offer: str, sku: str) -> tuple[str, str, str, str]:
-    return regions.normalise(location), publisher.lower(), offer.lower(), sku.lower()
+    return regions.normalise(location), fold(publisher), fold(offer), fold(sku)
 
 
 @dataclass
@@ -76,7 +77,7 @@ class Marketplace:
         if not versions:
             raise ArmError(404, "NotFound", "Artifact: VMImage was not found.")
         names = sorted(versions)  # text order, as Azure does it
-        if orderby and orderby.strip().lower().endswith("desc"):
+        if orderby and fold(orderby.strip()).endswith("desc"):
             names.reverse()
         if top is not None:
             names = names[:top]
@@ -113,7 +114,7 @@ class Marketplace:
     def resolve(self, location: str, publisher: str, offer: str, sku: str, version: str) -> str | None:
         """What AIB resolves a PlatformImage source to at build time (None: not available there)."""
         versions = self._versions(location, publisher, offer, sku)
-        if version.lower() != "latest":
+        if fold(version) != "latest":
             return version if version in versions else None
         usable = [v for v, image in versions.items() if image.image_state != "Deprecated"]
         return max(usable, key=version_key) if usable else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .casing import fold
+
 DISPLAY_NAMES = {
     "eastus": "East US",
     "eastus2": "East US 2",
@@ -45,7 +47,7 @@ DISPLAY_NAMES = {
 
 def normalise(region: str) -> str:
     """'East US 2', 'eastus2' and 'EASTUS2' are the same region."""
-    return "".join(region.split()).lower()
+    return fold("".join(region.split()))
 
 
 def display(region: str) -> str:

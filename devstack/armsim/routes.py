@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from .casing import fold
 from .errors import ArmError
 from .gallery import ImageVersion
 from .imagebuilder import Template
@@ -38,7 +39,7 @@ class Request:
 
     @property
     def sub(self) -> str:
-        return self.params["sub"].lower()
+        return fold(self.params["sub"])
 
 
 @dataclass
@@ -238,7 +239,7 @@ def version_get(world: World, req: Request) -> Response:
     p = req.params
     version = world.gallery.get_version(req.sub, p["rg"], p["gallery"], p["image"], p["version"])
     world.gallery.look(version, world.clock.now())
-    expand = req.query.get("$expand", "").lower() == "replicationstatus"
+    expand = fold(req.query.get("$expand", "")) == "replicationstatus"
     return Response(200, version.body(expand_replication=expand))
 
 
@@ -398,7 +399,7 @@ def run_output_get(world: World, req: Request) -> Response:
     p = req.params
     template = world.imagebuilder.get(req.sub, p["rg"], p["name"])
     for output in _outputs(req, template):
-        if output["name"].lower() == p["output"].lower():
+        if fold(output["name"]) == fold(p["output"]):
             return Response(200, output)
     raise ArmError(404, "ResourceNotFound", f"Run output '{p['output']}' was not found.")
 

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import trustme
 
 from . import control, topics
+from .casing import fold
 from .contract import DELIBERATE, Operation, Violation, ViolationLog, kept
 from .errors import ArmError
 from .faults import now_monotonic
@@ -182,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
                 401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
             )
         scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or value != token:
+        if fold(scheme) != "bearer" or value != token:
             raise ArmError(401, "InvalidAuthenticationToken", "The access token is invalid.")
 
     def _send(self, response: Response) -> None:

@@ -8,6 +8,7 @@ import json
 import re
 from typing import Any
 
+from .casing import fold
 from .errors import ArmError
 from .routes import Response
 
@@ -22,7 +23,7 @@ def receive(
     try:
         if query.get("api-version") != API_VERSION:
             raise ArmError(400, "BadRequest", f"api-version must be {API_VERSION}.")
-        if not content_type.lower().startswith("application/cloudevents-batch+json"):
+        if not fold(content_type).startswith("application/cloudevents-batch+json"):
             raise ArmError(400, "BadRequest", f"Content-Type {content_type!r} is not a CloudEvents batch.")
         try:
             events = json.loads(raw)

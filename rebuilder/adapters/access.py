@@ -19,6 +19,7 @@ from rebuilder.adapters import shapes
 from rebuilder.adapters.azure_clients import AzureClients
 from rebuilder.adapters.errors import translated
 from rebuilder.domain import resource_ids
+from rebuilder.domain.casing import fold
 from rebuilder.domain.errors import PermanentError
 from rebuilder.domain.model import GalleryImageDefinition, GalleryImageId, ManagedIdentity
 from rebuilder.domain.permissions import Permission
@@ -104,6 +105,6 @@ def _raise_for(response: HttpResponse) -> None:
 
 def _subscription(scope: str) -> str:
     parts = [p for p in scope.split("/") if p]
-    if len(parts) < 2 or parts[0].lower() != "subscriptions":
+    if len(parts) < 2 or fold(parts[0]) != "subscriptions":
         raise PermanentError(f"read the caller's permissions at {scope}: not an ARM scope")
-    return parts[1].lower()
+    return fold(parts[1])

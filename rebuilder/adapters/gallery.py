@@ -9,6 +9,7 @@ from rebuilder.adapters import shapes
 from rebuilder.adapters.azure_clients import AzureClients
 from rebuilder.adapters.errors import translated
 from rebuilder.domain import resource_ids
+from rebuilder.domain.casing import fold
 from rebuilder.domain.errors import Conflict
 from rebuilder.domain.model import GalleryImageId, GalleryImageVersion, GalleryVersionId
 from rebuilder.domain.regions import Region, region
@@ -83,7 +84,7 @@ class SdkGallery:
         (_, gallery), (_, image), (_, version) = parsed.segments
         read = self._raw(version_id, with_replication=False)
         state = str((read.get("properties") or {}).get("provisioningState") or "")
-        if state.lower() == "updating":
+        if fold(state) == "updating":
             raise Conflict(
                 f"{verb} {gallery}/{image}/{version}: an update of the version is in flight "
                 "(provisioningState Updating); it is sent again once that one has ended"

@@ -7,6 +7,7 @@ from typing import Any
 from rebuilder.adapters import shapes
 from rebuilder.adapters.azure_clients import AzureClients
 from rebuilder.adapters.errors import translated
+from rebuilder.domain.casing import fold
 from rebuilder.domain.model import ImageState, MarketplaceImageVersion, MarketplaceVersion, PlatformImage
 from rebuilder.domain.regions import Region
 
@@ -32,11 +33,11 @@ class SdkMarketplaceCatalog:
                 location, image.publisher, image.offer, image.sku, version
             ).as_dict()
         status = (body.get("properties") or {}).get("imageDeprecationStatus") or {}
-        states = {s.value.lower(): s for s in ImageState}
+        states = {fold(s.value): s for s in ImageState}
         return MarketplaceImageVersion(
             image=image,
             location=location,
             version=version,
-            state=states.get(str(status.get("imageState") or "Active").lower(), ImageState.ACTIVE),
+            state=states.get(fold(str(status.get("imageState") or "Active")), ImageState.ACTIVE),
             scheduled_deprecation_at=shapes.timestamp(status.get("scheduledDeprecationTime")),
         )

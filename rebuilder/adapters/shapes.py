@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rebuilder.domain import resource_ids
+from rebuilder.domain.casing import fold
 from rebuilder.domain.definition import TemplateDefinition
 from rebuilder.domain.model import (
     Distribution,
@@ -64,8 +65,8 @@ def timestamp(value: Any) -> datetime | None:
 def source(body: Any) -> Source:
     raw = _dict(body)
     kind_text = _str(raw.get("type")) or ""
-    kinds = {k.value.lower(): k for k in SourceKind}
-    kind = kinds.get(kind_text.lower(), SourceKind.UNKNOWN)
+    kinds = {fold(k.value): k for k in SourceKind}
+    kind = kinds.get(fold(kind_text), SourceKind.UNKNOWN)
     image = None
     if kind is SourceKind.PLATFORM_IMAGE:
         parts = [_str(raw.get(k)) for k in ("publisher", "offer", "sku")]
@@ -84,16 +85,16 @@ def source(body: Any) -> Source:
 def last_run(body: Any) -> LastRun | None:
     raw = _dict(body)
     state_text = _str(raw.get("runState"))
-    states = {s.value.lower(): s for s in RunState}
-    if state_text is None or state_text.lower() not in states:
+    states = {fold(s.value): s for s in RunState}
+    if state_text is None or fold(state_text) not in states:
         return None
-    sub_states = {s.value.lower(): s for s in RunSubState}
+    sub_states = {fold(s.value): s for s in RunSubState}
     started, ended = timestamp(raw.get("startTime")), timestamp(raw.get("endTime"))
     if ended is not None and (started is None or ended <= started):
         ended = None  # AIB reports a zero or early end time while a run is in progress
     return LastRun(
-        state=states[state_text.lower()],
-        sub_state=sub_states.get((_str(raw.get("runSubState")) or "").lower()),
+        state=states[fold(state_text)],
+        sub_state=sub_states.get(fold(_str(raw.get("runSubState")) or "")),
         started_at=started,
         ended_at=ended,
         message=_str(raw.get("message")) or "",
@@ -159,11 +160,11 @@ def run_output(body: Mapping[str, Any]) -> RunOutput:
 def gallery_version(body: Mapping[str, Any]) -> GalleryImageVersion:
     props = _dict(body.get("properties"))
     publishing = _dict(props.get("publishingProfile"))
-    states = {s.value.lower(): s for s in ReplicationState}
+    states = {fold(s.value): s for s in ReplicationState}
     replication = tuple(
         RegionReplication(
             region=region(_str(item.get("region")) or ""),
-            state=states.get((_str(item.get("state")) or "").lower(), ReplicationState.UNKNOWN),
+            state=states.get(fold(_str(item.get("state")) or ""), ReplicationState.UNKNOWN),
             progress=int(item.get("progress") or 0),
             details=_str(item.get("details")) or "",
         )

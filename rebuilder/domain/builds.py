@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import NewType
 
+from .casing import fold
 from .errors import PermanentError
 from .model import ImageTemplate, RunSubState, SourceKind, SourceRef, TemplateId
 from .regions import Region, region
@@ -346,7 +347,7 @@ _BUILD_ID = re.compile(r"(?P<at>[0-9]{8}T[0-9]{6}Z)-(?P<template>[0-9a-f]{16})-(
 
 def template_key(template_id: str) -> str:
     """A short, key-safe identity for a template: resource ids are case-insensitive and contain '/'."""
-    return hashlib.sha256(template_id.strip().lower().encode()).hexdigest()[:16]
+    return hashlib.sha256(fold(template_id.strip()).encode()).hexdigest()[:16]
 
 
 def new_build_id(template_id: str, created_at: datetime, idempotency_key: str) -> BuildId:

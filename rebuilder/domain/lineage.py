@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from . import resource_ids
 from .builds import Build, Lineage
+from .casing import fold
 from .model import SourceKind, SourceRef
 
 
@@ -16,7 +17,7 @@ def source_ref(build: Build) -> SourceRef:
     if src.kind is SourceKind.PLATFORM_IMAGE:
         return SourceRef(src.kind, build.location, src.publisher, src.offer, src.sku)
     try:
-        image = resource_ids.gallery_image_id(src.gallery_image_id).lower()
+        image = fold(resource_ids.gallery_image_id(src.gallery_image_id))
     except ValueError:
         image = src.gallery_image_id
     return SourceRef(src.kind, gallery_image_id=image)

@@ -14,6 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import NewType
 
+from .casing import fold
 from .definition import TemplateDefinition
 from .regions import Region
 
@@ -48,7 +49,7 @@ class PlatformImage:
 
     @property
     def key(self) -> tuple[str, str, str]:
-        return self.publisher.lower(), self.offer.lower(), self.sku.lower()
+        return fold(self.publisher), fold(self.offer), fold(self.sku)
 
     def __str__(self) -> str:
         return f"{self.publisher}:{self.offer}:{self.sku}"
@@ -212,7 +213,7 @@ class GalleryImageVersion:
     @property
     def updating(self) -> bool:
         """An update of the version is in flight: its change is not in effect yet."""
-        return (self.provisioning_state or "").lower() == "updating"
+        return fold(self.provisioning_state or "") == "updating"
 
 
 @dataclass(frozen=True)
@@ -251,7 +252,7 @@ class SourceRef:
         parts: tuple[str, ...] = (self.kind, self.gallery_image_id)
         if self.kind is SourceKind.PLATFORM_IMAGE:
             parts = (self.kind, self.location, self.publisher, self.offer, self.sku)
-        return "\n".join(p.strip().lower() for p in parts)
+        return "\n".join(fold(p.strip()) for p in parts)
 
     @property
     def image(self) -> str:

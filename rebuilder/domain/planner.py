@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from . import policies, resource_ids
 from .builds import BuildReason
+from .casing import fold
 from .model import ImageState, ImageTemplate, RunState, SourceKind, TemplateId
 from .policies import NO_RULES, Rules
 from .releases import gate_for
@@ -96,9 +97,9 @@ def describe_source(template: ImageTemplate) -> str:
 def is_pinned(template: ImageTemplate) -> bool:
     src = template.source
     if src.kind is SourceKind.PLATFORM_IMAGE:
-        return (src.version or "latest").lower() != "latest"
+        return fold(src.version or "latest") != "latest"
     if src.kind is SourceKind.SHARED_IMAGE_VERSION:
-        return not (src.image_version_id or "").rstrip("/").lower().endswith("/versions/latest")
+        return not fold((src.image_version_id or "").rstrip("/")).endswith("/versions/latest")
     return False
 
 
@@ -155,11 +156,11 @@ def dependencies(
     producers: dict[str, dict[TemplateId, None]] = {}
     for state in (states or {}).values():
         for image in state.distributes_to:
-            producers.setdefault(image.lower(), {})[_key(state.template_id)] = None
+            producers.setdefault(fold(image), {})[_key(state.template_id)] = None
     for m in templates:
         for distribution in m.template.distributions:
             if distribution.gallery_image_id:
-                producers.setdefault(distribution.gallery_image_id.lower(), {})[_key(m.template.id)] = None
+                producers.setdefault(fold(distribution.gallery_image_id), {})[_key(m.template.id)] = None
     graph: dict[TemplateId, tuple[TemplateId, ...]] = {}
     for m in templates:
         image = _source_image(m.template)
@@ -203,7 +204,7 @@ def _source_image(template: ImageTemplate) -> str:
     if src.kind is not SourceKind.SHARED_IMAGE_VERSION or not src.image_version_id:
         return ""
     try:
-        return resource_ids.gallery_image_id(src.image_version_id).lower()
+        return fold(resource_ids.gallery_image_id(src.image_version_id))
     except ValueError:
         return ""
 
@@ -314,7 +315,7 @@ def _busy(state: TemplateState) -> str:
 
 
 def _key(template_id: str) -> TemplateId:
-    return TemplateId(template_id.lower())
+    return TemplateId(fold(template_id))
 
 
 def _decide(
@@ -525,8 +526,8 @@ def _compare(template: ImageTemplate, candidate: Candidate, base: str, adopted: 
 def mode_of(tags: Mapping[str, str]) -> tuple[Mode | None, str]:
     """The template's mode from its tags (name and value compared case-insensitively), or why none."""
     for name, value in tags.items():
-        if name.lower() == REBUILD_TAG:
-            text = (value or "").strip().lower()
+        if fold(name) == REBUILD_TAG:
+            text = fold((value or "").strip())
             if text in (Mode.AUTO, Mode.MANUAL):
                 return Mode(text), ""
             return None, f"tag {REBUILD_TAG}={value!r} is neither 'auto' nor 'manual'"

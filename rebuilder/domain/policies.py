@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from .casing import fold
+
 PATCH_DAY = "rebuild-patch-day"
 MAX_AGE_DAYS = "rebuild-max-age-days"
 WINDOW = "rebuild-window"
@@ -35,7 +37,7 @@ MAKE_UP = timedelta(days=7)  # a patch day missed by more than this is not made 
 OFF = frozenset({"none", "off"})
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_FULL_DAYS = tuple(calendar.day_name[i].lower() for i in range(7))
+_FULL_DAYS = tuple(fold(calendar.day_name[i]) for i in range(7))
 _TIME = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])|24:00")
 
 
@@ -93,7 +95,7 @@ def parse_window(text: str) -> Window:
         raise ValueError("expected days and a time range, e.g. 'Sat,Sun 01:00-05:00'")
     days_text, hours = parts
     days: set[int] = set()
-    for item in days_text.lower().split(","):
+    for item in fold(days_text).split(","):
         first, _, last = item.partition("-")
         a = _day(first)
         b = _day(last) if last else a
@@ -234,7 +236,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
 def parse_value(tag: str, text: str) -> object:
     """One tag's value (None when it says `none`/`off`); raises ValueError saying what is expected."""
     value = text.strip()
-    if value.lower() in OFF:
+    if fold(value) in OFF:
         return None
     if len(value) > 100:
         raise ValueError("longer than 100 characters")
@@ -259,7 +261,7 @@ def with_value(rules: Rules, tag: str, text: str) -> Rules:
 def policy_tags(tags: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """The template's policy tags, as the ledger keeps them (names lower-cased, values bounded)."""
     return tuple(
-        sorted((n.strip().lower(), (v or "")[:200]) for n, v in tags.items() if n.strip().lower() in TAGS)
+        sorted((fold(n.strip()), (v or "")[:200]) for n, v in tags.items() if fold(n.strip()) in TAGS)
     )
 
 
@@ -268,7 +270,7 @@ def rules_of(tags: Mapping[str, str], defaults: Rules) -> Rules:
     default."""
     rules, problems = defaults, list(defaults.problems)
     for name, value in sorted(tags.items()):
-        tag = name.strip().lower()
+        tag = fold(name.strip())
         if tag not in _PARSERS:
             continue
         try:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import NewType
 
+from .casing import fold
+
 Region = NewType("Region", str)
 
 
 def region(name: str) -> Region:
-    return Region("".join(name.split()).lower())
+    return Region(fold("".join(name.split())))

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from . import resource_ids
 from .builds import Build, BuildId, BuildState
+from .casing import fold
 from .errors import Conflict, PermanentError
 from .model import GalleryImageVersion, GalleryVersionId, ImageTemplate, ReplicationState
 from .regions import Region
@@ -82,7 +83,7 @@ def gate_of(tags: Mapping[str, str], *, excluded_from_latest: bool) -> Gate:
     case-insensitive); an invalid tag is reported and its default used."""
     manual, bake, problems = False, timedelta(0), []
     for name, value in tags.items():
-        tag, text = name.strip().lower(), (value or "").strip().lower()
+        tag, text = fold(name.strip()), fold((value or "").strip())
         if tag == PROMOTE_TAG:
             if text in ("auto", "manual"):
                 manual = text == "manual"
@@ -176,7 +177,7 @@ class Fallback:
     @property
     def differs(self) -> bool:
         """The gallery will serve another version than the ledger expected."""
-        return self.version.lower() != self.expected.lower()
+        return fold(self.version) != fold(self.expected)
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,7 @@ def serves_in(version: GalleryImageVersion, where: Region) -> bool:
     this Image Version"; TargetRegion.excludeFromLatest: "...in this region" (api 2026-03-03, kept in
     tests/reference/specs/compute-gallery-2026-03-03.json); the highest such version is `latest`."""
     return (
-        (version.provisioning_state or "").lower() == "succeeded"
+        fold(version.provisioning_state or "") == "succeeded"
         and version_order(version.name) is not None
         and not version.excluded_in(where)
         and any(r.region == where and r.state is ReplicationState.COMPLETED for r in version.replication)
@@ -264,13 +265,13 @@ def fallback_in(
     build of it when there is one, with what the ledger expected beside it."""
     expected = ""
     if previous is not None and served is not None:
-        image = served.id.lower().rsplit("/versions/", 1)[0]
-        expected = next((v for v in versions_of(previous) if v.lower().startswith(image + "/")), "")
+        image = fold(served.id).rsplit("/versions/", 1)[0]
+        expected = next((v for v in versions_of(previous) if fold(v).startswith(image + "/")), "")
     elif previous is not None:
         expected = next(iter(versions_of(previous)), "")
     if served is None:
         return Fallback(where, "", expected=expected)
-    built = next((b for b in builds if served.id.lower() in {v.lower() for v in versions_of(b)}), None)
+    built = next((b for b in builds if fold(served.id) in {fold(v) for v in versions_of(b)}), None)
     tags = dict(served.tags)
     return Fallback(
         where,
@@ -403,11 +404,11 @@ def latest_drift(state: TemplateState, versions: Sequence[GalleryImageVersion]) 
     """Where the gallery's effective flags (`versions`: those of the images the template distributes
     to, as listed) disagree with the ledger: every image a region stands on should be in latest there;
     every revoked version and the candidate out of latest in every region it is published to."""
-    by_id = {v.id.lower(): v for v in versions}
+    by_id = {fold(v.id): v for v in versions}
     found: list[LatestDrift] = []
     for standing in state.regions:
         image = resource_ids.maybe_gallery_version_id(standing.image_version)
-        version = by_id.get(image.lower()) if image else None
+        version = by_id.get(fold(image)) if image else None
         if version is not None and version.excluded_in(standing.region):
             found.append(LatestDrift(standing.region, version.name, ledger_in_latest=True))
     out = {name for _, name in state.revoked} | (

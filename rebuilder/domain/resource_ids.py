@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .casing import fold
 from .model import GalleryImageId, GalleryVersionId, TemplateId
 
 
@@ -27,11 +28,11 @@ class ResourceId:
 
     @property
     def types(self) -> tuple[str, ...]:
-        return tuple(t.lower() for t, _ in self.segments)
+        return tuple(fold(t) for t, _ in self.segments)
 
     def key(self) -> str:
         """A case-insensitive identity for comparing two spellings of the same resource."""
-        return self.path().lower()
+        return fold(self.path())
 
     def path(self) -> str:
         tail = "/".join(f"{t}/{n}" for t, n in self.segments)
@@ -46,13 +47,13 @@ def parse(resource_id: str) -> ResourceId:
     if (
         len(parts) < 8
         or len(parts) % 2
-        or parts[0].lower() != "subscriptions"
-        or parts[2].lower() != "resourcegroups"
-        or parts[4].lower() != "providers"
+        or fold(parts[0]) != "subscriptions"
+        or fold(parts[2]) != "resourcegroups"
+        or fold(parts[4]) != "providers"
     ):
         raise InvalidResourceId(f"not an ARM resource id: {resource_id!r}")
     pairs = tuple((parts[i], parts[i + 1]) for i in range(6, len(parts), 2))
-    return ResourceId(parts[1].lower(), parts[3], parts[5], pairs)
+    return ResourceId(fold(parts[1]), parts[3], parts[5], pairs)
 
 
 def template_id(subscription_id: str, resource_group: str, name: str) -> TemplateId:
@@ -65,7 +66,7 @@ def template_id(subscription_id: str, resource_group: str, name: str) -> Templat
 def gallery_image_id(resource_id: str) -> GalleryImageId:
     """The gallery image (definition) an id names or belongs to, spelt canonically."""
     parsed = _without_locations(parse(resource_id))
-    if parsed.provider.lower() != "microsoft.compute" or parsed.types[:2] != ("galleries", "images"):
+    if fold(parsed.provider) != "microsoft.compute" or parsed.types[:2] != ("galleries", "images"):
         raise InvalidResourceId(f"not a Compute Gallery image id: {resource_id!r}")
     (_, gallery), (_, image) = parsed.segments[:2]
     return GalleryImageId(
@@ -84,7 +85,7 @@ def gallery_version_id(resource_id: str) -> GalleryVersionId:
 
 def _without_locations(parsed: ResourceId) -> ResourceId:
     """Some gallery answers put `locations/<region>/` before `Galleries/...`; it names nothing."""
-    segments = tuple(s for s in parsed.segments if s[0].lower() != "locations")
+    segments = tuple(s for s in parsed.segments if fold(s[0]) != "locations")
     return ResourceId(parsed.subscription_id, parsed.resource_group, parsed.provider, segments)
 
 

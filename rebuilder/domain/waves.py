@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from .casing import fold
 from .estate import TemplateSummary
 from .exposure import Basis
 from .versions import version_key
@@ -55,7 +56,7 @@ def waves(summaries: Sequence[TemplateSummary], *, now: datetime) -> list[Wave]:
     for summary in summaries:
         if summary.root_source is None:
             continue
-        image = summary.root_source.image.lower()  # compared as Azure does; shown as first spelt
+        image = fold(summary.root_source.image)  # compared as Azure does; shown as first spelt
         labels.setdefault(image, summary.root_source.image)
         per_version: dict[str, list[tuple[timedelta, bool]]] = {}
         for window in summary.windows:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from rebuilder import bootstrap
+from rebuilder.domain.casing import fold
 
 from .http.messages import ApiRequest, HttpResult
 from .http.routes import serve, serve_health
@@ -25,7 +26,7 @@ def _request(req: func.HttpRequest, context: func.Context | None) -> ApiRequest:
         url=req.url,
         route_params=dict(req.route_params),
         params=dict(req.params),
-        headers={k.lower(): v for k, v in req.headers.items()},
+        headers={fold(k): v for k, v in req.headers.items()},
         body=req.get_body() or b"",
         correlation_id=getattr(context, "invocation_id", "") or "",
     )

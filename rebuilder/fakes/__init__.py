@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from rebuilder.domain import resource_ids
+from rebuilder.domain.casing import fold
 from rebuilder.domain.definition import TemplateDefinition
 from rebuilder.domain.errors import Conflict, NotFound, PermanentError
 from rebuilder.domain.model import (
@@ -104,7 +105,7 @@ class InMemoryImageBuilder:
         self.puts = 0  # create requests, refused ones included: no storm against a template being deleted
 
     def fail_provisioning(self, name: str, code: str, message: str, *, times: int = 1) -> None:
-        self.provisioning_failures.setdefault(name.lower(), []).extend(
+        self.provisioning_failures.setdefault(fold(name), []).extend(
             ProvisioningError(code, message) for _ in range(times)
         )
 
@@ -126,8 +127,7 @@ class InMemoryImageBuilder:
             self._settle(key)
         for template in list(self.templates.values()):
             if template.subscription_id == scope.subscription_id and (
-                scope.resource_group is None
-                or template.resource_group.lower() == scope.resource_group.lower()
+                scope.resource_group is None or fold(template.resource_group) == fold(scope.resource_group)
             ):
                 yield template
 
@@ -200,7 +200,7 @@ class InMemoryImageBuilder:
             definition=definition,
             provisioning_error=None,
         )
-        fates = self.provisioning_failures.get(previous.name.lower()) or []
+        fates = self.provisioning_failures.get(fold(previous.name)) or []
         if fates:
             self.templates[key] = dataclasses.replace(
                 self.templates[key], provisioning_state="Failed", provisioning_error=fates.pop(0)
@@ -249,7 +249,7 @@ class InMemoryGallery:
 
     @staticmethod
     def _image_key(resource_id: str) -> str:
-        return resource_ids.gallery_image_id(resource_id).lower()
+        return fold(resource_ids.gallery_image_id(resource_id))
 
     def add_image(self, image_id: GalleryImageId) -> None:
         self.images.setdefault(self._image_key(image_id), {})
@@ -265,7 +265,7 @@ class InMemoryGallery:
         return found
 
     def _look(self, version: GalleryImageVersion) -> GalleryImageVersion:
-        key = version.id.lower()
+        key = fold(version.id)
         if key not in self._pending:
             return version
         left, change = self._pending[key]
@@ -292,13 +292,13 @@ class InMemoryGallery:
 
     def _update(self, version_id: GalleryVersionId, change: GalleryImageVersion) -> None:
         version = self._look(self._stored(version_id))  # the adapter reads the version first
-        if version.updating or version.id.lower() in self._pending:
+        if version.updating or fold(version.id) in self._pending:
             raise Conflict(f"update {version_id}: an update of the version is in flight")
         if self.update_looks <= 0:
             self.add_version(change)
             return
         self.add_version(dataclasses.replace(version, provisioning_state="Updating"))
-        self._pending[version.id.lower()] = (self.update_looks, change)
+        self._pending[fold(version.id)] = (self.update_looks, change)
 
     def set_tags(self, version_id: GalleryVersionId, tags: Mapping[str, str]) -> None:
         version = self._stored(version_id)

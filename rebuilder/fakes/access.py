@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from rebuilder.domain import resource_ids
+from rebuilder.domain.casing import fold
 from rebuilder.domain.errors import NotFound, PermanentError
 from rebuilder.domain.model import GalleryImageDefinition, GalleryImageId, ManagedIdentity
 from rebuilder.domain.permissions import ROLES, Holder, Permission
@@ -24,7 +25,7 @@ def deployed_permissions() -> list[Permission]:
 
 def nearest(scopes: dict[str, list[Permission]], scope: str) -> list[Permission] | None:
     """The entries set at `scope` or the nearest scope above it (by path, case-insensitively)."""
-    parts = [p for p in scope.lower().split("/") if p]
+    parts = [p for p in fold(scope).split("/") if p]
     while parts:
         found = scopes.get("/" + "/".join(parts))
         if found is not None:
@@ -43,10 +44,10 @@ class InMemoryAccess:
 
     def set_permissions(self, scope: str, actions: Iterable[str], not_actions: Iterable[str] = ()) -> None:
         """At `scope` and below, the caller holds exactly one role with these actions."""
-        self.permissions[scope.rstrip("/").lower()] = [Permission(tuple(actions), tuple(not_actions))]
+        self.permissions[fold(scope.rstrip("/"))] = [Permission(tuple(actions), tuple(not_actions))]
 
     def add_identity(self, identity_id: str, principal_id: str) -> None:
-        self.identities[identity_id.lower()] = ManagedIdentity(identity_id, principal_id)
+        self.identities[fold(identity_id)] = ManagedIdentity(identity_id, principal_id)
 
     def get_token(self, audience: str) -> datetime:
         if audience in self.refused:
@@ -58,14 +59,14 @@ class InMemoryAccess:
         return list(deployed_permissions() if found is None else found)
 
     def get_identity(self, identity_id: str) -> ManagedIdentity:
-        found = self.identities.get(identity_id.lower())
+        found = self.identities.get(fold(identity_id))
         if found is None:
             raise NotFound(f"get identity {identity_id}: not found")
         return found
 
     def get_gallery_image(self, image_id: GalleryImageId) -> GalleryImageDefinition:
         canonical = resource_ids.gallery_image_id(image_id)
-        if canonical.lower() not in self.gallery.images:
+        if fold(canonical) not in self.gallery.images:
             raise NotFound(f"get gallery image {image_id}: not found")
         return GalleryImageDefinition(canonical, None, None)
 

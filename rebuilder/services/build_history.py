@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from rebuilder.domain.builds import Build, BuildId, BuildReason, BuildState, parse_build_id
+from rebuilder.domain.casing import fold
 from rebuilder.domain.errors import InvalidContinuation, NotFound, PermanentError
 from rebuilder.domain.model import TemplateId
 from rebuilder.domain.ports import Ledger, Page
@@ -48,7 +49,7 @@ class HistoryQuery:
         """What a continuation token is bound to: the same query, or the token is refused."""
         text = json.dumps(
             [
-                sorted(t.lower() for t in self.template_ids) if self.template_ids is not None else None,
+                sorted(fold(t) for t in self.template_ids) if self.template_ids is not None else None,
                 sorted(self.states),
                 sorted(self.reasons),
                 self.since.isoformat() if self.since else None,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from rebuilder.domain.builds import BuildState, Provenance, requested
+from rebuilder.domain.casing import fold
 from rebuilder.domain.errors import RebuilderError, StaleWrite
 from rebuilder.domain.model import GalleryImageId, GalleryImageVersion, Scope, TemplateId
 from rebuilder.domain.planner import Action, Managed, PlanItem, plan
@@ -65,7 +66,7 @@ def compute_plan(
     watched = Watcher(
         ports.marketplace, ports.gallery, ports.ledger, now=now, concurrency=concurrency, record=record
     ).watch(discovery.managed)
-    states = {TemplateId(s.template_id.lower()): s for s in where_we_stand(ports.ledger)}
+    states = {TemplateId(fold(s.template_id)): s for s in where_we_stand(ports.ledger)}
     items = plan(discovery.managed, watched.candidates, states, now=at or now, defaults=defaults)
     return PassReport(
         items,
@@ -96,7 +97,7 @@ def watch_pass(
     )
     for item in report.items:
         try:
-            known = report.states.get(TemplateId(item.template.id.lower()))
+            known = report.states.get(TemplateId(fold(item.template.id)))
             _remember(ports.ledger, item, now, known)
             if item.action is Action.REBUILD and item.due is not None:
                 requested_build = _request(ports.ledger, item, known, report, now, trigger, correlation_id)
@@ -118,16 +119,16 @@ def _check_latest(ports: Ports, report: PassReport, now: datetime) -> None:
         if s.distributes_to and (s.regions or s.revoked or s.candidate_version or s.latest_drift)
     ]
     listed = dict(report.gallery_versions)  # a parent's image was listed already as its children's source
-    for image in sorted({i.lower() for s in rows for i in s.distributes_to} - set(listed)):
+    for image in sorted({fold(i) for s in rows for i in s.distributes_to} - set(listed)):
         try:
             listed[image] = ports.gallery.list_versions(GalleryImageId(image))
             report.list_calls += 1
         except RebuilderError as error:
             report.problems.append(f"checking latest in {image} failed: {error} (retried next pass)")
     for state in rows:
-        if any(i.lower() not in listed for i in state.distributes_to):
+        if any(fold(i) not in listed for i in state.distributes_to):
             continue
-        found = latest_drift(state, [v for i in state.distributes_to for v in listed[i.lower()]])
+        found = latest_drift(state, [v for i in state.distributes_to for v in listed[fold(i)]])
         if found == state.latest_drift:
             continue
         for drift in found:

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rebuilder.domain import diagnosis, resource_ids
+from rebuilder.domain.casing import fold
 from rebuilder.domain.diagnosis import Check, Diagnosis
 from rebuilder.domain.errors import NotFound, RebuilderError
 from rebuilder.domain.model import GalleryImageId, ImageTemplate, Scope
@@ -54,7 +55,7 @@ class _Places:
         self.kinds: dict[str, tuple[str, set[Where]]] = {}
 
     def add(self, scope: str, kind: Where) -> None:
-        self.kinds.setdefault(scope.lower(), (scope, set()))[1].add(kind)
+        self.kinds.setdefault(fold(scope), (scope, set()))[1].add(kind)
 
 
 def _azure(scopes: Iterable[Scope], imagebuilder: ImageBuilder, access: Access) -> list[Check]:
@@ -74,7 +75,7 @@ def _azure(scopes: Iterable[Scope], imagebuilder: ImageBuilder, access: Access) 
             continue
         mine = [t for t in listed if mode_of(t.tags)[0] is not None]
         checks.append(diagnosis.templates_listed(scope.id, len(listed), len(mine)))
-        managed.update((t.id.lower(), t) for t in mine)
+        managed.update((fold(t.id), t) for t in mine)
     images = _gallery_images(managed.values())
     identities = _identities(managed.values())
     for image in images.values():
@@ -120,7 +121,7 @@ def _gallery_images(templates: Iterable[ImageTemplate]) -> dict[str, GalleryImag
                 canonical = resource_ids.gallery_image_id(image)
             except ValueError:
                 continue  # not a gallery image: the planner says so for the template
-            found.setdefault(canonical.lower(), canonical)
+            found.setdefault(fold(canonical), canonical)
     return found
 
 
@@ -129,8 +130,8 @@ def _identities(templates: Iterable[ImageTemplate]) -> dict[str, tuple[str, int]
     found: dict[str, tuple[str, int]] = {}
     for template in templates:
         for identity in template.definition.identity_ids if template.definition else ():
-            spelt, users = found.get(identity.lower(), (identity, 0))
-            found[identity.lower()] = (spelt, users + 1)
+            spelt, users = found.get(fold(identity), (identity, 0))
+            found[fold(identity)] = (spelt, users + 1)
     return found
 
 

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from rebuilder.domain.builds import Build
+from rebuilder.domain.casing import fold
 from rebuilder.domain.errors import NotFound
 from rebuilder.domain.estate import TemplateSummary, revoked_builds, summarise
 from rebuilder.domain.model import SourceRef
@@ -70,7 +71,7 @@ def survey(
     defaults: Rules = NO_RULES,
 ) -> list[TemplateSummary]:
     """Every template's summary, by name."""
-    rows = sorted(where_we_stand(ledger) if states is None else states, key=lambda s: s.name.lower())
+    rows = sorted(where_we_stand(ledger) if states is None else states, key=lambda s: fold(s.name))
     shared = _SharedSightings(ledger)
     revoked = revoked_builds(rows)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rebuilder.domain import resource_ids
+from rebuilder.domain.casing import fold
 from rebuilder.domain.errors import NotFound
 from rebuilder.domain.model import Scope
 from rebuilder.domain.notices import TYPE_PREFIX
@@ -26,7 +27,7 @@ from .watch_and_act import watch_and_act
 log = logging.getLogger(__name__)
 WRITE_SUCCESS = "microsoft.resources.resourcewritesuccess"
 GALLERY_VERSION_WRITE = "microsoft.compute/galleries/images/versions/write"
-IMAGE_PUBLISHED = (TYPE_PREFIX + "ImagePublished").lower()  # our own notice, routed back: children next
+IMAGE_PUBLISHED = fold(TYPE_PREFIX + "ImagePublished")  # our own notice, routed back: children next
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,11 @@ def on_resource_event(
     now: datetime,
     correlation_id: str = "",
 ) -> EventOutcome:
-    gallery_write = event.type.lower() == WRITE_SUCCESS and event.operation.lower() == GALLERY_VERSION_WRITE
-    if not gallery_write and event.type.lower() != IMAGE_PUBLISHED:
+    gallery_write = fold(event.type) == WRITE_SUCCESS and fold(event.operation) == GALLERY_VERSION_WRITE
+    if not gallery_write and fold(event.type) != IMAGE_PUBLISHED:
         return EventOutcome(False, f"ignored: {event.type} {event.operation}".strip())
     try:
-        image = resource_ids.gallery_image_id(event.resource_uri or event.subject).lower()
+        image = fold(resource_ids.gallery_image_id(event.resource_uri or event.subject))
     except ValueError as error:
         return EventOutcome(False, f"ignored: not a gallery image version ({error})")
     managed: list[Managed] = []

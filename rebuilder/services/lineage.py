@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 
 from rebuilder.domain import resource_ids
 from rebuilder.domain.builds import Build, Lineage
+from rebuilder.domain.casing import fold
 from rebuilder.domain.lineage import is_child, lineage_of
 from rebuilder.domain.ports import Ledger
 from rebuilder.domain.standing import TemplateState
@@ -27,12 +28,12 @@ def trace(ledger: Ledger, build: Build, *, states: Sequence[TemplateState] | Non
     if not is_child(build) or not build.source.resolved_version:
         return None
     try:
-        image = resource_ids.gallery_image_id(build.source.gallery_image_id).lower()
+        image = fold(resource_ids.gallery_image_id(build.source.gallery_image_id))
     except ValueError:
         return None
     known = where_we_stand(ledger) if states is None else states
     parents = [
-        s for s in known if image in s.distributes_to and s.template_id.lower() != build.template_id.lower()
+        s for s in known if image in s.distributes_to and fold(s.template_id) != fold(build.template_id)
     ]
     parent = _publisher(ledger, parents, image, build.source.resolved_version)
     if parent is None:
@@ -44,7 +45,7 @@ def trace(ledger: Ledger, build: Build, *, states: Sequence[TemplateState] | Non
 
 
 def _publisher(ledger: Ledger, parents: Sequence[TemplateState], image: str, version: str) -> Build | None:
-    wanted = f"{image}/versions/{version}".lower()
+    wanted = fold(f"{image}/versions/{version}")
     for parent in parents:
         for candidate in itertools.islice(_history(ledger, parent), SEARCHED):
             if any(_version_id(o) == wanted for o in candidate.outputs):
@@ -58,6 +59,6 @@ def _history(ledger: Ledger, parent: TemplateState) -> Iterator[Build]:
 
 def _version_id(artifact: str) -> str:
     try:
-        return resource_ids.gallery_version_id(artifact).lower()
+        return fold(resource_ids.gallery_version_id(artifact))
     except ValueError:
         return ""

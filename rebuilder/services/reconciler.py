@@ -21,6 +21,7 @@ from datetime import datetime
 from rebuilder.domain import notices, resource_ids
 from rebuilder.domain.actions import Distribution, Gathered
 from rebuilder.domain.builds import Build, BuildId, BuildState
+from rebuilder.domain.casing import fold
 from rebuilder.domain.errors import NotFound, RebuilderError, StaleWrite, TemporaryError
 from rebuilder.domain.model import ImageTemplate, TemplateId
 from rebuilder.domain.ports import Versioned
@@ -60,7 +61,7 @@ class Reconciler:
         """Advance every open build (or those of the templates in `only`, lower-cased ids)."""
         states = where_we_stand(self.ports.ledger)
         for state in states:
-            if state.rollback is not None and (only is None or state.template_id.lower() in only):
+            if state.rollback is not None and (only is None or fold(state.template_id) in only):
                 self._finish_rollback(state, state.rollback, abandoned=abandoned(state, self.now) is not None)
         busy = [s for s in states if s.open_builds]
         loaded = {s.template_id: self._load(s) for s in busy}
@@ -69,7 +70,7 @@ class Reconciler:
         )
         ready: list[tuple[Versioned[Build], ImageTemplate]] = []
         for state in busy:
-            if only is None or state.template_id.lower() in only:
+            if only is None or fold(state.template_id) in only:
                 ready += self._follow(state, loaded[state.template_id])
         for build, template in sorted(ready, key=lambda r: r[0].record.created_at):
             going, cap = self.applier.running, self.policy.max_concurrent_runs

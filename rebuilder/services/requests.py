@@ -24,6 +24,7 @@ from rebuilder.domain.builds import (
     Provenance,
     requested,
 )
+from rebuilder.domain.casing import fold
 from rebuilder.domain.errors import Conflict, NotFound, PermanentError, StaleWrite
 from rebuilder.domain.limits import check_idempotency_key
 from rebuilder.domain.model import ImageTemplate, Scope, SourceKind, TemplateId
@@ -81,18 +82,15 @@ def find_template(ports: Ports, scopes: Iterable[Scope], name_or_id: str) -> Ima
             parsed = resource_ids.parse(text)
         except ValueError as error:
             raise PermanentError(str(error)) from error
-        if parsed.types != ("imagetemplates",) or parsed.provider.lower() != "microsoft.virtualmachineimages":
+        if parsed.types != ("imagetemplates",) or fold(parsed.provider) != "microsoft.virtualmachineimages":
             raise PermanentError(f"{text[:200]!r} is not an image template id")
         if not any(_in_scope(parsed, scope) for scope in scopes):
             raise NotFound(f"no image template {text[:200]!r} in the configured scopes")
         return ports.imagebuilder.get_template(TemplateId(text))
     found = [
-        t
-        for scope in scopes
-        for t in ports.imagebuilder.list_templates(scope)
-        if t.name.lower() == text.lower()
+        t for scope in scopes for t in ports.imagebuilder.list_templates(scope) if fold(t.name) == fold(text)
     ]
-    unique = {t.id.lower(): t for t in found}
+    unique = {fold(t.id): t for t in found}
     if not unique:
         raise NotFound(f"no image template named {text[:100]!r} in the configured scopes")
     if len(unique) > 1:
@@ -103,9 +101,9 @@ def find_template(ports: Ports, scopes: Iterable[Scope], name_or_id: str) -> Ima
 
 
 def _in_scope(parsed: resource_ids.ResourceId, scope: Scope) -> bool:
-    if parsed.subscription_id.lower() != scope.subscription_id.lower():
+    if fold(parsed.subscription_id) != fold(scope.subscription_id):
         return False
-    return scope.resource_group is None or parsed.resource_group.lower() == scope.resource_group.lower()
+    return scope.resource_group is None or fold(parsed.resource_group) == fold(scope.resource_group)
 
 
 def request_rebuild(
@@ -178,12 +176,12 @@ def request_rebuild(
     )
     opened = open_build(ports.ledger, build, why=_why(caller, note), by=caller.trigger, now=now, action=audit)
     acted = Reconciler(ports, policy, now=now, by=caller.trigger, correlation_id=caller.correlation_id)
-    return opened, acted.run(only={template.id.lower()})
+    return opened, acted.run(only={fold(template.id)})
 
 
 def request_digest(template_id: TemplateId, note: str) -> str:
     """What a key is bound to besides its caller: the template and the reason asked for."""
-    return hashlib.sha256(f"{template_id.lower()}\n{note}".encode()).hexdigest()[:32]
+    return hashlib.sha256(f"{fold(template_id)}\n{note}".encode()).hexdigest()[:32]
 
 
 def _live_claim(
@@ -302,8 +300,8 @@ def _ensure_state(ports: Ports, template: ImageTemplate, now: datetime) -> None:
 
 
 def find_state(ledger_states: list[TemplateState], name_or_id: str) -> TemplateState:
-    text = name_or_id.strip().lower()
-    found = [s for s in ledger_states if text in (s.template_id.lower(), s.name.lower())]
+    text = fold(name_or_id.strip())
+    found = [s for s in ledger_states if text in (fold(s.template_id), fold(s.name))]
     if not found:
         raise NotFound(f"the ledger knows no template {name_or_id[:100]!r}")
     if len(found) > 1:
@@ -389,7 +387,7 @@ def promote(
 
     approved = retry_on_conflict(approve, f"the candidate of {state.name}")
     acted = Reconciler(ports, policy, now=now, by=caller.trigger, correlation_id=caller.correlation_id)
-    report = acted.run(only={state.template_id.lower()})
+    report = acted.run(only={fold(state.template_id)})
     return ports.ledger.get_build(approved.id).record, report
 
 

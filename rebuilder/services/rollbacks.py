@@ -26,6 +26,7 @@ from datetime import datetime
 
 from rebuilder.domain import resource_ids
 from rebuilder.domain.builds import Build, BuildId, BuildState, RegionStatus
+from rebuilder.domain.casing import fold
 from rebuilder.domain.errors import Conflict, StaleWrite
 from rebuilder.domain.model import GalleryImageVersion, TemplateId
 from rebuilder.domain.regions import Region
@@ -84,14 +85,14 @@ def fallbacks_for(ports: Ports, current: Build, builds: Sequence[Build]) -> tupl
     """What the gallery will serve as `latest`, per region of each of `current`'s versions, once they
     are demoted (highest first; at most FALLBACK_READS versions read per image)."""
     previous = previous_in_latest(builds, current)
-    leaving = {v.lower() for v in versions_of(current)}
+    leaving = {fold(v) for v in versions_of(current)}
     found: list[Fallback] = []
     rows: dict[str, list[RegionStatus]] = {}  # the ledger's regions of each fallback build, read once
     for version_id in versions_of(current):
         regions = ports.gallery.get_version(version_id, with_replication=False).regions
         listed = ports.gallery.list_versions(resource_ids.gallery_image_id(version_id))
         ordered = sorted(
-            (v for v in listed if v.id.lower() not in leaving and version_order(v.name) is not None),
+            (v for v in listed if fold(v.id) not in leaving and version_order(v.name) is not None),
             key=lambda v: version_order(v.name) or (),
             reverse=True,
         )
@@ -99,7 +100,7 @@ def fallbacks_for(ports: Ports, current: Build, builds: Sequence[Build]) -> tupl
         reads = 0
         for listed_version in ordered:
             looking = [r for r in regions if r not in served and not listed_version.excluded_in(r)]
-            if not looking or (listed_version.provisioning_state or "").lower() != "succeeded":
+            if not looking or fold(listed_version.provisioning_state or "") != "succeeded":
                 continue
             if reads == FALLBACK_READS or len(served) == len(regions):
                 break

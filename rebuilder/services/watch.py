@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from rebuilder.domain import policies, resource_ids
+from rebuilder.domain.casing import fold
 from rebuilder.domain.errors import InvalidRecord, RebuilderError
 from rebuilder.domain.limits import check_version
 from rebuilder.domain.model import (
@@ -72,7 +73,7 @@ def discover(imagebuilder: ImageBuilder, scopes: Iterable[Scope]) -> Discovery:
                 ignored.append((template.id, why))
                 log.debug("ignoring %s: %s", template.id, why)
             else:
-                managed.setdefault(template.id.lower(), Managed(template, mode))
+                managed.setdefault(fold(template.id), Managed(template, mode))
     return Discovery(list(managed.values()), ignored, problems)
 
 
@@ -102,7 +103,7 @@ def gallery_ref(template: ImageTemplate) -> SourceRef | None:
         image = resource_ids.gallery_image_id(template.source.image_version_id)
     except ValueError:
         return None
-    return SourceRef(SourceKind.SHARED_IMAGE_VERSION, gallery_image_id=image.lower())
+    return SourceRef(SourceKind.SHARED_IMAGE_VERSION, gallery_image_id=fold(image))
 
 
 def source_of(template: ImageTemplate) -> SourceRef | None:
@@ -131,7 +132,7 @@ def first_sight(template: ImageTemplate, mode: str, *, now: datetime, baseline: 
 
 
 def distribution_targets(template: ImageTemplate) -> tuple[str, ...]:
-    return tuple(sorted({d.gallery_image_id.lower() for d in template.distributions if d.gallery_image_id}))
+    return tuple(sorted({fold(d.gallery_image_id) for d in template.distributions if d.gallery_image_id}))
 
 
 class Watcher:
@@ -267,12 +268,12 @@ class Watcher:
                 result.list_calls += 1
             listed = self._gallery.list_versions(image)
             with self._lock:
-                result.gallery_versions[image.lower()] = listed
+                result.gallery_versions[fold(image)] = listed
             versions = [
                 v
                 for v in listed
                 # in latest somewhere: a region's own excludeFromLatest overrides the profile's there
-                if not v.excluded_everywhere(True) and (v.provisioning_state or "").lower() == "succeeded"
+                if not v.excluded_everywhere(True) and fold(v.provisioning_state or "") == "succeeded"
             ]
             seen = self._record(ref, [v.name for v in versions], result)
             versions = [v for v in versions if v.name in seen]
@@ -339,4 +340,4 @@ class Watcher:
     def _assign(self, templates: Iterable[ImageTemplate], candidate: Candidate, result: WatchResult) -> None:
         with self._lock:
             for template in templates:
-                result.candidates[TemplateId(template.id.lower())] = candidate
+                result.candidates[TemplateId(fold(template.id))] = candidate

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from rebuilder.domain.builds import BuildId
+from rebuilder.domain.casing import fold
 from rebuilder.domain.errors import RebuilderError
 from rebuilder.domain.model import Scope, TemplateId
 from rebuilder.domain.notices import deprecation_scheduled, detected
@@ -45,12 +46,12 @@ def watch_and_act(
         only=only,
         defaults=policy.defaults,
     )
-    touched = {i.template.id.lower() for i in report.items if i.action is Action.REBUILD}
+    touched = {fold(i.template.id) for i in report.items if i.action is Action.REBUILD}
     adopted: list[BuildId] = []
     problems: list[str] = []
     for managed in report.discovery.managed:
         t = managed.template
-        state = report.states.get(TemplateId(t.id.lower()))
+        state = report.states.get(TemplateId(fold(t.id)))
         if state is None or state.open_builds or t.last_run is None:
             continue
         if started_elsewhere(t.last_run, state, ()):
@@ -59,7 +60,7 @@ def watch_and_act(
                     ports.ledger, t, t.last_run, now=now, by=trigger, correlation_id=correlation_id
                 )
                 adopted.append(adopt.record.id)
-                touched.add(t.id.lower())
+                touched.add(fold(t.id))
             except RebuilderError as error:
                 problems.append(f"{t.id}: recording a run started elsewhere failed: {error}")
     acted = ReconcileReport()

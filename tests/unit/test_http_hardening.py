@@ -203,3 +203,20 @@ def test_a_formula_after_any_separator_is_neutralised_and_every_field_quoted(not
 
 
 LEADERS = ("=", "+", "@", "\uff1d", "\uff0b", "\uff20")
+
+
+# -- 8. Ids compared as ARM does: ASCII case only -----------------------------------------------------
+def test_a_resource_group_that_only_unicode_lowers_into_the_scope_is_out_of_it() -> None:
+    """ARM compares names case-insensitively in ASCII only: rg-\u212a (the Kelvin sign) is not rg-k,
+    though str.lower() makes it so. Before, the scope check let its template be rebuilt."""
+    from rebuilder.domain.casing import fold
+    from tests.http_world import RG, SUB
+
+    world = HttpWorld(REBUILDER_SCOPES=f"/subscriptions/{SUB}/resourceGroups/rg-k")
+    template = world.imagebuilder.get_template(template_id("ubuntu-golden"))
+    kelvin = template.id.replace(f"/resourceGroups/{RG}/", "/resourceGroups/rg-\u212a/")
+    world.imagebuilder.add_template(dataclasses.replace(template, id=kelvin, resource_group="rg-\u212a"))
+    assert "rg-\u212a".lower() == "rg-k" and fold("rg-\u212a") != "rg-k" and fold("RG-K") == "rg-k"
+    refused = world.call("request_rebuild", method="POST", body={"template": kelvin}, roles=(REQUEST,))
+    assert "configured scopes" in str(problem(refused, 404)["detail"])
+    assert world.imagebuilder.runs_started == {}

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
 from rebuilder.domain.builds import BuildReason, BuildState, parse_build_id
+from rebuilder.domain.casing import fold
 from rebuilder.domain.model import TemplateId
 from rebuilder.domain.notices import revoked as revoked_notice
 from rebuilder.domain.standing import TemplateState
@@ -122,7 +123,7 @@ def _state(services: Services, request: ApiRequest) -> TemplateState:
         inputs.resource_group(group)
     states = where_we_stand(services.ledger)
     if group is not None:
-        states = [s for s in states if f"/resourcegroups/{group.lower()}/" in s.template_id.lower()]
+        states = [s for s in states if f"/resourcegroups/{fold(group)}/" in fold(s.template_id)]
     return find_state(states, name)
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from rebuilder.domain.builds import NOTE_LIMIT
+from rebuilder.domain.casing import fold
 
 from .messages import ApiRequest
 from .problems import BadRequest, TooLarge, UnsupportedMediaType
@@ -45,7 +46,7 @@ def json_body(
     if not body.strip():
         document: Any = {}
     else:
-        kind = (request.header("content-type") or "").split(";", 1)[0].strip().lower()
+        kind = fold((request.header("content-type") or "").split(";", 1)[0].strip())
         if kind != "application/json":
             raise UnsupportedMediaType("the body must be application/json")
         try:
@@ -191,8 +192,8 @@ def choices(params: Mapping[str, str], name: str, allowed: Mapping[str, _T]) -> 
     raw = params.get(name)
     if raw is None:
         return frozenset()
-    lowered = {k.lower(): v for k, v in allowed.items()}
-    picked = [part.strip().lower() for part in raw.split(",")]
+    lowered = {fold(k): v for k, v in allowed.items()}
+    picked = [fold(part.strip()) for part in raw.split(",")]
     bad = [p for p in picked if p not in lowered]
     if bad or not picked:
         raise BadRequest(f"{name} must be one or more of {', '.join(allowed)}, comma-separated")

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rebuilder.domain.casing import fold
+
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 HTML = "text/html"
@@ -32,7 +34,7 @@ class ApiRequest:
     correlation_id: str = ""
 
     def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
+        return self.headers.get(fold(name))
 
     @property
     def base(self) -> str:

@@ -5,6 +5,7 @@ function against it and every answer of the handlers against its schema."""
 from __future__ import annotations
 
 from rebuilder.domain.builds import BuildReason, BuildState
+from rebuilder.domain.casing import fold
 from rebuilder.services.build_history import MAX_PAGE
 
 from .inputs import MAX_BODY, MAX_KEY
@@ -159,7 +160,7 @@ def _operation(route: Route) -> S:
 def document() -> S:
     paths: dict[str, S] = {}
     for route in ROUTES:
-        paths.setdefault(f"/api/{route.path}", {})[route.method.lower()] = _operation(route)
+        paths.setdefault(f"/api/{route.path}", {})[fold(route.method)] = _operation(route)
     paths[f"/api/{HEALTH_PATH}"] = {
         "get": {
             "operationId": "health",

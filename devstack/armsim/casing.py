@@ -1,0 +1,13 @@
+"""How ARM compares names and ids: case-insensitively in ASCII only (a resource group `rg-\u212a`,
+with the Kelvin sign, is not `rg-k`, though `str.lower()` makes it so). Kept apart from rebuilder's own
+`rebuilder/domain/casing.py` on purpose: the simulator stands for Azure, not for the service."""
+
+from __future__ import annotations
+
+import string
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def fold(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
