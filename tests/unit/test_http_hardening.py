@@ -220,3 +220,51 @@ def test_a_resource_group_that_only_unicode_lowers_into_the_scope_is_out_of_it()
     refused = world.call("request_rebuild", method="POST", body={"template": kelvin}, roles=(REQUEST,))
     assert "configured scopes" in str(problem(refused, 404)["detail"])
     assert world.imagebuilder.runs_started == {}
+
+
+# -- 7. The same name in two subscriptions: ?subscription= on every per-template route ------------------
+def test_a_name_in_two_subscriptions_is_told_apart_by_subscription(world: HttpWorld) -> None:
+    from rebuilder.services.requests import enable
+    from tests.http_world import SUB
+
+    other_sub = "99999999-8888-7777-6666-555555555555"
+    world = HttpWorld(
+        REBUILDER_SCOPES=f"/subscriptions/{SUB}/resourceGroups/rg-images,/subscriptions/{other_sub}/resourceGroups/rg-images"
+    )
+    template = world.imagebuilder.get_template(template_id("ubuntu-golden"))
+    twin_id = template.id.replace(SUB, other_sub)
+    world.imagebuilder.add_template(dataclasses.replace(template, id=twin_id, subscription_id=other_sub))
+    world.watch()
+    for stored in (world.ledger.get_template_state(template.id), world.ledger.get_template_state(twin_id)):
+        assert stored is not None
+        world.ledger.save_template_state(
+            dataclasses.replace(stored.record, disabled=True, consecutive_failures=3), etag=stored.etag
+        )
+    ambiguous = world.call("enable_template", method="POST", route={"name": "ubuntu-golden"}, roles=(ADMIN,))
+    assert "?subscription=" in str(problem(ambiguous, 400)["detail"])
+    for route in ("get_template", "promote_template", "rollback_template"):
+        method = "GET" if route == "get_template" else "POST"
+        body = {"reason": "x"} if route == "rollback_template" else None
+        answer = world.call(
+            route, method=method, route={"name": "ubuntu-golden"}, body=body, roles=(ADMIN, READ)
+        )
+        assert "2 templates are named" in str(problem(answer, 400)["detail"]), route
+    enabled = world.call(
+        "enable_template",
+        method="POST",
+        route={"name": "ubuntu-golden"},
+        params={"subscription": other_sub},
+        roles=(ADMIN,),
+    )
+    assert enabled.status == 200 and enabled.json()["template"]["id"] == twin_id
+    first = world.ledger.get_template_state(template.id)
+    assert first is not None and first.record.disabled  # the other one is untouched
+    shown = world.call("get_template", route={"name": "ubuntu-golden"}, params={"subscription": SUB})
+    assert shown.json()["id"] == template.id
+    bad = world.call("get_template", route={"name": "ubuntu-golden"}, params={"subscription": "not-a-guid"})
+    assert "GUID" in str(problem(bad, 400)["detail"])
+    # the CLI takes the id, as the use cases do
+    state, was = enable(
+        world.services.detection(), template.id, now=world.clock.now(), caller=Caller("cli", "ana")
+    )
+    assert was and state.template_id == template.id

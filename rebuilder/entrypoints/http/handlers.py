@@ -20,6 +20,7 @@ from rebuilder.services.estate import summary_of, survey
 from rebuilder.services.history import where_we_stand
 from rebuilder.services.records import Caller
 from rebuilder.services.requests import (
+    Ambiguous,
     enable,
     find_state,
     find_template,
@@ -116,15 +117,23 @@ def list_templates(services: Services, request: ApiRequest, principal: Principal
 
 
 def _state(services: Services, request: ApiRequest) -> TemplateState:
-    """The template a route names (`resource_group` tells apart templates of the same name)."""
+    """The template a route names (`subscription` and `resource_group` tell apart templates of the
+    same name: the route's name cannot carry a resource id)."""
     name = inputs.template_name(request.route_params.get("name", ""))
-    group = request.params.get("resource_group")
+    group, subscription = request.params.get("resource_group"), request.params.get("subscription")
     if group is not None:
         inputs.resource_group(group)
+    if subscription is not None:
+        inputs.subscription(subscription)
     states = where_we_stand(services.ledger)
+    if subscription is not None:
+        states = [s for s in states if fold(s.template_id).startswith(f"/subscriptions/{fold(subscription)}/")]
     if group is not None:
         states = [s for s in states if f"/resourcegroups/{fold(group)}/" in fold(s.template_id)]
-    return find_state(states, name)
+    try:
+        return find_state(states, name)
+    except Ambiguous as error:
+        raise Ambiguous(f"{error} (over HTTP: ?subscription=<id>&resource_group=<group>)") from error
 
 
 def get_template(services: Services, request: ApiRequest, principal: Principal) -> HttpResult:

@@ -114,6 +114,15 @@ def resource_group(value: str) -> str:
     return value
 
 
+SUBSCRIPTION = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+
+
+def subscription(value: str) -> str:
+    if not SUBSCRIPTION.fullmatch(value):
+        raise BadRequest("subscription must be a subscription id (a GUID)")
+    return value
+
+
 def template_name(value: str) -> str:
     if not TEMPLATE_NAME.fullmatch(value):
         raise BadRequest("the template name must be 1-64 letters, digits, '_', '-' or '.'")

@@ -99,6 +99,9 @@ _PARAMETERS: dict[str, S] = {
     "build_id": _param("build_id", "path", {**STR, "pattern": _BUILD_ID}),
     "name": _param("name", "path", {**STR, "pattern": _NAME}),
     "resource_group": _param("resource_group", "query", STR, "tells apart templates of the same name"),
+    "subscription": _param(
+        "subscription", "query", STR, "the subscription id: tells apart templates of the same name"
+    ),
     "template": _param("template", "query", STR, "a template name or resource id"),
     "state": _param("state", "query", STR, "comma-separated: " + ", ".join(BuildState)),
     "reason": _param("reason", "query", STR, "comma-separated: " + ", ".join(BuildReason)),

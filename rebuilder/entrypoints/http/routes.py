@@ -39,7 +39,7 @@ class Route:
 
 
 HOST_QUERY = ("code",)  # the function key, when a caller sends it as ?code= (the host checks it)
-TEMPLATE_QUERY = ("resource_group",)
+TEMPLATE_QUERY = ("resource_group", "subscription")
 BUILDS_QUERY = ("template", "state", "reason", "since", "until", "limit", "continuation", "format")
 
 ROUTES: tuple[Route, ...] = (
