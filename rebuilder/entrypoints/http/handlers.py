@@ -127,7 +127,8 @@ def _state(services: Services, request: ApiRequest) -> TemplateState:
         inputs.subscription(subscription)
     states = where_we_stand(services.ledger)
     if subscription is not None:
-        states = [s for s in states if fold(s.template_id).startswith(f"/subscriptions/{fold(subscription)}/")]
+        prefix = f"/subscriptions/{fold(subscription)}/"
+        states = [s for s in states if fold(s.template_id).startswith(prefix)]
     if group is not None:
         states = [s for s in states if f"/resourcegroups/{fold(group)}/" in fold(s.template_id)]
     try:
