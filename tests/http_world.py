@@ -229,7 +229,7 @@ class HttpWorld:
         if auth and "x-ms-client-principal" not in sent:
             sent["x-ms-client-principal"] = principal(*roles)
         raw = json.dumps(body).encode() if isinstance(body, dict) else (body or b"")
-        if isinstance(body, dict):
+        if isinstance(body, dict) or method == "POST":
             sent.setdefault("content-type", "application/json")
         request = ApiRequest(
             method,

@@ -106,6 +106,7 @@ def action_document(action: TemplateAction) -> dict[str, Any]:
         "by_object_id": action.by_id or None,
         "why": action.why or None,
         "correlation_id": action.correlation_id or None,
+        "changed": action.changed or None,
     }
 
 

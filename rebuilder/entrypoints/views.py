@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rebuilder.domain.builds import Build, RegionStatus, Transition
@@ -229,13 +230,20 @@ def window_row(template: str, window: ExposureWindow) -> list[str]:
 
 
 def rollback_document(
-    build: Build, decided: Rollback, *, done: bool, dry_run: bool = False
+    build: Build,
+    decided: Rollback,
+    *,
+    done: bool,
+    dry_run: bool = False,
+    show: Callable[[Build], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A rollback as it stands: the build demoted (Revoked once `done`), what is latest again per
-    region (read from the gallery) and where that differs from what the ledger expected."""
+    region (read from the gallery) and where that differs from what the ledger expected. `show`: how
+    a build is shown (its summary, to a caller who may not read the ledger)."""
+    shown = show or build_document
     return {
-        "revoked": build_document(build),
-        "latest": build_document(decided.latest) if decided.latest is not None else None,
+        "revoked": shown(build),
+        "latest": shown(decided.latest) if decided.latest is not None else None,
         "done": done,
         "dry_run": dry_run,
         "fallback": [

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rebuilder.entrypoints.http.messages import REPORT_CSP
+from rebuilder.entrypoints.report_html import REPORT_CSP
 from tests.browser import browser_page
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -104,7 +104,7 @@ def test_a_promotion_is_audited_with_object_id_and_correlation_id_in_its_own_tra
     world: HttpWorld,
 ) -> None:
     name, _ = gated_release(world)
-    answer = world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
+    answer = world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN, READ))
     assert answer.json()["build"]["approved_by_id"] == OBJECT_ID
     [action] = world.ledger.list_actions(template_id(name)).items
     assert (action.by, action.by_id, action.correlation_id) == ("ana@contoso.com", OBJECT_ID, "corr-test-1")
@@ -268,3 +268,80 @@ def test_a_name_in_two_subscriptions_is_told_apart_by_subscription(world: HttpWo
         world.services.detection(), template.id, now=world.clock.now(), caller=Caller("cli", "ana")
     )
     assert was and state.template_id == template.id
+
+
+# -- 10. The smaller items ---------------------------------------------------------------------------
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_a_post_must_be_json_even_when_empty(world: HttpWorld, content_type: str | None) -> None:
+    """A cross-site form post (text/plain, no CORS preflight) never reaches a handler."""
+    from rebuilder.entrypoints.http.messages import ApiRequest
+    from rebuilder.entrypoints.http.routes import serve
+
+    world.watch()
+    headers = {"x-ms-client-principal": principal(ADMIN, READ, REQUEST)}
+    if content_type is not None:
+        headers["content-type"] = content_type
+    writes = world.ledger.writes
+    for route in ("request_rebuild", "enable_template", "promote_template", "rollback_template"):
+        bare = ApiRequest(
+            "POST", "https://x/api/x", {"name": "ubuntu-golden"}, {}, headers, b"", "corr-test-1"
+        )
+        sent = serve(route, bare, lambda: world.services)
+        assert "application/json" in str(problem(sent, 415)["detail"]), route
+    assert world.ledger.writes == writes
+
+
+def test_a_principal_from_another_identity_provider_is_unauthorized(world: HttpWorld) -> None:
+    import base64
+    import json
+
+    document = json.loads(base64.b64decode(principal(ADMIN, READ)))
+    document["auth_typ"] = "google"
+    forged = base64.b64encode(json.dumps(document).encode()).decode()
+    answer = world.call("list_templates", headers={"x-ms-client-principal": forged})
+    assert "only Microsoft Entra ID" in str(problem(answer, 401)["detail"])
+
+
+def test_json_answers_forbid_everything_and_insist_on_https(world: HttpWorld) -> None:
+    for answer in (world.call("list_templates"), world.call("get_rebuild", route={"build_id": "nope"})):
+        headers = answer.all_headers()
+        assert headers["Content-Security-Policy"].startswith("default-src 'none'")
+        assert headers["Strict-Transport-Security"].startswith("max-age=31536000")
+
+
+def test_the_report_allows_only_its_own_style_block_by_hash(world: HttpWorld) -> None:
+    import base64
+    import hashlib
+    import re
+
+    world.watch()
+    report = world.call("get_report")
+    csp = report.all_headers()["Content-Security-Policy"]
+    assert "unsafe-inline" not in csp
+    [style] = re.findall(r"<style>(.*?)</style>", report.body.decode(), flags=re.S)
+    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    assert f"style-src 'sha256-{digest}'" in csp
+    assert "style=" not in report.body.decode()  # no style attribute: a hash never covers one
+
+
+def test_access_lines_name_the_callers_object_id_refusals_too(
+    world: HttpWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="rebuilder.http")
+    world.call("list_templates")
+    world.call("enable_template", method="POST", route={"name": "ubuntu-golden"}, roles=(READ,))  # 403
+    world.call("list_templates", auth=False)  # 401: nobody to name
+    lines = [r.getMessage() for r in caplog.records if r.name == "rebuilder.http"]
+    assert any("answered 200" in line and f"caller {OBJECT_ID}" in line for line in lines)
+    assert any("refused 403" in line and f"caller {OBJECT_ID}" in line for line in lines)
+    assert any("refused 401" in line and "caller -" in line for line in lines)
+
+
+def test_admin_answers_show_a_caller_without_ledger_read_only_the_summary(world: HttpWorld) -> None:
+    name, _ = gated_release(world)
+    answer = world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
+    assert answer.status == 200
+    shown = answer.json()["build"]
+    assert "provenance" not in shown and "approved_by" not in shown and shown["state"] == "Candidate"
+    full = world.call("get_rebuild", route={"build_id": shown["id"]}, roles=(ADMIN,))
+    problem(full, 403)

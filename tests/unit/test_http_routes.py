@@ -315,21 +315,21 @@ def test_enabling_a_disabled_template_is_recorded_with_who(world: HttpWorld) -> 
         method="POST",
         route={"name": "ubuntu-golden"},
         body={"reason": "fixed"},
-        roles=(ADMIN,),
+        roles=(ADMIN, READ),
     )
     assert answer.status == 200 and answer.json()["was_disabled"] is True
     assert answer.json()["template"]["disabled"] is False
     [action] = world.ledger.list_actions(template_id("ubuntu-golden")).items
     assert (action.action, action.by, action.by_id) == ("enabled", "ana@contoso.com", OBJECT_ID)
     assert action.why.endswith(": fixed")
-    again = world.call("enable_template", method="POST", route={"name": "ubuntu-golden"}, roles=(ADMIN,))
+    again = world.call("enable_template", method="POST", route={"name": "ubuntu-golden"}, roles=(ADMIN, READ))
     assert again.json()["was_disabled"] is False
     assert len(world.ledger.list_actions(template_id("ubuntu-golden")).items) == 1
     shown = world.call("get_template", route={"name": "ubuntu-golden"}).json()
     assert shown["actions"][0]["by"] == "ana@contoso.com"
-    problem(world.call("enable_template", method="POST", route={"name": "ghost"}, roles=(ADMIN,)), 404)
+    problem(world.call("enable_template", method="POST", route={"name": "ghost"}, roles=(ADMIN, READ)), 404)
     bad = world.call(
-        "enable_template", method="POST", route={"name": "ubuntu-golden"}, body={"why": "x"}, roles=(ADMIN,)
+        "enable_template", method="POST", route={"name": "ubuntu-golden"}, body={"why": "x"}, roles=(ADMIN, READ)
     )
     problem(bad, 400)
 
@@ -356,11 +356,11 @@ def test_promoting_a_candidate_is_recorded_with_who_and_changes_latest(world: Ht
     version_id = f"{gallery_image('gated')}/versions/{version}"
     assert world.gallery.get_version(version_id, with_replication=False).excluded_from_latest
     wrong = world.call(
-        "promote_template", method="POST", route={"name": name}, body={"version": "9.9.9"}, roles=(ADMIN,)
+        "promote_template", method="POST", route={"name": name}, body={"version": "9.9.9"}, roles=(ADMIN, READ)
     )
     assert "no candidate 9.9.9 of ubuntu-gated awaits promotion" in str(problem(wrong, 404)["detail"])
     bad = world.call(
-        "promote_template", method="POST", route={"name": name}, body={"version": "latest"}, roles=(ADMIN,)
+        "promote_template", method="POST", route={"name": name}, body={"version": "latest"}, roles=(ADMIN, READ)
     )
     assert "Major.Minor.Patch" in str(problem(bad, 400)["detail"])
     answer = world.call(
@@ -368,7 +368,7 @@ def test_promoting_a_candidate_is_recorded_with_who_and_changes_latest(world: Ht
         method="POST",
         route={"name": name},
         body={"version": version, "reason": "smoke tests green"},
-        roles=(ADMIN,),
+        roles=(ADMIN, READ),
     )
     assert answer.status == 200, answer.body
     shown = answer.json()
@@ -384,7 +384,7 @@ def test_promoting_a_candidate_is_recorded_with_who_and_changes_latest(world: Ht
     [action] = world.ledger.list_actions(template_id(name)).items
     assert (action.action, action.by, action.by_id) == ("promotion-approved", "ana@contoso.com", OBJECT_ID)
     assert "smoke tests green" in action.why
-    again = world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
+    again = world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN, READ))
     assert "awaits promotion" in str(problem(again, 404)["detail"])
 
 
@@ -398,7 +398,7 @@ def test_a_promotion_approved_while_baking_waits_and_says_until_when(world: Http
     world.finish("ubuntu-gated", exact=NEW)
     world.reconcile()
     world.reconcile()
-    answer = world.call("promote_template", method="POST", route={"name": "ubuntu-gated"}, roles=(ADMIN,))
+    answer = world.call("promote_template", method="POST", route={"name": "ubuntu-gated"}, roles=(ADMIN, READ))
     shown = answer.json()
     assert answer.status == 200 and shown["promoted"] is False and shown["build"]["state"] == "Candidate"
     assert shown["build"]["approved_by"] == "ana@contoso.com"
@@ -421,7 +421,7 @@ def test_a_rollback_revokes_the_current_image_and_says_which_is_latest_again(wor
                 method="POST",
                 route={"name": "ubuntu-golden"},
                 body={"reason": "boot loop"},
-                roles=(ADMIN,),
+                roles=(ADMIN, READ),
             ),
             409,
         )["detail"]
@@ -429,7 +429,7 @@ def test_a_rollback_revokes_the_current_image_and_says_which_is_latest_again(wor
     assert len(published) == 1
     for body in ({}, {"reason": "   "}, {"reason": "x", "version": "1.0.1"}):
         refused = world.call(
-            "rollback_template", method="POST", route={"name": "ubuntu-golden"}, body=body, roles=(ADMIN,)
+            "rollback_template", method="POST", route={"name": "ubuntu-golden"}, body=body, roles=(ADMIN, READ)
         )
         problem(refused, 400)
     assert world.ledger.list_actions(template_id("ubuntu-golden")).items == []
@@ -437,7 +437,7 @@ def test_a_rollback_revokes_the_current_image_and_says_which_is_latest_again(wor
 
 def test_a_rollback_over_http_demotes_the_version_and_records_who_and_why(world: HttpWorld) -> None:
     name, first = gated_release(world)
-    world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
+    world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN, READ))
     world.reconcile()  # the promotion read back
     world.clock.advance(days=1)
     world.marketplace.publish(WEU, UBUNTU, "22.04.202502110")
@@ -445,14 +445,14 @@ def test_a_rollback_over_http_demotes_the_version_and_records_who_and_why(world:
     second = world.finish(name, exact="22.04.202502110")
     world.reconcile()
     world.reconcile()
-    world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
+    world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN, READ))
     world.reconcile()
     answer = world.call(
         "rollback_template",
         method="POST",
         route={"name": name},
         body={"reason": "kernel panic on v5 hosts"},
-        roles=(ADMIN,),
+        roles=(ADMIN, READ),
     )
     assert answer.status == 200, answer.body
     shown = answer.json()
@@ -738,7 +738,7 @@ def test_the_views_show_candidates_promotions_revocations_and_what_was_built_on_
     assert listed["awaiting_promotion"]["version"] == version
     assert {c["candidate_version"] for c in regions(name)} == {version}
     assert {c["image_version"] for c in regions(name)} == {None}  # a candidate is nobody's image yet
-    world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN,))
+    world.call("promote_template", method="POST", route={"name": name}, roles=(ADMIN, READ))
     world.reconcile()  # the promotion read back
     assert {(c["image_version"], c["promoted"], c["candidate_version"]) for c in regions(name)} == {
         (version, True, None)
@@ -761,7 +761,7 @@ def test_the_views_show_candidates_promotions_revocations_and_what_was_built_on_
         method="POST",
         route={"name": "ubuntu-golden"},
         body={"reason": "panic"},
-        roles=(ADMIN,),
+        roles=(ADMIN, READ),
     )
     assert answer.status == 200, answer.body
     back = answer.json()["latest"]["outputs"][0].rsplit("/", 1)[-1]

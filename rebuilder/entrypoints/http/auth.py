@@ -46,6 +46,12 @@ def principal(headers: Mapping[str, str]) -> Principal:
     except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise Unauthorized("the client principal is not base64-encoded JSON") from None
     claims = _claims(document)
+    provider = _text(document.get("auth_typ"))
+    if provider != "aad":  # Easy Auth may front other providers too: roles are Entra ID's alone
+        raise Unauthorized(
+            f"the principal comes from the identity provider {provider[:40]!r}; only Microsoft Entra ID "
+            "('aad') callers are accepted"
+        )
     role_type = _text(document.get("role_typ")) if isinstance(document, dict) else ""
     name_type = _text(document.get("name_typ")) if isinstance(document, dict) else ""
     roles = frozenset(v for t, v in claims if t == "roles" or (role_type and t == role_type))

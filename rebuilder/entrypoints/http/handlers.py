@@ -5,10 +5,10 @@ anything raised here becomes problem+json there."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from rebuilder.domain.builds import BuildReason, BuildState, parse_build_id
+from rebuilder.domain.builds import Build, BuildReason, BuildState, parse_build_id
 from rebuilder.domain.casing import fold
 from rebuilder.domain.model import TemplateId
 from rebuilder.domain.notices import revoked as revoked_notice
@@ -37,7 +37,7 @@ from ..triggers import announce
 from ..views import build_document, build_summary, rollback_document, template_document
 from . import inputs
 from .auth import Principal
-from .messages import CSV, HTML, JSONL, REPORT_CSP, ApiRequest, HttpResult, json_result
+from .messages import CSV, HTML, JSONL, ApiRequest, HttpResult, json_result
 from .problems import BadRequest, log, loggable, problem
 
 if TYPE_CHECKING:
@@ -62,6 +62,12 @@ def _caller(principal: Principal, request: ApiRequest) -> Caller:
     return Caller("http", principal.name, principal.object_id, request.correlation_id)
 
 
+def _shown(services: Services, principal: Principal) -> Callable[[Build], dict[str, Any]]:
+    """How a build is shown to the caller: whole to one who may read the ledger, else its summary
+    (who asked and why are the ledger's to tell)."""
+    return build_document if services.settings.read_role in principal.roles else build_summary
+
+
 def post_rebuild(services: Services, request: ApiRequest, principal: Principal) -> HttpResult:
     body = inputs.json_body(request, {"template": str, "reason": str}, required=("template",))
     ref = inputs.template_ref(body["template"])
@@ -80,9 +86,8 @@ def post_rebuild(services: Services, request: ApiRequest, principal: Principal) 
     )
     announce(services, acted.events)
     build = services.ledger.get_build(opened.build.id).record
-    readable = services.settings.read_role in principal.roles  # a joined build may be someone else's
     document = {
-        "build": build_document(build) if readable else build_summary(build),
+        "build": _shown(services, principal)(build),  # a joined build may be someone else's
         "created": opened.created,
         "joined": opened.joined,
         "replayed": opened.replayed,
@@ -184,7 +189,7 @@ def post_promote(services: Services, request: ApiRequest, principal: Principal) 
     return json_result(
         200,
         {
-            "build": build_document(build),
+            "build": _shown(services, principal)(build),
             "promoted": build.state is BuildState.PROMOTED,
             "waiting": [w.removeprefix(f"{build.id}: ") for w in waiting],
         },
@@ -209,7 +214,9 @@ def post_rollback(services: Services, request: ApiRequest, principal: Principal)
     )
     if outcome.done:
         announce(services, [revoked_notice(outcome.build, outcome.fallbacks)])
-    shown = rollback_document(outcome.build, outcome.decided, done=outcome.done, dry_run=dry_run)
+    shown = rollback_document(
+        outcome.build, outcome.decided, done=outcome.done, dry_run=dry_run, show=_shown(services, principal)
+    )
     return json_result(200 if outcome.done or dry_run else 202, shown)
 
 
@@ -272,7 +279,7 @@ def get_plan(services: Services, request: ApiRequest, principal: Principal) -> H
 
 def get_report(services: Services, request: ApiRequest, principal: Principal) -> HttpResult:
     html = report_page(services)
-    return HttpResult(200, html.encode(), HTML, {"Content-Security-Policy": REPORT_CSP})
+    return HttpResult(200, html.encode(), HTML, {"Content-Security-Policy": report_html.REPORT_CSP})
 
 
 def report_page(services: Services) -> str:

@@ -38,17 +38,18 @@ def json_body(
     request: ApiRequest, fields: Mapping[str, type], *, required: Collection[str] = ()
 ) -> dict[str, Any]:
     """The body as a JSON object with only `fields` (name → type) and every `required` one. An empty
-    body is an empty object when nothing is required."""
+    body is an empty object when nothing is required. Always sent as application/json, empty or not: a
+    browser's cross-site form post (text/plain, no preflight) never reaches a handler."""
     body = request.body
     declared = request.header("content-length")
     if len(body) > MAX_BODY or _declared_size(declared) > MAX_BODY:
         raise TooLarge(f"the body is larger than {MAX_BODY} bytes")
+    kind = fold((request.header("content-type") or "").split(";", 1)[0].strip())
+    if kind != "application/json":
+        raise UnsupportedMediaType("the body must be sent as application/json, even when empty")
     if not body.strip():
         document: Any = {}
     else:
-        kind = fold((request.header("content-type") or "").split(";", 1)[0].strip())
-        if kind != "application/json":
-            raise UnsupportedMediaType("the body must be application/json")
         try:
             document = json.loads(
                 body.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_refuse

@@ -15,12 +15,13 @@ HTML = "text/html"
 CSV = "text/csv"
 JSONL = "application/x-ndjson"
 
-# The report is one self-contained page: nothing to load, nothing to run.
-REPORT_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
-    "frame-ancestors 'none'"
-)
-_ALWAYS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+_ALWAYS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    # Answers are data, never a page: nothing in one may load or run (the report sets its own policy).
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+}
 
 
 @dataclass(frozen=True)

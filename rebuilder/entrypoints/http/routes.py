@@ -140,6 +140,7 @@ def role_name(settings: Settings, role: Role) -> str:
 def serve(name: str, request: ApiRequest, get_services: Callable[[], Services]) -> HttpResult:
     """Answer one request to the route called `name`; never raises."""
     route = BY_NAME[name]
+    who = "-"  # the caller's object id, once the principal is read: every access line names it
     try:
         services = get_services()
         if not services.settings.app_service_auth:
@@ -148,6 +149,7 @@ def serve(name: str, request: ApiRequest, get_services: Callable[[], Services]) 
                 "not enabled for this app (WEBSITE_AUTH_ENABLED)"
             )
         caller = principal(request.headers)
+        who = caller.object_id or "-"
         require(caller, role_name(services.settings, route.role))
         inputs.only(request.params, (*route.query, *HOST_QUERY))
         result = route.handler(services, request, caller)
@@ -155,15 +157,23 @@ def serve(name: str, request: ApiRequest, get_services: Callable[[], Services]) 
         result = from_error(error, request.correlation_id)
         if result.status < 500:
             log.info(
-                "%s %s refused %d (%s): %s",
+                "%s %s refused %d (%s) caller %s: %s",
                 route.method,
                 route.path,
                 result.status,
                 request.correlation_id,
+                loggable(who, 100),
                 loggable(str(error), 300),
             )
         return result
-    log.info("%s %s answered %d (%s)", route.method, route.path, result.status, request.correlation_id)
+    log.info(
+        "%s %s answered %d (%s) caller %s",
+        route.method,
+        route.path,
+        result.status,
+        request.correlation_id,
+        loggable(who, 100),
+    )
     return result
 
 

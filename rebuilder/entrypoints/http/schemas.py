@@ -197,8 +197,10 @@ _ACTION = obj(
         "by_object_id": maybe(STR),
         "why": maybe(STR),
         "correlation_id": maybe(STR),
+        "changed": maybe(STR),
     }
 )
+_BUILD_OR_SUMMARY: S = {"oneOf": [ref("Build"), ref("BuildSummary")]}
 _WAVE = obj(
     {
         "image": STR,
@@ -291,11 +293,12 @@ SCHEMAS: dict[str, S] = {
         {"generated_at": TIME, "templates": array(ref("TemplateSummary")), "waves": array(_WAVE)}
     ),
     "EnableResult": obj({"template": ref("TemplateState"), "was_disabled": BOOL}),
-    "PromoteResult": obj({"build": ref("Build"), "promoted": BOOL, "waiting": array(STR)}),
+    # Admin answers, like RebuildAccepted: the whole build for a caller who may read the ledger.
+    "PromoteResult": obj({"build": _BUILD_OR_SUMMARY, "promoted": BOOL, "waiting": array(STR)}),
     "RollbackResult": obj(
         {
-            "revoked": ref("Build"),
-            "latest": maybe(ref("Build")),
+            "revoked": _BUILD_OR_SUMMARY,
+            "latest": maybe(_BUILD_OR_SUMMARY),
             "done": BOOL,
             "dry_run": BOOL,
             "fallback": array(
