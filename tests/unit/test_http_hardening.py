@@ -345,3 +345,77 @@ def test_admin_answers_show_a_caller_without_ledger_read_only_the_summary(world:
     assert "provenance" not in shown and "approved_by" not in shown and shown["state"] == "Candidate"
     full = world.call("get_rebuild", route={"build_id": shown["id"]}, roles=(ADMIN,))
     problem(full, 403)
+
+
+# -- 9. Bounded work per request ------------------------------------------------------------------------
+def test_a_sparse_history_filter_reads_a_bounded_number_of_builds_per_request(
+    world: HttpWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, GET /api/builds?state=Failed read every build (5,000 and more) to answer an empty page."""
+    from datetime import timedelta
+
+    from rebuilder.entrypoints.http.handlers import SCAN_PER_REQUEST
+    from tests.records import build
+
+    world.watch()
+    start = world.clock.now()
+    for i in range(1_200):
+        made = build(
+            "ubuntu-golden",
+            key=f"k{i}",
+            at=start + timedelta(minutes=i),
+            template_id=template_id("ubuntu-golden"),
+        )
+        world.ledger.claim_build(made, why="seeded", by="test")
+    reads = []
+    real = world.ledger.get_build
+    monkeypatch.setattr(world.ledger, "get_build", lambda build_id: reads.append(build_id) or real(build_id))
+    params = {"state": "Failed"}
+    pages = 0
+    while True:
+        reads.clear()
+        page = world.call("list_builds", params=params)
+        assert page.status == 200 and page.json()["builds"] == []
+        assert len(reads) <= SCAN_PER_REQUEST + 100  # one index chunk past the cap at most
+        pages += 1
+        if page.json()["next"] is None:
+            break
+        params = {"state": "Failed", "continuation": page.json()["next"].split("continuation=")[1]}
+    assert pages == 3  # 1,200 builds, 500 a request
+
+
+def test_the_templates_view_reads_the_region_rows_of_recent_builds_only(
+    world: HttpWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, the view (and the report) read the region rows of every build ever made."""
+    from datetime import timedelta
+
+    from rebuilder.domain.builds import RegionStatus
+    from rebuilder.services.estate import RECENT_BUILDS
+    from tests.records import build
+
+    world.watch()
+    start = world.clock.now() - timedelta(days=400)
+    for i in range(300):
+        made = build(
+            "ubuntu-golden",
+            key=f"k{i}",
+            at=start + timedelta(days=i),
+            template_id=template_id("ubuntu-golden"),
+        )
+        claimed = world.ledger.claim_build(made, why="seeded", by="test")
+        rows = [RegionStatus(made.id, r, True, "Completed", 100) for r in ("westeurope", "northeurope")]
+        world.ledger.save_build(made, etag=claimed.build.etag, regions=rows)
+    read_rows = []
+    real = world.ledger.list_template_regions
+
+    def counted(template_id: str, **kwargs: object) -> object:
+        page = real(template_id, **kwargs)  # type: ignore[arg-type]
+        read_rows.extend(page.items)
+        return page
+
+    monkeypatch.setattr(world.ledger, "list_template_regions", counted)
+    assert world.call("list_templates").status == 200
+    ours = [r for r in read_rows if r.build_id.split("-")[1] == read_rows[0].build_id.split("-")[1]]
+    assert len(ours) <= 4 * (RECENT_BUILDS + 1)  # the recent builds' rows: one page, sized for them
+    assert len(ours) < 600 / 2  # not the 600 rows of its whole history

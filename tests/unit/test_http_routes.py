@@ -329,7 +329,11 @@ def test_enabling_a_disabled_template_is_recorded_with_who(world: HttpWorld) -> 
     assert shown["actions"][0]["by"] == "ana@contoso.com"
     problem(world.call("enable_template", method="POST", route={"name": "ghost"}, roles=(ADMIN, READ)), 404)
     bad = world.call(
-        "enable_template", method="POST", route={"name": "ubuntu-golden"}, body={"why": "x"}, roles=(ADMIN, READ)
+        "enable_template",
+        method="POST",
+        route={"name": "ubuntu-golden"},
+        body={"why": "x"},
+        roles=(ADMIN, READ),
     )
     problem(bad, 400)
 
@@ -356,11 +360,19 @@ def test_promoting_a_candidate_is_recorded_with_who_and_changes_latest(world: Ht
     version_id = f"{gallery_image('gated')}/versions/{version}"
     assert world.gallery.get_version(version_id, with_replication=False).excluded_from_latest
     wrong = world.call(
-        "promote_template", method="POST", route={"name": name}, body={"version": "9.9.9"}, roles=(ADMIN, READ)
+        "promote_template",
+        method="POST",
+        route={"name": name},
+        body={"version": "9.9.9"},
+        roles=(ADMIN, READ),
     )
     assert "no candidate 9.9.9 of ubuntu-gated awaits promotion" in str(problem(wrong, 404)["detail"])
     bad = world.call(
-        "promote_template", method="POST", route={"name": name}, body={"version": "latest"}, roles=(ADMIN, READ)
+        "promote_template",
+        method="POST",
+        route={"name": name},
+        body={"version": "latest"},
+        roles=(ADMIN, READ),
     )
     assert "Major.Minor.Patch" in str(problem(bad, 400)["detail"])
     answer = world.call(
@@ -398,7 +410,9 @@ def test_a_promotion_approved_while_baking_waits_and_says_until_when(world: Http
     world.finish("ubuntu-gated", exact=NEW)
     world.reconcile()
     world.reconcile()
-    answer = world.call("promote_template", method="POST", route={"name": "ubuntu-gated"}, roles=(ADMIN, READ))
+    answer = world.call(
+        "promote_template", method="POST", route={"name": "ubuntu-gated"}, roles=(ADMIN, READ)
+    )
     shown = answer.json()
     assert answer.status == 200 and shown["promoted"] is False and shown["build"]["state"] == "Candidate"
     assert shown["build"]["approved_by"] == "ana@contoso.com"
@@ -429,7 +443,11 @@ def test_a_rollback_revokes_the_current_image_and_says_which_is_latest_again(wor
     assert len(published) == 1
     for body in ({}, {"reason": "   "}, {"reason": "x", "version": "1.0.1"}):
         refused = world.call(
-            "rollback_template", method="POST", route={"name": "ubuntu-golden"}, body=body, roles=(ADMIN, READ)
+            "rollback_template",
+            method="POST",
+            route={"name": "ubuntu-golden"},
+            body=body,
+            roles=(ADMIN, READ),
         )
         problem(refused, 400)
     assert world.ledger.list_actions(template_id("ubuntu-golden")).items == []

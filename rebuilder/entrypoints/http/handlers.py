@@ -44,6 +44,9 @@ if TYPE_CHECKING:
     from rebuilder.bootstrap import Services
 
 RECENT_BUILDS = 20
+# Builds one GET /api/builds reads at most: a filter that matches few answers a short (even empty) page
+# with its `next` link rather than reading the whole history in one request.
+SCAN_PER_REQUEST = 500
 
 
 def health(get_services: Callable[[], Services]) -> HttpResult:
@@ -245,7 +248,7 @@ def list_builds(services: Services, request: ApiRequest, principal: Principal) -
     query = history_query(services, params)
     token = params.get("continuation")
     after = Position.parse(token, query) if token is not None else None
-    page = list_history(services.ledger, query, after=after, limit=limit)
+    page = list_history(services.ledger, query, after=after, limit=limit, scan_limit=SCAN_PER_REQUEST)
     headers: dict[str, str] = {}
     next_link = None
     if page.next is not None:  # the function key stays out of links: callers add their own
