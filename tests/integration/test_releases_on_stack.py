@@ -200,7 +200,8 @@ def test_a_rollback_whose_caller_died_after_demoting_is_finished_by_the_next_tim
 ) -> None:
     first, second = two_promoted(driver, sim)
     [old], [new] = versions_of(first), versions_of(second)
-    died = CrashPlan(3)  # the caller dies after demoting: the intent, the audit row, the demotion
+    died = CrashPlan(2)  # the caller dies after demoting: the intent, the demotion (the audit row goes
+    # with the revocation, in its transaction: issue 22, API 5)
     with pytest.raises(Crash, match="set_excluded_from_latest"):
         roll_back(
             died.wrap(driver.services.detection()),
@@ -210,7 +211,8 @@ def test_a_rollback_whose_caller_died_after_demoting_is_finished_by_the_next_tim
             reason="boot loop on v5 kernels",
         )
     assert excluded(driver, new) and driver.last(PARENT).state is BuildState.PROMOTED  # half done
-    assert died.steps == ["save_template_state", "record_action", "set_excluded_from_latest"]
+    assert died.steps == ["save_template_state", "set_excluded_from_latest"]
+    assert driver.services.ledger.list_actions(template_id(PARENT)).items == []  # nothing took effect yet
     under_way = cli_refused(driver, "rollback", PARENT, "--reason", "again")  # its caller's lease runs
     assert f"a rollback of {PARENT} is under way, asked by ana@contoso.com" in under_way
     dry = cli(driver, "reconcile", "--dry-run", "--output", "json")
@@ -232,3 +234,5 @@ def test_a_rollback_whose_caller_died_after_demoting_is_finished_by_the_next_tim
     assert {r.build_id for r in row.regions} == {first.id}
     actions = driver.services.ledger.list_actions(template_id(PARENT)).items
     assert [a.action for a in actions].count("rolled-back") == 1
+    [rolled] = [a for a in actions if a.action == "rolled-back"]
+    assert (rolled.by, rolled.by_id) == ("ana@contoso.com", "0000-ana")  # the pass finished it for her
