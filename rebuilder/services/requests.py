@@ -253,7 +253,8 @@ def _join(
         build.provenance.request_digest,
     )
     claimed = ports.ledger.join_build(join, action=audit)
-    if claimed.build.record.id != twin.id:  # the same key claimed meanwhile (a race of the same request)
+    if (claimed.build.record.id, claimed.caller_id, claimed.digest) != (twin.id, join.caller_id, join.digest):
+        # the key was claimed meanwhile by a racing request: a replay if it was this one, else refused
         return _replay(ports, claimed, caller, join.digest, idempotency_key, now)
     return Opened(twin, created=False, joined=True)
 
