@@ -6,6 +6,14 @@
 // is delivered), retried for a day, and dead-lettered to a storage container when they cannot be.
 // With the outbound notices topic, rebuilder's own Rebuilder.ImagePublished comes back too, so a
 // parent's new image re-plans its children at once.
+//
+// The names are the environment's: the system topic is the subscription's one and may be shared by
+// several azd environments, each with its own subscription on it.
+
+@minLength(1)
+@maxLength(20)
+@description('azd environment name (AZURE_ENV_NAME): names the event subscriptions and the nested deployment.')
+param environmentName string
 
 @description('The subscription\'s Event Grid system topic (its resource group is this deployment\'s).')
 param systemTopicName string
@@ -24,6 +32,7 @@ param noticesTopicName string = ''
 @description('Resource group of the notices topic.')
 param noticesTopicResourceGroup string = resourceGroup().name
 
+var prefix = toLower(environmentName)
 var functionId = '${functionAppId}/functions/on_resource_event'
 var retry = {
   maxDeliveryAttempts: 30
@@ -48,7 +57,7 @@ resource topic 'Microsoft.EventGrid/systemTopics@2025-02-15' existing = {
 
 resource galleryWrites 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = {
   parent: topic
-  name: 'rebuilder-gallery-version-writes'
+  name: '${prefix}-gallery-version-writes'
   properties: {
     destination: {
       endpointType: 'AzureFunction'
@@ -84,9 +93,10 @@ resource notices 'Microsoft.EventGrid/topics@2025-02-15' existing = if (!empty(n
 }
 
 module published 'modules/notices-subscription.bicep' = if (!empty(noticesTopicName)) {
-  name: 'rebuilder-image-published'
+  name: '${prefix}-image-published'
   scope: resourceGroup(noticesTopicResourceGroup)
   params: {
+    name: '${prefix}-image-published'
     topicName: noticesTopicName
     functionId: functionId
     deadLetterAccountId: deadLetterAccountId

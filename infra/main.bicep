@@ -9,6 +9,16 @@
 // - custom roles with the exact actions needed, assigned where the resources are (modules/roles.bicep);
 // - the subscription's Event Grid system topic (or the existing one), an optional outbound notices
 //   topic; the event subscription to on_resource_event is made by the postdeploy hook.
+//
+// Every deployment name is the environment's (prefix): two azd environments in one subscription share
+// the subscription's deployments and the template and gallery resource groups, and a fixed name would
+// let the second overwrite the first's.
+//
+// Under azd, the role assignments in the template and gallery resource groups are made by the
+// preprovision hook (infra/access.bicep, with the identities and the custom roles, retried until
+// Azure has replicated the new role definitions), not here: `azd down` deletes every resource group
+// this deployment holds a resource in, and those groups are yours (main.parameters.json sets
+// assignInSharedGroups false). Deployed on its own (az deployment sub create), this file makes them.
 targetScope = 'subscription'
 
 @minLength(1)
@@ -37,18 +47,22 @@ param existingSystemTopicResourceGroup string = ''
 @description('Create the outbound notices topic (CloudEvents out, Rebuilder.ImagePublished routed back).')
 param createNoticesTopic bool = true
 
+@description('Make the role assignments in the template and gallery resource groups here; false when the preprovision hook makes them (infra/access.bicep), so that azd down never deletes those groups.')
+param assignInSharedGroups bool = true
+
 @description('NCRONTAB (six fields) of the source watch.')
 param watchSchedule string = '0 */15 * * * *'
 
 @description('NCRONTAB (six fields) of the build reconciler.')
 param reconcileSchedule string = '0 */5 * * * *'
 
+@description('REBUILDER_CLOUD: the cloud this is deployed to, unless told otherwise.')
 @allowed([
   'AzureCloud'
   'AzureUSGovernment'
   'AzureChinaCloud'
 ])
-param cloud string = 'AzureCloud'
+param cloud string = environment().name
 
 param tablePrefix string = 'rebuilder'
 param watchConcurrency int = 8
@@ -87,7 +101,7 @@ resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
 }
 
 module identities 'modules/identities.bicep' = {
-  name: 'identities'
+  name: '${prefix}-identities'
   scope: rg
   params: {
     location: location
@@ -97,7 +111,7 @@ module identities 'modules/identities.bicep' = {
 }
 
 module storage 'modules/storage.bicep' = {
-  name: 'storage'
+  name: '${prefix}-storage'
   scope: rg
   params: {
     location: location
@@ -109,7 +123,7 @@ module storage 'modules/storage.bicep' = {
 }
 
 module monitoring 'modules/monitoring.bicep' = {
-  name: 'monitoring'
+  name: '${prefix}-monitoring'
   scope: rg
   params: {
     location: location
@@ -120,7 +134,7 @@ module monitoring 'modules/monitoring.bicep' = {
 }
 
 module notices 'modules/outbound-topic.bicep' = if (createNoticesTopic) {
-  name: 'notices'
+  name: '${prefix}-notices'
   scope: rg
   params: {
     location: location
@@ -133,7 +147,7 @@ module notices 'modules/outbound-topic.bicep' = if (createNoticesTopic) {
 }
 
 module systemTopic 'modules/systemtopic.bicep' = {
-  name: 'system-topic'
+  name: '${prefix}-system-topic'
   scope: rg
   params: {
     tags: tags
@@ -177,7 +191,7 @@ var rebuilderSettings = {
 }
 
 module app 'modules/functionapp.bicep' = {
-  name: 'functionapp'
+  name: '${prefix}-functionapp'
   scope: rg
   params: {
     location: location
@@ -185,8 +199,9 @@ module app 'modules/functionapp.bicep' = {
     tags: tags
     appIdentityId: identities.outputs.appIdentityId
     appClientId: identities.outputs.appClientId
-    hostAccountName: storage.outputs.hostAccountName
     hostBlobEndpoint: storage.outputs.hostBlobEndpoint
+    hostQueueEndpoint: storage.outputs.hostQueueEndpoint
+    hostTableEndpoint: storage.outputs.hostTableEndpoint
     deploymentContainer: storage.outputs.deploymentContainer
     insightsConnectionString: monitoring.outputs.connectionString
     rebuilderSettings: rebuilderSettings
@@ -195,7 +210,7 @@ module app 'modules/functionapp.bicep' = {
 }
 
 module roles 'modules/roles.bicep' = {
-  name: 'roles'
+  name: '${prefix}-roles'
   params: {
     prefix: prefix
     templateResourceGroups: templateResourceGroups
@@ -205,8 +220,9 @@ module roles 'modules/roles.bicep' = {
   }
 }
 
-module templateOperator 'modules/assignment.bicep' = [for group in templateResourceGroups: {
-  name: 'template-operator-${group}'
+// The assignments in the template and gallery resource groups (infra/access.bicep has the same three).
+module templateOperator 'modules/assignment.bicep' = [for group in templateResourceGroups: if (assignInSharedGroups) {
+  name: '${prefix}-template-operator-${uniqueString(group)}'
   scope: resourceGroup(group)
   params: {
     roleDefinitionId: roles.outputs.templateOperatorId
@@ -215,8 +231,8 @@ module templateOperator 'modules/assignment.bicep' = [for group in templateResou
   }
 }]
 
-module galleryReplicator 'modules/assignment.bicep' = {
-  name: 'gallery-replicator'
+module galleryReplicator 'modules/assignment.bicep' = if (assignInSharedGroups) {
+  name: '${prefix}-gallery-replicator'
   scope: resourceGroup(galleryResourceGroup)
   params: {
     roleDefinitionId: roles.outputs.galleryReplicatorId
@@ -225,8 +241,8 @@ module galleryReplicator 'modules/assignment.bicep' = {
   }
 }
 
-module imageBuilder 'modules/assignment.bicep' = {
-  name: 'image-builder'
+module imageBuilder 'modules/assignment.bicep' = if (assignInSharedGroups) {
+  name: '${prefix}-image-builder'
   scope: resourceGroup(galleryResourceGroup)
   params: {
     roleDefinitionId: roles.outputs.imageBuilderId
@@ -236,7 +252,7 @@ module imageBuilder 'modules/assignment.bicep' = {
 }
 
 module identityAssigner 'modules/identity-assignment.bicep' = {
-  name: 'identity-assigner'
+  name: '${prefix}-identity-assigner'
   scope: rg
   params: {
     aibIdentityName: identities.outputs.aibIdentityName
@@ -257,3 +273,4 @@ output NOTICES_TOPIC_NAME string = createNoticesTopic ? notices.outputs.name : '
 output DEAD_LETTER_ACCOUNT_ID string = storage.outputs.hostAccountId
 output DEAD_LETTER_CONTAINER string = storage.outputs.deadLetterContainer
 output LEDGER_ACCOUNT_NAME string = storage.outputs.ledgerAccountName
+output LEDGER_ENDPOINT string = storage.outputs.ledgerEndpoint

@@ -9,8 +9,11 @@ param tags object = {}
 
 param appIdentityId string
 param appClientId string
-param hostAccountName string
+
+@description('The host storage account\'s service endpoints, from its primaryEndpoints: never a hard-coded suffix, so every cloud works.')
 param hostBlobEndpoint string
+param hostQueueEndpoint string
+param hostTableEndpoint string
 param deploymentContainer string
 param insightsConnectionString string
 
@@ -24,10 +27,20 @@ param authClientId string
 @maxValue(1000)
 param maximumInstanceCount int = 10
 
+// The host's storage by service URI (not __accountName, which implies the public cloud's
+// core.windows.net), with the app's user-assigned identity.
 var baseSettings = [
   {
-    name: 'AzureWebJobsStorage__accountName'
-    value: hostAccountName
+    name: 'AzureWebJobsStorage__blobServiceUri'
+    value: hostBlobEndpoint
+  }
+  {
+    name: 'AzureWebJobsStorage__queueServiceUri'
+    value: hostQueueEndpoint
+  }
+  {
+    name: 'AzureWebJobsStorage__tableServiceUri'
+    value: hostTableEndpoint
   }
   {
     name: 'AzureWebJobsStorage__credential'
@@ -75,6 +88,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17: callers authenticate with Microsoft Entra ID tokens (App Service Authentication), not client certificates
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero per event; timers and events are retried, so no standing instance is needed
   // checkov:skip=CKV_AZURE_213: Flex Consumption has no App Service health check; monitors call the anonymous /api/health
+  // checkov:skip=CKV_AZURE_78: Flex Consumption has no FTP or FTPS at all, and ARM refuses siteConfig.ftpsState on it (400, ExtendedCode 51021)
   name: '${prefix}-${uniqueString(resourceGroup().id)}' // global name: unique per deployment
   location: location
   tags: union(tags, {
@@ -93,8 +107,9 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'
     siteConfig: {
+      // No ftpsState (nor any other property Flex Consumption deprecates): Flex has no FTP(S) and ARM
+      // refuses the property (400, ExtendedCode 51021); tests/infra holds the site to Microsoft's list.
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       appSettings: concat(baseSettings, rebuilder)
     }
@@ -143,7 +158,10 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
       unauthenticatedClientAction: 'Return401'
       excludedPaths: [
         '/api/health' // anonymous liveness: tells the status and nothing else
-        '/runtime/webhooks/eventgrid' // Event Grid delivers without an Entra token; the system key guards it
+        // Event Grid delivers without an Entra token (the system key guards it), to
+        // /runtime/webhooks/EventGrid: both casings, whichever way the path is matched
+        '/runtime/webhooks/EventGrid'
+        '/runtime/webhooks/eventgrid'
       ]
     }
     httpSettings: {

@@ -1,6 +1,9 @@
 // rebuilder's own Rebuilder.ImagePublished, routed back to on_resource_event (CloudEvents): a
 // parent's new image re-plans its children without waiting for the next watch pass.
 
+@description('Name of the event subscription (the environment\'s).')
+param name string
+
 param topicName string
 param functionId string
 param deadLetterAccountId string
@@ -12,7 +15,7 @@ resource topic 'Microsoft.EventGrid/topics@2025-02-15' existing = {
 
 resource published 'Microsoft.EventGrid/topics/eventSubscriptions@2025-02-15' = {
   parent: topic
-  name: 'rebuilder-image-published'
+  name: name
   properties: {
     destination: {
       endpointType: 'AzureFunction'

@@ -94,18 +94,37 @@ def test_the_function_app_is_flex_consumption_python_3_11_behind_app_service_aut
     assert auth["name"] == "authsettingsV2" and auth["properties"]["platform"]["enabled"] is True
     validation = auth["properties"]["globalValidation"]
     assert validation["requireAuthentication"] is True
-    # health is anonymous; Event Grid delivers without an Entra token (its system key guards the path)
-    assert validation["excludedPaths"] == ["/api/health", "/runtime/webhooks/eventgrid"]
+    # health is anonymous; Event Grid delivers without an Entra token (its system key guards the path),
+    # to /runtime/webhooks/EventGrid: listed in both casings
+    assert validation["excludedPaths"] == [
+        "/api/health",
+        "/runtime/webhooks/EventGrid",
+        "/runtime/webhooks/eventgrid",
+    ]
     assert auth["properties"]["identityProviders"]["azureActiveDirectory"]["enabled"] is True
+
+
+# What the hooks may read besides the deployment's outputs: their own knobs (infra/hooks/common.sh),
+# each documented in README "Deploy to Azure".
+HOOK_KNOBS = {
+    "REBUILDER_HOOK_ATTEMPTS",
+    "REBUILDER_HOOK_BACKOFF_SECONDS",
+    "REBUILDER_HOOK_BACKOFF_CAP_SECONDS",
+}
 
 
 def test_the_hooks_read_only_what_the_deployment_outputs() -> None:
     outputs = set(tree(INFRA / "main.bicep")["outputs"])
     parameters = set(re.findall(r"\$\{([A-Z][A-Z0-9_]+)", (INFRA / "main.parameters.json").read_text()))
-    azd = {"AZURE_ENV_NAME"} | parameters  # azd's own, and the environment the parameters read
+    # azd's own, and the environment the parameters read
+    azd = {"AZURE_ENV_NAME", "AZURE_SUBSCRIPTION_ID"} | parameters
     for hook in (INFRA / "hooks").glob("*.sh"):
         used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", hook.read_text()))
-        assert used <= outputs | azd, (hook.name, used - outputs - azd)
+        assert used <= outputs | azd | HOOK_KNOBS, (hook.name, used - outputs - azd - HOOK_KNOBS)
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("\n## Deploy to Azure\n") :].split("\n## ", 2)[1]
+    for knob in HOOK_KNOBS:
+        assert knob in section, knob
     azure_yaml = (ROOT / "azure.yaml").read_text()
     for hook in re.findall(r"run: (\S+)", azure_yaml):
         assert (ROOT / hook).exists(), hook
