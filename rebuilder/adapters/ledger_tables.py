@@ -197,9 +197,8 @@ class TableLedger:
         partition = template_key(join.template_id)
         claim = _checked(entities.join_to_entity(join))
         operations = [("create", claim), ("create", _checked(_audit(action, join.template_id)))]
-        with contextlib.suppress(
-            _AlreadyExists
-        ):  # claimed before (or this join, retried): that claim answers
+        # Claimed before (or this very join, retried): the claim that stands answers.
+        with contextlib.suppress(_AlreadyExists):
             self._transact(f"join build {join.build_id}", operations)
         found = self.find_claim(join.template_id, join.key)
         if found is None:

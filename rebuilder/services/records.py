@@ -143,11 +143,10 @@ def covering(ledger: Ledger, state: TemplateState | None, mine: Build) -> Build 
 
 
 def _supersede(ledger: Ledger, mine: Versioned[Build], twin: Build, *, now: datetime, by: str) -> None:
-    read = [mine]
+    given = iter([mine])  # the first attempt writes over the build as the caller read it; later ones re-read
 
     def attempt() -> None:
-        current = read[-1] if len(read) == 1 else ledger.get_build(mine.record.id)
-        read.append(current)
+        current = next(given, None) or ledger.get_build(mine.record.id)
         if current.record.state.finished:
             return
         before = current.record
