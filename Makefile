@@ -56,7 +56,7 @@ test: $(PY_STAMP) $(NODE_STAMP) browser lint typecheck layers infra-check
 	$(BIN)/pytest -n 2 --dist loadscope
 
 demo: $(PY_STAMP) $(NODE_STAMP)
-	$(BIN)/python -m rebuilder demo
+	$(BIN)/python -m devstack demo
 
 clean:
 	rm -rf $(VENV) $(INFRA_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .devstack

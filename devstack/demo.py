@@ -1,4 +1,4 @@
-"""`make demo` / `python -m rebuilder demo`: the service on the local Azure stack.
+"""`make demo` / `python -m devstack demo`: the service on the local Azure stack.
 
 Starts Azurite and the ARM simulator, creates a realistic estate through the real SDK clients, builds
 the baselines on simulated time, then reads the estate back through rebuilder's own adapters (the real
@@ -352,7 +352,7 @@ def main(argv: list[str]) -> int:
     from devstack.simclock import SimulatorClock
     from rebuilder.services.watch_and_act import watch_and_act
 
-    arguments = argparse.ArgumentParser(prog="python -m rebuilder demo", description=__doc__)
+    arguments = argparse.ArgumentParser(prog="python -m devstack demo", description=__doc__)
     arguments.add_argument(
         "--report", default=str(DEFAULT_REPORT), help=f"where to write the security report ({DEFAULT_REPORT})"
     )

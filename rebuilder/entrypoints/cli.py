@@ -27,7 +27,6 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m rebuilder", description="Keep golden VM images patched (Azure VM Image Builder)."
     )
     commands = root.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands.add_parser("demo", help="a patch day on the local stack (Azurite + ARM simulator)")
     commands.add_parser("check-settings", help="validate the settings in the environment and exit")
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--output", choices=("table", "json"), default="table")

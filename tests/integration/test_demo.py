@@ -27,7 +27,7 @@ REPORT_WAVE = "22.04.202501150: 4/4 templates (2 children), 16/16 regions"  # an
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     report = tmp_path_factory.mktemp("demo") / "security-report.html"
     done = subprocess.run(
-        [sys.executable, "-m", "rebuilder", "demo", "--report", str(report)],
+        [sys.executable, "-m", "devstack", "demo", "--report", str(report)],
         cwd=ROOT,
         capture_output=True,
         text=True,
