@@ -22,6 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from devstack.fakes.ledger import InMemoryLedger
 from rebuilder.domain.builds import (
     Build,
     BuildReason,
@@ -35,7 +36,6 @@ from rebuilder.domain.model import SourceKind, TemplateId
 from rebuilder.domain.regions import Region
 from rebuilder.domain.standing import TemplateState
 from rebuilder.entrypoints.http.handlers import SCAN_PER_REQUEST
-from rebuilder.fakes.ledger import InMemoryLedger
 from rebuilder.services import history
 from rebuilder.services.build_history import SCAN_LIMIT, HistoryQuery, list_history
 from rebuilder.services.estate import survey

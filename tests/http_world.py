@@ -10,6 +10,15 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from devstack.fakes import (
+    FixedClock,
+    InMemoryGallery,
+    InMemoryImageBuilder,
+    InMemoryMarketplace,
+    InMemoryNotifier,
+)
+from devstack.fakes.access import InMemoryAccess, InMemoryLedgerStorage
+from devstack.fakes.ledger import InMemoryLedger
 from rebuilder.bootstrap import Services, bootstrap
 from rebuilder.domain.definition import TemplateDefinition
 from rebuilder.domain.model import (
@@ -33,15 +42,6 @@ from rebuilder.domain.regions import Region
 from rebuilder.entrypoints.http.messages import ApiRequest, HttpResult
 from rebuilder.entrypoints.http.routes import serve
 from rebuilder.entrypoints.triggers import announce
-from rebuilder.fakes import (
-    FixedClock,
-    InMemoryGallery,
-    InMemoryImageBuilder,
-    InMemoryMarketplace,
-    InMemoryNotifier,
-)
-from rebuilder.fakes.access import InMemoryAccess, InMemoryLedgerStorage
-from rebuilder.fakes.ledger import InMemoryLedger
 from rebuilder.services.reconciler import Reconciler
 from rebuilder.services.watch_and_act import watch_and_act
 

@@ -1,6 +1,6 @@
 """Ports: what the service needs from the outside world, in its own words.
 
-Adapters implement them against Azure (`rebuilder.adapters`); `rebuilder.fakes` implements them in
+Adapters implement them against Azure (`rebuilder.adapters`); `devstack.fakes` implements them in
 memory for unit tests. One contract suite (tests/contract) runs against both.
 """
 

@@ -14,6 +14,8 @@ import pytest
 
 from devstack.armsim import ArmSimulator, SimControl
 from devstack.azurite import Azurite
+from devstack.fakes import FixedClock, InMemoryGallery, InMemoryImageBuilder, InMemoryMarketplace
+from devstack.fakes.ledger import InMemoryLedger
 from rebuilder.adapters.azure_clients import AzureClients
 from rebuilder.adapters.ledger_tables import TableLedger
 from rebuilder.bootstrap import bootstrap
@@ -36,8 +38,6 @@ from rebuilder.domain.model import (
 )
 from rebuilder.domain.ports import Gallery, ImageBuilder, Ledger, MarketplaceCatalog
 from rebuilder.domain.regions import Region, region
-from rebuilder.fakes import FixedClock, InMemoryGallery, InMemoryImageBuilder, InMemoryMarketplace
-from rebuilder.fakes.ledger import InMemoryLedger
 from rebuilder.settings import Settings
 from tests.conftest import SUBSCRIPTION, local_env
 

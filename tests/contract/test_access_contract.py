@@ -11,13 +11,13 @@ from typing import Protocol
 import pytest
 
 from devstack.armsim import ArmSimulator, SimControl
+from devstack.fakes.access import InMemoryAccess
 from rebuilder.adapters.access import SdkAccess
 from rebuilder.adapters.azure_clients import AzureClients
 from rebuilder.domain.errors import NotFound
 from rebuilder.domain.model import GalleryImageId
 from rebuilder.domain.permissions import allows, required_actions
 from rebuilder.domain.ports import Access
-from rebuilder.fakes.access import InMemoryAccess
 from rebuilder.settings import Settings
 from tests.conftest import SUBSCRIPTION, local_env
 

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from devstack.fakes import FixedClock, InMemoryGallery, InMemoryImageBuilder, InMemoryMarketplace
+from devstack.fakes.ledger import InMemoryLedger
 from rebuilder.domain.builds import BuildReason, BuildState, Provenance, requested
 from rebuilder.domain.model import (
     GalleryImageId,
@@ -28,8 +30,6 @@ from rebuilder.domain.model import (
 from rebuilder.domain.planner import Action
 from rebuilder.domain.regions import Region
 from rebuilder.domain.runs import Policy
-from rebuilder.fakes import FixedClock, InMemoryGallery, InMemoryImageBuilder, InMemoryMarketplace
-from rebuilder.fakes.ledger import InMemoryLedger
 from rebuilder.services.detection import compute_plan, watch_pass
 from rebuilder.services.ports import Ports
 from rebuilder.services.records import Caller, open_build

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from devstack.fakes import FixedClock, InMemoryGallery, InMemoryImageBuilder
+from devstack.fakes.access import InMemoryAccess, InMemoryLedgerStorage
 from rebuilder.domain.definition import TemplateDefinition
 from rebuilder.domain.diagnosis import CheckKind, Diagnosis, settings_invalid
 from rebuilder.domain.model import (
@@ -22,8 +24,6 @@ from rebuilder.domain.model import (
 from rebuilder.domain.permissions import Permission, Where, allows, matches, missing
 from rebuilder.domain.regions import Region
 from rebuilder.entrypoints import doctor as views
-from rebuilder.fakes import FixedClock, InMemoryGallery, InMemoryImageBuilder
-from rebuilder.fakes.access import InMemoryAccess, InMemoryLedgerStorage
 from rebuilder.services.doctor import Subject, examine
 from rebuilder.settings import Settings
 

@@ -184,8 +184,8 @@ def test_a_promotion_that_keeps_losing_races_raises_instead_of_answering_unappro
     ],
 )
 def test_a_formula_after_any_separator_is_neutralised_and_every_field_quoted(note: str, shown: str) -> None:
+    from devstack.fakes.ledger import InMemoryLedger
     from rebuilder.entrypoints.export import render
-    from rebuilder.fakes.ledger import InMemoryLedger
     from tests.records import build
 
     ledger = InMemoryLedger()

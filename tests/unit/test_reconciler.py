@@ -8,6 +8,8 @@ from datetime import timedelta
 
 import pytest
 
+from devstack.fakes import FixedClock, InMemoryGallery, InMemoryImageBuilder, InMemoryMarketplace
+from devstack.fakes.ledger import InMemoryLedger
 from rebuilder.domain.builds import Build, BuildState
 from rebuilder.domain.definition import TemplateDefinition
 from rebuilder.domain.errors import TemporaryError
@@ -30,8 +32,6 @@ from rebuilder.domain.model import (
 from rebuilder.domain.regions import Region
 from rebuilder.domain.runs import Policy
 from rebuilder.domain.standing import TemplateState
-from rebuilder.fakes import FixedClock, InMemoryGallery, InMemoryImageBuilder, InMemoryMarketplace
-from rebuilder.fakes.ledger import InMemoryLedger
 from rebuilder.services.ports import Ports
 from rebuilder.services.reconciler import Reconciler, ReconcileReport
 from rebuilder.services.records import open_build

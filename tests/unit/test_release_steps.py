@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from devstack.fakes import FixedClock, InMemoryGallery, InMemoryImageBuilder, InMemoryMarketplace
+from devstack.fakes.ledger import InMemoryLedger
 from rebuilder.domain.builds import Build, BuildState
 from rebuilder.domain.definition import TemplateDefinition
 from rebuilder.domain.errors import Conflict
@@ -36,8 +38,6 @@ from rebuilder.domain.regions import Region
 from rebuilder.domain.releases import NoFallback, versions_of
 from rebuilder.domain.runs import Policy
 from rebuilder.domain.standing import TemplateState
-from rebuilder.fakes import FixedClock, InMemoryGallery, InMemoryImageBuilder, InMemoryMarketplace
-from rebuilder.fakes.ledger import InMemoryLedger
 from rebuilder.services.ports import Ports
 from rebuilder.services.reconciler import Reconciler
 from rebuilder.services.records import Caller, open_build

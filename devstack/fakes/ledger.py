@@ -120,7 +120,7 @@ class InMemoryLedger:
                 self.writes += 1
                 self._audit(action)
         found = self.find_claim(join.template_id, join.key)
-        assert found is not None  # noqa: S101 - claimed just now or before
+        assert found is not None
         return found
 
     def list_build_index(
