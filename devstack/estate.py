@@ -191,7 +191,7 @@ def build_baselines(clients: AzureClients, control: SimControl) -> None:
     control.advance(3 * 3600)
 
 
-# A gated pair (issue 13): the parent's distributor publishes candidates (excludeFromLatest), so its
+# A gated pair: the parent's distributor publishes candidates (excludeFromLatest), so its
 # child — whose source is the parent image's `latest` — builds only once a candidate is promoted.
 GATED, GATED_CHILD = "ubuntu2204-gated", "app-gated"
 

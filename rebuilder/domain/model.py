@@ -121,7 +121,7 @@ class Distribution:
     run_output_name: str
     gallery_image_id: GalleryImageId | None = None
     target_regions: tuple[Region, ...] = ()
-    excluded_from_latest: bool = False  # a gallery distributor publishing candidates (gated: issue 13)
+    excluded_from_latest: bool = False  # a gallery distributor publishing candidates (gated)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Releases (issue 13): a gated template's published image is a candidate until it has earned
+"""Releases: a gated template's published image is a candidate until it has earned
 promotion; a promoted one can be rolled back, which revokes it and flags every image built on it.
 
 Pure: no I/O, `now` passed in. A template is *gated* when its gallery distributor publishes with
