@@ -63,7 +63,7 @@ class InMemoryLedger:
         parse_build_id(build.id)
         if action is not None:
             check_storable(action)
-            _same_partition(action, build)
+            _same_partition(action, build.template_id)
         claim = (template_key(build.template_id), key)
         with self._lock:
             if claim in self._claims:
@@ -106,10 +106,7 @@ class InMemoryLedger:
     def join_build(self, join: Join, *, action: TemplateAction) -> KeyClaim:
         check_idempotency_key(join.key)
         check_storable(action)
-        if template_key(action.template_id) != template_key(join.template_id):
-            raise PermanentError(
-                f"an audit row of {action.template_id} cannot go with a join of {join.template_id}"
-            )
+        _same_partition(action, join.template_id)
         with self._lock:
             claim = (template_key(join.template_id), join.key)
             if claim not in self._claims:
@@ -170,7 +167,7 @@ class InMemoryLedger:
                 if record is not None:
                     check_storable(record)
             if action is not None:
-                _same_partition(action, build)
+                _same_partition(action, build.template_id)
             check_write(stored.build.state, build, transition, regions)
             if 1 + (transition is not None) + len(regions) > 100:  # one entity-group transaction
                 raise PermanentError(f"build {build.id}: {len(regions)} regions exceed one transaction")
@@ -322,9 +319,7 @@ def _offset(n: int) -> str:
     return base64.urlsafe_b64encode(f"offset:{n}".encode()).decode()
 
 
-def _same_partition(action: TemplateAction, build: Build) -> None:
-    """As the Tables ledger: an audit row goes in one transaction only with a build of its template."""
-    if template_key(action.template_id) != template_key(build.template_id):
-        raise PermanentError(
-            f"an audit row of {action.template_id} cannot go with a build of {build.template_id}"
-        )
+def _same_partition(action: TemplateAction, template_id: TemplateId) -> None:
+    """As the Tables ledger: an audit row goes in one transaction only with a write of its template."""
+    if template_key(action.template_id) != template_key(template_id):
+        raise PermanentError(f"an audit row of {action.template_id} cannot go with a write of {template_id}")

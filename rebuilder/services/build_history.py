@@ -69,7 +69,12 @@ class Position:
 
     @classmethod
     def of(cls, build: Build) -> Position:
-        return _position(build.id)
+        return cls.of_id(build.id)
+
+    @classmethod
+    def of_id(cls, build_id: str) -> Position:
+        parsed = parse_build_id(build_id)
+        return cls(-int(parsed.at.timestamp()), parsed.template_key, parsed.nonce)
 
     def token(self, query: HistoryQuery) -> str:
         body = json.dumps([1, self.inverted_at, self.template_key, self.nonce, query.fingerprint()])
@@ -173,7 +178,7 @@ def _indexed(
             builds = pool.map(lambda e: _read(ledger, e.build_id), wanted)
             read = dict(zip([e.build_id for e in wanted], builds, strict=True))
             for entry in entries:
-                yield _position(entry.build_id), read.get(entry.build_id)
+                yield Position.of_id(entry.build_id), read.get(entry.build_id)
             if chunk.continuation is None or len(entries) < len(chunk.items):  # past `since`: done
                 return
             token = chunk.continuation
@@ -191,11 +196,6 @@ def _read(ledger: Ledger, build_id: BuildId) -> Build | None:
         return ledger.get_build(build_id).record
     except NotFound:
         return None
-
-
-def _position(build_id: str) -> Position:
-    parsed = parse_build_id(build_id)
-    return Position(-int(parsed.at.timestamp()), parsed.template_key, parsed.nonce)
 
 
 def every_build(ledger: Ledger, query: HistoryQuery) -> Iterator[Build]:

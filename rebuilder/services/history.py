@@ -8,12 +8,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from rebuilder.domain.builds import Build, BuildId, RegionStatus, parse_build_id
+from rebuilder.domain.builds import Build, BuildId, RegionStatus
 from rebuilder.domain.exposure import ExposureWindow, exposure_windows, root_windows
 from rebuilder.domain.lineage import root_ref, source_ref
 from rebuilder.domain.model import SourceRef, TemplateId
 from rebuilder.domain.ports import Ledger, Page
 from rebuilder.domain.standing import SeenVersion, TemplateState
+
+from .build_history import Position
 
 _T = TypeVar("_T")
 
@@ -68,11 +70,11 @@ def template_history(
     regions: dict[BuildId, list[RegionStatus]] = defaultdict(list)
     if builds:  # the region rows of the builds read, and none older: they sort newest build first
         per_build = len(state.regions) if state and state.regions else 4  # a guess, for the page size
-        oldest, size = _order(builds[-1].id), min(1000, per_build * (len(builds) + 1))
+        oldest, size = Position.of(builds[-1]), min(1000, per_build * (len(builds) + 1))
         for row in every(
             lambda token: ledger.list_template_regions(template_id, limit=size, continuation=token)
         ):
-            if _order(row.build_id) > oldest:
+            if Position.of_id(row.build_id) > oldest:
                 break
             regions[row.build_id].append(row)
     history = [(b, sorted(regions.get(b.id, []), key=lambda r: r.region)) for b in builds]
@@ -93,12 +95,6 @@ def template_history(
         root_seen,
         root,
     )
-
-
-def _order(build_id: str) -> tuple[float, str]:
-    """Where a build's rows sort in its template's partition: newest first, then by nonce."""
-    parsed = parse_build_id(build_id)
-    return -parsed.at.timestamp(), parsed.nonce
 
 
 def versions_seen(ledger: Ledger, source: SourceRef | None) -> list[SeenVersion]:
